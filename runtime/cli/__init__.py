@@ -1,0 +1,57 @@
+"""The ``criu-cr`` command: a debug CLI over the Python API.
+
+Each command group lives in its own module exposing ``register(subparsers)``;
+a command's handler takes the parsed arguments and returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules that add sub-commands; a module not written yet is skipped.
+_COMMAND_MODULES = ("rpc_cmds", "container_cmds", "cr_cmds")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="criu-cr",
+        description="Checkpoint and restore Linux containers over CRIU's RPC (no runc).",
+    )
+    parser.add_argument("--root", default=None,
+                        help="state directory for containers (default /run/criu-cr, or $CRIU_CR_ROOT)")
+    parser.add_argument("--criu", default=None,
+                        help="path to the criu binary (default $CRIU_CR_CRIU, then PATH)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in _COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # every error reaches the operator as one clear line
+        from criu_rpc.errors import CriuError
+
+        known = isinstance(exc, (CriuError, OSError, ValueError)) or type(exc).__module__.startswith("runtime")
+        if not known:
+            raise
+        print(f"criu-cr: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
