@@ -1,0 +1,105 @@
+"""The exception hierarchy of criu-cr's container runtime.
+
+Every error raised by :mod:`runtime` derives from :class:`ContainerError`.
+Errors keep their facts as attributes (never only inside the message); the
+message says what went wrong and, where there is one, how to fix it.
+Underlying ``OSError``\\ s are chained with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ContainerError",
+    "SpecError",
+    "CgroupError",
+    "NetnsError",
+    "ContainerNotFoundError",
+    "ContainerExistsError",
+    "ContainerBusyError",
+    "ContainerStateError",
+]
+
+
+class ContainerError(Exception):
+    """Root of every error raised by criu-cr's container runtime."""
+
+
+class SpecError(ContainerError, ValueError):
+    """An OCI ``config.json`` is missing, malformed or asks for something unsupported.
+
+    ``field`` is the JSON path of the offending field (``"linux.namespaces[2].type"``),
+    ``problem`` what is wrong with it and ``hint`` how to fix it (may be empty).
+    """
+
+    def __init__(self, field: str, problem: str, hint: str = "") -> None:
+        self.field = field
+        self.problem = problem
+        self.hint = hint
+        msg = f"config.json: {field}: {problem}"
+        if hint:
+            msg += f" ({hint})"
+        super().__init__(msg)
+
+
+class CgroupError(ContainerError):
+    """A cgroup operation failed; ``path`` is the cgroup file or directory involved."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"cgroup {path}: {problem}")
+
+
+class NetnsError(ContainerError):
+    """A network namespace or link operation failed; ``name`` is the netns or link."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        self.problem = problem
+        super().__init__(f"network {name}: {problem}")
+
+
+class ContainerNotFoundError(ContainerError, LookupError):
+    """No container with id ``container_id`` exists (under ``root``, if known)."""
+
+    def __init__(self, container_id: str, root: str = "") -> None:
+        self.container_id = container_id
+        self.root = root
+        where = f" under {root}" if root else ""
+        super().__init__(f"container {container_id!r} does not exist{where}")
+
+
+class ContainerExistsError(ContainerError):
+    """A container with id ``container_id`` already exists."""
+
+    def __init__(self, container_id: str, root: str = "") -> None:
+        self.container_id = container_id
+        self.root = root
+        where = f" under {root}" if root else ""
+        super().__init__(f"container {container_id!r} already exists{where}; delete it or choose another id")
+
+
+class ContainerBusyError(ContainerError):
+    """Another operation holds the lock of container ``container_id``."""
+
+    def __init__(self, container_id: str) -> None:
+        self.container_id = container_id
+        super().__init__(f"container {container_id!r} is busy: another operation on it is in progress; retry later")
+
+
+class ContainerStateError(ContainerError):
+    """The container's status does not allow the operation.
+
+    ``status`` is the status found (``"stopped"``...), ``action`` what was asked;
+    ``detail`` adds a reason (e.g. a reused pid).
+    """
+
+    def __init__(self, container_id: str, status: str, action: str, detail: str = "") -> None:
+        self.container_id = container_id
+        self.status = status
+        self.action = action
+        self.detail = detail
+        msg = f"cannot {action} container {container_id!r}: it is {status}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)
