@@ -2,5 +2,11 @@
 
 from .errors import *  # noqa: F401,F403
 from .errors import __all__ as _errors_all
+from .options import *  # noqa: F401,F403
+from .options import __all__ as _options_all
+from .optparts import *  # noqa: F401,F403
+from .optparts import __all__ as _optparts_all
 
 __all__ = list(_errors_all)
+__all__ += _options_all
+__all__ += _optparts_all
