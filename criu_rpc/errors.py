@@ -20,6 +20,7 @@ __all__ = [
     "InvalidOptionError",
     "IllegalStepError",
     "FeatureUnavailableError",
+    "ImageError",
 ]
 
 
@@ -155,3 +156,15 @@ class FeatureUnavailableError(CriuError):
     def __init__(self, feature: str, message: str) -> None:
         self.feature = feature
         super().__init__(message)
+
+
+class ImageError(CriuError):
+    """A CRIU image file is missing, truncated or not what it should be.
+
+    ``path`` is the file, ``problem`` says what is wrong with it.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"CRIU image {path}: {problem}")
