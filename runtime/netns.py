@@ -1,0 +1,363 @@
+"""Named network namespaces and veth pairs, through pyroute2 (never ``ip``).
+
+This is the setup a container joins through ``linux.namespaces[].path``::
+
+    create_netns("web")                                   # /run/netns/web
+    pair = setup_veth(netns="web", host_ifname="vh-web", ns_ifname="eth0",
+                      host_addr="10.231.1.1/24", ns_addr="10.231.1.2/24")
+    ...
+    teardown(pair)                                        # link and netns gone
+
+:func:`snapshot_interfaces` records a netns' interfaces as JSON-able data (for a
+``network.status`` file next to checkpoint images); :func:`recreate_from_snapshot`
+builds the same netns, veths, addresses and MACs again before a restore.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2 import netns as _pr_netns
+from pyroute2.netlink.exceptions import NetlinkError
+
+from .errors import NetnsError
+
+__all__ = [
+    "NETNS_DIR", "VethPair", "InterfaceInfo",
+    "netns_path", "netns_exists", "create_netns", "delete_netns",
+    "setup_veth", "teardown", "snapshot_interfaces", "recreate_from_snapshot",
+]
+
+NETNS_DIR = "/run/netns"  # where `ip netns add` and pyroute2 bind-mount named namespaces
+_IFNAMSIZ = 15
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VethPair:
+    """A veth with one end in the caller's netns and the other in ``netns``."""
+
+    netns: str
+    host_ifname: str
+    ns_ifname: str
+    host_addr: str | None  # CIDR, e.g. "10.231.1.1/24"
+    ns_addr: str | None
+    host_mac: str = ""
+    ns_mac: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VethPair:
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InterfaceInfo:
+    """One interface of a netns; ``peer_*`` describe a veth's end in the caller's netns."""
+
+    name: str
+    kind: str  # "loopback", "veth", or the kernel's link kind
+    mac: str
+    mtu: int
+    up: bool
+    addresses: tuple[str, ...]  # CIDR; IPv6 link-local (kernel-made) ones are left out
+    peer_ifname: str | None = None
+    peer_mac: str | None = None
+    peer_addresses: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["addresses"] = list(self.addresses)
+        d["peer_addresses"] = list(self.peer_addresses)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InterfaceInfo:
+        d = dict(data)
+        d["addresses"] = tuple(d.get("addresses", ()))
+        d["peer_addresses"] = tuple(d.get("peer_addresses", ()))
+        return cls(**d)
+
+
+def netns_path(name_or_path: str) -> str:
+    """``/run/netns/<name>`` for a name; a path (anything with a ``/``) is returned as is."""
+    if "/" in name_or_path:
+        return name_or_path
+    if not name_or_path or name_or_path in (".", ".."):
+        raise NetnsError(name_or_path, "invalid network namespace name")
+    return os.path.join(NETNS_DIR, name_or_path)
+
+
+def netns_exists(name_or_path: str) -> bool:
+    """Whether ``name_or_path`` is a mounted network namespace file (not a leftover empty file)."""
+    try:
+        st = os.stat(netns_path(name_or_path))
+    except FileNotFoundError:
+        return False
+    return st.st_dev == os.stat("/proc/self/ns/net").st_dev
+
+
+def create_netns(name: str, *, exist_ok: bool = False) -> str:
+    """Create a named network namespace (like ``ip netns add``); return its path.
+
+    Raises :class:`NetnsError` if it already exists (unless ``exist_ok``) or
+    cannot be made. Its ``lo`` is brought up.
+    """
+    if "/" in name:
+        raise NetnsError(name, "give a name, not a path")
+    path = netns_path(name)
+    if netns_exists(name):
+        if exist_ok:
+            return path
+        raise NetnsError(name, f"{path} already exists; delete it first or pass exist_ok=True")
+    if os.path.lexists(path):
+        raise NetnsError(name, f"{path} exists but is not a network namespace (stale file?); remove it")
+    try:
+        _pr_netns.create(name)
+    except OSError as exc:
+        raise NetnsError(name, f"cannot create {path}: {exc.strerror or exc}") from exc
+    if not netns_exists(name):
+        _remove_stale(path)
+        raise NetnsError(name, f"creating {path} failed (no namespace is mounted there)")
+    with _ipr(name) as ns:
+        _call(name, ns.link, "set", index=1, state="up")
+    return path
+
+
+def delete_netns(name: str, *, missing_ok: bool = True) -> None:
+    """Unmount and remove ``/run/netns/<name>``.
+
+    Processes still inside keep the namespace alive; only the name goes away.
+    Raises :class:`NetnsError` if it is missing (unless ``missing_ok``) or busy.
+    """
+    path = netns_path(name)
+    if not os.path.lexists(path):
+        if missing_ok:
+            return
+        raise NetnsError(name, f"{path} does not exist")
+    try:
+        _pr_netns.remove(name)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise NetnsError(name, f"{path} does not exist") from None
+    except OSError as exc:
+        raise NetnsError(name, f"cannot remove {path}: {exc.strerror or exc}") from exc
+
+
+def setup_veth(*, netns: str, host_ifname: str, ns_ifname: str, host_addr: str | None = None,
+               ns_addr: str | Sequence[str] | None = None, ns_mac: str | None = None,
+               host_mac: str | None = None) -> VethPair:
+    """Create a veth pair: ``host_ifname`` here, ``ns_ifname`` inside ``netns``; address both; links up.
+
+    ``lo`` in the netns is brought up too. ``ns_addr`` may be several CIDRs.
+    On failure the half-made link is deleted. Raises :class:`NetnsError`.
+    """
+    for ifname in (host_ifname, ns_ifname):
+        if not ifname or len(ifname) > _IFNAMSIZ or "/" in ifname or " " in ifname:
+            raise NetnsError(ifname, f"invalid interface name (1-{_IFNAMSIZ} characters, no '/' or space)")
+    ns_addrs = [ns_addr] if isinstance(ns_addr, str) else list(ns_addr or [])
+    for cidr in [host_addr, *ns_addrs]:
+        if cidr is not None:
+            _parse_cidr(cidr)
+    if not netns_exists(netns):
+        raise NetnsError(netns, f"network namespace {netns_path(netns)} does not exist; create_netns() it first")
+    peer: dict[str, Any] = {"ifname": ns_ifname, "net_ns_fd": netns}
+    if ns_mac:
+        peer["address"] = ns_mac
+    with IPRoute() as ipr:
+        if ipr.link_lookup(ifname=host_ifname):
+            raise NetnsError(host_ifname, "a link with this name already exists in the host namespace")
+        link: dict[str, Any] = {"ifname": host_ifname, "kind": "veth", "peer": peer}
+        if host_mac:
+            link["address"] = host_mac
+        _call(host_ifname, ipr.link, "add", **link)
+        try:
+            idx = ipr.link_lookup(ifname=host_ifname)[0]
+            if host_addr:
+                _add_addr(ipr, host_ifname, idx, host_addr)
+            _call(host_ifname, ipr.link, "set", index=idx, state="up")
+            host_mac = ipr.get_links(idx)[0].get_attr("IFLA_ADDRESS")
+            with _ipr(netns) as ns:
+                nidx = _lookup(ns, netns, ns_ifname)
+                for cidr in ns_addrs:
+                    _add_addr(ns, ns_ifname, nidx, cidr)
+                _call(netns, ns.link, "set", index=nidx, state="up")
+                _call(netns, ns.link, "set", index=1, state="up")
+                ns_mac = ns.get_links(nidx)[0].get_attr("IFLA_ADDRESS")
+        except BaseException:
+            _delete_link(ipr, host_ifname)
+            raise
+    return VethPair(netns=netns, host_ifname=host_ifname, ns_ifname=ns_ifname, host_addr=host_addr,
+                    ns_addr=ns_addrs[0] if ns_addrs else None, host_mac=host_mac or "", ns_mac=ns_mac or "")
+
+
+def teardown(pair: VethPair | None = None, *, netns: str | None = None,
+             host_ifname: str | None = None) -> None:
+    """Delete the host end of a veth (its peer goes with it) and the named netns.
+
+    Give a :class:`VethPair` or ``netns``/``host_ifname``. Whatever is already
+    gone is skipped, so it is safe in a fixture finalizer. Raises :class:`NetnsError`.
+    """
+    if pair is not None:
+        netns = netns or pair.netns
+        host_ifname = host_ifname or pair.host_ifname
+    if host_ifname:
+        with IPRoute() as ipr:
+            _delete_link(ipr, host_ifname)
+    if netns:
+        delete_netns(netns, missing_ok=True)
+
+
+def snapshot_interfaces(netns: str) -> list[InterfaceInfo]:
+    """Describe every interface in ``netns`` (a name or a path such as ``/proc/PID/ns/net``).
+
+    For a veth whose peer is in the caller's netns, the peer's name, MAC and
+    addresses are recorded too. Raises :class:`NetnsError`.
+    """
+    if not netns_exists(netns) and not os.path.exists(netns_path(netns)):
+        raise NetnsError(netns, "network namespace does not exist")
+    with _ipr(netns) as ns:
+        links = list(ns.get_links())
+        addrs = _addresses_by_index(ns.get_addr())
+    out = []
+    with IPRoute() as ipr:
+        host_addrs = None
+        for link in links:
+            idx = link["index"]
+            info = link.get_attr("IFLA_LINKINFO")
+            kind = (info.get_attr("IFLA_INFO_KIND") if info else None) or (
+                "loopback" if link.get_attr("IFLA_IFNAME") == "lo" else "unknown")
+            peer: dict[str, Any] = {}
+            peer_idx = link.get_attr("IFLA_LINK")
+            if kind == "veth" and peer_idx and link.get_attr("IFLA_LINK_NETNSID") is not None:
+                found = [p for p in _links_by_index(ipr, peer_idx) if p.get_attr("IFLA_LINK") == idx]
+                if found:
+                    if host_addrs is None:
+                        host_addrs = _addresses_by_index(ipr.get_addr())
+                    peer = {"peer_ifname": found[0].get_attr("IFLA_IFNAME"),
+                            "peer_mac": found[0].get_attr("IFLA_ADDRESS"),
+                            "peer_addresses": tuple(host_addrs.get(peer_idx, ()))}
+            out.append(InterfaceInfo(
+                name=link.get_attr("IFLA_IFNAME"), kind=kind, mac=link.get_attr("IFLA_ADDRESS") or "",
+                mtu=link.get_attr("IFLA_MTU") or 0, up=bool(link["flags"] & 1),
+                addresses=tuple(addrs.get(idx, ())), **peer))
+    return out
+
+
+def recreate_from_snapshot(netns: str, interfaces: Iterable[InterfaceInfo | dict[str, Any]], *,
+                           exist_ok: bool = False) -> list[VethPair]:
+    """Create ``netns`` again with the veths of a :func:`snapshot_interfaces` record.
+
+    Every veth gets its names, MACs and addresses back; ``lo`` is brought up.
+    Interfaces of other kinds are refused. On failure everything made is
+    removed. Raises :class:`NetnsError`.
+    """
+    infos = [i if isinstance(i, InterfaceInfo) else InterfaceInfo.from_dict(i) for i in interfaces]
+    for info in infos:
+        if info.kind not in ("loopback", "veth"):
+            raise NetnsError(info.name, f"cannot recreate an interface of kind {info.kind!r}; only veth is supported")
+        if info.kind == "veth" and not info.peer_ifname:
+            raise NetnsError(info.name, "veth peer unknown (it was not in the host namespace at snapshot time)")
+    existed = netns_exists(netns)
+    create_netns(netns, exist_ok=exist_ok)
+    pairs: list[VethPair] = []
+    try:
+        for info in infos:
+            if info.kind != "veth":
+                continue
+            assert info.peer_ifname is not None
+            pairs.append(setup_veth(
+                netns=netns, host_ifname=info.peer_ifname, ns_ifname=info.name,
+                host_addr=info.peer_addresses[0] if info.peer_addresses else None,
+                ns_addr=info.addresses, ns_mac=info.mac or None, host_mac=info.peer_mac or None))
+            if len(info.peer_addresses) > 1:
+                with IPRoute() as ipr:
+                    idx = ipr.link_lookup(ifname=info.peer_ifname)[0]
+                    for cidr in info.peer_addresses[1:]:
+                        _add_addr(ipr, info.peer_ifname, idx, cidr)
+    except BaseException:
+        for pair in pairs:
+            teardown(host_ifname=pair.host_ifname)
+        if not existed:
+            delete_netns(netns)
+        raise
+    return pairs
+
+
+# -- helpers ---------------------------------------------------------------
+
+def _ipr(netns: str) -> IPRoute:
+    """An IPRoute socket opened inside ``netns`` (flags=0: never create it by accident)."""
+    try:
+        return IPRoute(netns=netns_path(netns), flags=0)
+    except (OSError, NetlinkError) as exc:
+        raise NetnsError(netns, f"cannot open a netlink socket in it: {exc}") from exc
+
+
+def _call(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except NetlinkError as exc:
+        raise NetnsError(name, f"netlink {args[0] if args else ''} failed: {os.strerror(exc.code)}") from exc
+
+
+def _lookup(ipr: IPRoute, netns: str, ifname: str) -> int:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise NetnsError(ifname, f"link not found in netns {netns}")
+    return found[0]
+
+
+def _parse_cidr(cidr: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    if "/" not in cidr:
+        raise NetnsError(cidr, "address needs a prefix length, e.g. 10.231.1.2/24")
+    try:
+        return ipaddress.ip_interface(cidr)
+    except ValueError as exc:
+        raise NetnsError(cidr, f"invalid address: {exc}") from None
+
+
+def _add_addr(ipr: IPRoute, ifname: str, index: int, cidr: str) -> None:
+    iface = _parse_cidr(cidr)
+    _call(ifname, ipr.addr, "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+
+
+def _addresses_by_index(addr_msgs: Iterable[Any]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for msg in addr_msgs:
+        ip = msg.get_attr("IFA_ADDRESS")
+        if ip is None or ipaddress.ip_address(ip).is_link_local:
+            continue
+        out.setdefault(msg["index"], []).append(f"{ip}/{msg['prefixlen']}")
+    return out
+
+
+def _links_by_index(ipr: IPRoute, index: int) -> list[Any]:
+    try:
+        return list(ipr.get_links(index))
+    except NetlinkError as exc:
+        if exc.code in (errno.ENODEV, errno.ENOENT):
+            return []
+        raise NetnsError(str(index), f"cannot read link: {os.strerror(exc.code)}") from exc
+
+
+def _delete_link(ipr: IPRoute, ifname: str) -> None:
+    try:
+        ipr.link("del", ifname=ifname)
+    except NetlinkError as exc:
+        if exc.code not in (errno.ENODEV, errno.ENOENT):
+            raise NetnsError(ifname, f"cannot delete link: {os.strerror(exc.code)}") from exc
+
+
+def _remove_stale(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
