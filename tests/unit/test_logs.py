@@ -1,0 +1,64 @@
+"""first_errors: the lines that explain a CRIU failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from criu_rpc.logs import first_errors
+
+# Lines as CRIU 4.2.1 wrote them for `criu dump -t 999999` on this kind of machine.
+FAILED_DUMP = """\
+(00.041080) Version: 4.2.1 (gitid 0)
+(00.041156) Warn  (criu/seize.c:63): Failed to open /proc/999999/comm: No such file or directory
+(00.041171) Error (criu/util.c:1534): rlimit: Can't setup RLIMIT_NOFILE for self: Operation not permitted
+(00.041884) net: Unlock network
+(00.041893) Error (compel/src/lib/infect.c:417): Unable to detach from 999999: No such process
+(00.041902) Error (criu/cr-dump.c:1975): Dumping FAILED.
+"""
+
+
+def write(tmp_path: Path, text: str | bytes) -> Path:
+    path = tmp_path / "criu.log"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_skips_the_rlimit_line_and_strips_time_stamps(tmp_path: Path) -> None:
+    assert first_errors(write(tmp_path, FAILED_DUMP)) == [
+        "Error (compel/src/lib/infect.c:417): Unable to detach from 999999: No such process",
+        "Error (criu/cr-dump.c:1975): Dumping FAILED.",
+    ]
+
+
+def test_limit(tmp_path: Path) -> None:
+    log = write(tmp_path, "".join(f"(00.0000{i}) Error (x.c:{i}): e{i}\n" for i in range(9)))
+    assert first_errors(log, limit=2) == ["Error (x.c:0): e0", "Error (x.c:1): e1"]
+    assert len(first_errors(log)) == 3
+    with pytest.raises(ValueError):
+        first_errors(log, limit=0)
+
+
+def test_child_prefix_is_kept(tmp_path: Path) -> None:
+    log = write(tmp_path, "(00.100000)   1234: Error (criu/files.c:9): Can't open x\n")
+    assert first_errors(log) == ["1234: Error (criu/files.c:9): Can't open x"]
+
+
+def test_only_harmless_errors_gives_nothing(tmp_path: Path) -> None:
+    log = write(tmp_path, FAILED_DUMP.splitlines(keepends=True)[2])
+    assert first_errors(log) == []
+
+
+def test_missing_unreadable_or_none(tmp_path: Path) -> None:
+    assert first_errors(tmp_path / "absent.log") == []
+    assert first_errors(tmp_path) == []  # a directory
+    assert first_errors(None) == []
+
+
+def test_invalid_utf8_does_not_break(tmp_path: Path) -> None:
+    log = write(tmp_path, b"(00.1) Error (a.c:1): bad \xff byte\n")
+    assert first_errors(log) == ["Error (a.c:1): bad \ufffd byte"]
