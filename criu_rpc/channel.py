@@ -1,0 +1,137 @@
+"""One request/response loop over a connection: the only place that does
+I/O for a :class:`~criu_rpc.session.Session`.
+
+:meth:`Channel.call` sends a request, answers every notify through the
+handler, and returns CRIU's successful response or raises:
+
+* :class:`~criu_rpc.errors.CriuRpcError` -- CRIU answered ``success=false``;
+* :class:`~criu_rpc.errors.NotifyAbortedError` -- a hook raised (chained);
+* :class:`~criu_rpc.errors.CriuDiedError` -- CRIU went away first;
+* :class:`~criu_rpc.errors.CriuProtocolError` -- CRIU sent nonsense.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Any
+
+from .errors import CriuDiedError, CriuRpcError, NotifyAbortedError
+from .logs import HARMLESS_ERRORS, first_errors
+from .notify import NotifyContext, NotifyHandler, dispatch
+from .session import Features, Notify, ReqType, Response, Session
+from .transport import Connection
+
+__all__ = ["Channel", "log_errors"]
+
+_DEFAULT_HANDLER = NotifyHandler()
+
+
+def log_errors(log_path: str | None) -> list[str]:
+    """First real error lines of a CRIU log; [] when there is none to read."""
+    if not log_path:
+        return []
+    try:
+        return list(first_errors(log_path))
+    except OSError:
+        return []
+
+
+def _real_errmsg(cr_errmsg: str) -> str:
+    # CRIU's cr_errmsg is the first "Error" line of its log, which on our
+    # machines is the harmless RLIMIT_NOFILE one; the log's real errors are
+    # reported separately, so drop it rather than show it as the cause.
+    return "" if any(h in cr_errmsg for h in HARMLESS_ERRORS) else cr_errmsg.strip()
+
+
+def _close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class Channel:
+    """A connection to CRIU, its session, and the notify handler for it."""
+
+    def __init__(self, conn: Connection, notify: NotifyHandler | None = None) -> None:
+        self.conn = conn
+        self.session = Session()
+        self.notify = notify
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, rtype: ReqType, opts: Any = None, *, keep_open: bool = False,
+             features: Features | None = None, pid: int | None = None,
+             log_path: str | None = None) -> Response:
+        """Run one request to its response (see the module doc for what it raises)."""
+        data = self.session.request(rtype, opts, keep_open=keep_open, features=features, pid=pid)
+        self._send(data, rtype, log_path)
+        aborted: tuple[str, BaseException] | None = None
+        while True:
+            event = self._receive(rtype, log_path)
+            if isinstance(event, Response):
+                break
+            ack_ok = self._answer(event, rtype, log_path)
+            if ack_ok is not None and aborted is None:
+                aborted = ack_ok
+        if aborted is not None:
+            script, error = aborted
+            raise NotifyAbortedError(rtype.name, script) from error
+        if not event.success:
+            raise CriuRpcError(rtype.name, event.cr_errno, _real_errmsg(event.cr_errmsg), log_path,
+                               log_errors(log_path))
+        return event
+
+    def _answer(self, event: Notify, rtype: ReqType, log_path: str | None) -> tuple[str, BaseException] | None:
+        ctx = NotifyContext(script=event.script, request=rtype.name, pid=event.pid, fd=event.fd,
+                            criu_pid=self.conn.pid)
+        try:
+            ack = dispatch(self.notify or _DEFAULT_HANDLER, ctx)
+        finally:
+            ctx.close()
+        self._send(self.session.ack(ack.success, ack.externals), rtype, log_path)
+        if not ack.success:
+            assert ack.error is not None
+            return event.script, ack.error
+        return None
+
+    def _send(self, data: bytes, rtype: ReqType, log_path: str | None) -> None:
+        try:
+            self.conn.send(data)
+        except (BrokenPipeError, ConnectionError) as exc:
+            raise self._died(rtype, log_path) from exc
+
+    def _receive(self, rtype: ReqType, log_path: str | None) -> Response | Notify:
+        try:
+            msg = self.conn.recv()
+        except ConnectionError as exc:
+            raise self._died(rtype, log_path) from exc
+        if msg is None:
+            raise self._died(rtype, log_path)
+        data, fds = msg
+        try:
+            event = self.session.receive(data, fds)
+        except BaseException:
+            _close_fds(fds)
+            raise
+        kept = event.fd if isinstance(event, Notify) else None
+        _close_fds([fd for fd in fds if fd != kept])
+        return event
+
+    def _died(self, rtype: ReqType, log_path: str | None) -> CriuDiedError:
+        self.conn.close()  # closes our socket end, reaps a swrk child
+        try:
+            returncode = self.conn.wait(0)
+        except subprocess.TimeoutExpired:
+            returncode = None
+        return CriuDiedError(rtype.name, returncode, log_path,
+                             log_errors(log_path) or self.conn.stderr_errors())

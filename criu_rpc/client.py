@@ -1,0 +1,404 @@
+"""``CriuClient``: CRIU's operations as typed Python calls.
+
+Each operation opens one connection -- a fresh ``criu swrk`` child, or a
+connection to a ``criu service`` when ``service_address`` is given -- runs
+its request(s) through a :class:`~criu_rpc.channel.Channel` and closes it
+(the swrk child is always reaped).
+
+Example::
+
+    client = CriuClient()
+    client.dump(CriuOptions(images_dir="/tmp/img", pid=pid, shell_job=True))
+    restored = client.restore(CriuOptions(images_dir="/tmp/img", shell_job=True))
+    print(restored.pid)
+
+Errors (all :class:`~criu_rpc.errors.CriuError`): CriuNotFoundError (no
+criu binary), CriuRpcError (CRIU said no; carries cr_errno, cr_errmsg,
+log_path and the log's first errors), NotifyAbortedError (a notify hook
+raised; chained), CriuDiedError (CRIU exited or was killed first),
+CriuProtocolError, IllegalStepError, InvalidOptionError,
+FeatureUnavailableError (e.g. pre-dump without memory tracking).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Iterator, Sequence
+
+from .channel import Channel
+from .errors import CriuRpcError, FeatureUnavailableError, InvalidOptionError
+from .locate import CriuVersion, locate
+from .notify import NotifyHandler
+from .options import CriuOptions
+from .results import (DumpResult, DumpSequenceResult, PageServerResult, PreDumpResult,
+                      RestoreResult)
+from .session import Features, ReqType, Response
+from .transport import Connection, ServiceConnection, SwrkProcess
+
+__all__ = ["CriuClient", "DumpSession", "PageServerChild", "NO_MEM_TRACK_MESSAGE"]
+
+#: Log file names used when the options name none (CRIU's default would be
+#: one shared "criu.log").
+DEFAULT_LOG_FILES = {
+    ReqType.DUMP: "dump.log",
+    ReqType.PRE_DUMP: "pre-dump.log",
+    ReqType.SINGLE_PRE_DUMP: "pre-dump.log",
+    ReqType.RESTORE: "restore.log",
+    ReqType.PAGE_SERVER: "page-server.log",
+    ReqType.PAGE_SERVER_CHLD: "page-server.log",
+    ReqType.CPUINFO_DUMP: "cpuinfo.log",
+    ReqType.CPUINFO_CHECK: "cpuinfo.log",
+}
+
+NO_MEM_TRACK_MESSAGE = (
+    "CRIU reports no memory tracking (CONFIG_MEM_SOFT_DIRTY off): pre-copy/pre-dump cannot work "
+    "on this kernel; dump without pre-dumps, or use lazy pages (post-copy) instead")
+
+# CRIU's pre-dump hits BUG() in mem.c when the kernel has no soft-dirty bits.
+_NO_MEM_TRACK_LOG_MARK = "BUG at criu/mem.c"
+
+_ALL_FEATURES = Features(mem_track=True, lazy_pages=True, pidfd_store=True)
+
+
+class _Prepared:
+    """A request's criu_opts plus the directory fds opened for it."""
+
+    def __init__(self, opts: CriuOptions, rtype: ReqType, *, by_path: bool) -> None:
+        self.fds: list[int] = []
+        if opts.log_file is None and rtype in DEFAULT_LOG_FILES:
+            opts = dataclasses.replace(opts, log_file=DEFAULT_LOG_FILES[rtype])
+        self.opts = opts
+        try:
+            images_fd = None
+            if opts.images_dir is not None and not by_path:
+                images_fd = self._open_dir(opts.images_dir)
+            work_fd = self._open_dir(opts.work_dir) if opts.work_dir is not None else None
+            self.proto = opts.to_proto(images_dir_fd=images_fd, work_dir_fd=work_fd)
+        except BaseException:
+            self.close()
+            raise
+        self.images_dir = opts.images_dir if opts.images_dir is not None else self._fd_path(opts.images_dir_fd)
+        log_dir = opts.work_dir or (self._fd_path(opts.work_dir_fd) if opts.work_dir_fd is not None
+                                    else self.images_dir)
+        self.log_path = os.path.join(log_dir, opts.log_file) if log_dir and opts.log_file else None
+
+    def _open_dir(self, path: str) -> int:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.fds.append(fd)
+        return fd
+
+    @staticmethod
+    def _fd_path(fd: int | None) -> str | None:
+        if fd is None:
+            return None
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return None
+
+    def child_fds(self) -> list[int]:
+        """Fds CRIU must hold at the numbers the request names."""
+        p = self.proto
+        fds = [p.images_dir_fd] if p.images_dir_fd >= 0 else []
+        fds += [p.work_dir_fd] if p.HasField("work_dir_fd") else []
+        fds += [item.fd for item in p.inherit_fd]
+        fds += [p.ps.fd] if p.HasField("ps") and p.ps.HasField("fd") else []
+        return fds
+
+    def close(self) -> None:
+        while self.fds:
+            os.close(self.fds.pop())
+
+
+class CriuClient:
+    """CRIU's RPC operations.
+
+    ``criu_path``: the criu binary (default: ``$CRIU_CR_CRIU``, then PATH;
+    looked up on first use).  ``service_address``: talk to a running
+    ``criu service`` at that socket path instead of spawning ``criu swrk``;
+    CRIU's service cannot take our fds, so images/work dirs go by path and
+    inherit_fd, page-server fds and rst_sibling are refused.
+    """
+
+    def __init__(self, criu_path: str | os.PathLike[str] | None = None,
+                 service_address: str | os.PathLike[str] | None = None) -> None:
+        self._criu_path = None if criu_path is None else os.fspath(criu_path)
+        self.service_address = None if service_address is None else os.fspath(service_address)
+        self._features: Features | None = None  # per client: CRIU's answer does not change
+
+    @property
+    def criu_path(self) -> str:
+        """The criu binary used for swrk (raises CriuNotFoundError)."""
+        if self._criu_path is None or "/" not in self._criu_path:
+            self._criu_path = locate(self._criu_path)
+        return self._criu_path
+
+    # -- connections -------------------------------------------------------
+
+    def _connect(self, pass_fds: Sequence[int] = ()) -> Connection:
+        if self.service_address is not None:
+            return ServiceConnection(self.service_address)
+        return SwrkProcess(self.criu_path, pass_fds=sorted(set(pass_fds)))
+
+    def _prepare(self, opts: CriuOptions, rtype: ReqType, notify: NotifyHandler | None) -> _Prepared:
+        if not isinstance(opts, CriuOptions):
+            raise InvalidOptionError("opts", f"must be CriuOptions, not {type(opts).__name__}")
+        if notify is not None and not opts.notify_scripts:
+            # CRIU only sends notifies when asked to.
+            opts = dataclasses.replace(opts, notify_scripts=True)
+        if self.service_address is not None:
+            self._check_service_opts(opts)
+        return _Prepared(opts, rtype, by_path=self.service_address is not None)
+
+    @staticmethod
+    def _check_service_opts(opts: CriuOptions) -> None:
+        for name, bad in (("inherit_fd", bool(opts.inherit_fd)), ("rst_sibling", opts.rst_sibling),
+                          ("ps", opts.ps is not None and opts.ps.fd is not None),
+                          ("images_dir_fd", opts.images_dir_fd is not None)):
+            if bad:
+                raise InvalidOptionError(name, "not possible over a criu service connection "
+                                         "(CRIU cannot receive our fds there); use swrk")
+
+    def _one_shot(self, rtype: ReqType, prepared: _Prepared | None = None,
+                  notify: NotifyHandler | None = None, **kw: object) -> Response:
+        fds = prepared.child_fds() if prepared is not None else []
+        with Channel(self._connect(fds), notify) as channel:
+            return channel.call(rtype, prepared.proto if prepared else None,
+                                log_path=prepared.log_path if prepared else None, **kw)
+
+    # -- information -------------------------------------------------------
+
+    def version(self) -> CriuVersion:
+        """CRIU's version, asked over RPC."""
+        response = self._one_shot(ReqType.VERSION)
+        if response.version is None:
+            raise CriuRpcError("VERSION", cr_errmsg="CRIU answered without a version")
+        return response.version
+
+    def check(self) -> None:
+        """Run CRIU's kernel check; raises CriuRpcError when it fails."""
+        self._one_shot(ReqType.CHECK)
+
+    def feature_check(self) -> Features:
+        """Ask CRIU which of mem_track, lazy_pages, pidfd_store this kernel supports.
+
+        Returns CRIU's answer (not the question).  Raises CriuRpcError when
+        CRIU cannot tell.
+        """
+        response = self._one_shot(ReqType.FEATURE_CHECK, features=_ALL_FEATURES)
+        self._features = response.features or Features()
+        return self._features
+
+    # -- dump --------------------------------------------------------------
+
+    def dump(self, opts: CriuOptions, notify: NotifyHandler | None = None) -> DumpResult:
+        """Dump the tree rooted at ``opts.pid`` into the images dir."""
+        with self.dump_session(notify, pass_fds=()) as session:
+            return session.dump(opts)
+
+    def pre_dump(self, opts: CriuOptions, notify: NotifyHandler | None = None) -> PreDumpResult:
+        """One pre-dump (PRE_DUMP) on its own session; see :meth:`dump_session` for more.
+
+        Raises FeatureUnavailableError("mem_track") when the kernel cannot
+        track memory (checked before anything is sent).
+        """
+        with self.dump_session(notify) as session:
+            return session.pre_dump(opts)
+
+    def single_pre_dump(self, opts: CriuOptions, notify: NotifyHandler | None = None) -> PreDumpResult:
+        """A SINGLE_PRE_DUMP request (CRIU does not wait for a final dump after it)."""
+        with self.dump_session(notify) as session:
+            return session.pre_dump(opts, single=True)
+
+    @contextlib.contextmanager
+    def dump_session(self, notify: NotifyHandler | None = None,
+                     pass_fds: Sequence[int] = ()) -> Iterator[DumpSession]:
+        """One CRIU session for pre-dumps then one dump (iterative migration).
+
+        ``pass_fds``: extra fds CRIU must hold (page-server sockets named in
+        later requests).  Example::
+
+            with client.dump_session() as s:
+                s.pre_dump(CriuOptions(images_dir=d1, pid=pid))
+                s.dump(CriuOptions(images_dir=d2, pid=pid, parent_img="../1"))
+        """
+        session = DumpSession(self, notify, pass_fds)
+        try:
+            yield session
+        finally:
+            session.close()
+
+    def dump_sequence(self, pre_dumps: Sequence[CriuOptions], final: CriuOptions,
+                      notify: NotifyHandler | None = None) -> DumpSequenceResult:
+        """Pre-dump with each of ``pre_dumps``, then dump with ``final``, on one session.
+
+        Each step after the first gets ``parent_img`` (relative path to the
+        previous images dir) and ``track_mem`` unless it sets them.
+        """
+        steps = list(pre_dumps) + [final]
+        for i in range(1, len(steps)):
+            prev, cur = steps[i - 1], steps[i]
+            if cur.parent_img is None and cur.images_dir is not None and prev.images_dir is not None:
+                parent = os.path.relpath(prev.images_dir, cur.images_dir)
+                steps[i] = dataclasses.replace(cur, parent_img=parent, track_mem=True)
+        fds = [fd for s in steps for fd in (s.ps.fd,) if s.ps is not None and fd is not None]
+        with self.dump_session(notify, pass_fds=fds) as session:
+            done = tuple(session.pre_dump(s) for s in steps[:-1])
+            return DumpSequenceResult(pre_dumps=done, dump=session.dump(steps[-1]))
+
+    # -- restore -----------------------------------------------------------
+
+    def restore(self, opts: CriuOptions, notify: NotifyHandler | None = None) -> RestoreResult:
+        """Restore the tree in the images dir; returns its root pid.
+
+        fds named in ``opts.inherit_fd`` are handed to CRIU at their numbers.
+        """
+        prepared = self._prepare(opts, ReqType.RESTORE, notify)
+        try:
+            response = self._one_shot(ReqType.RESTORE, prepared, notify)
+        finally:
+            prepared.close()
+        assert response.restore_pid is not None
+        return RestoreResult(pid=response.restore_pid, images_dir=prepared.images_dir,
+                             log_path=prepared.log_path)
+
+    # -- page server, cpuinfo ------------------------------------------------
+
+    def page_server(self, opts: CriuOptions) -> PageServerResult:
+        """Start a page server daemon (options' ``ps`` says where to listen)."""
+        prepared = self._prepare(opts, ReqType.PAGE_SERVER, None)
+        try:
+            response = self._one_shot(ReqType.PAGE_SERVER, prepared)
+        finally:
+            prepared.close()
+        ps = response.page_server
+        return PageServerResult(pid=ps.pid if ps else None, port=ps.port if ps else None,
+                                address=opts.ps.address if opts.ps else None, log_path=prepared.log_path)
+
+    def page_server_child(self, opts: CriuOptions) -> PageServerChild:
+        """Start a page server as a child of a CRIU session we keep open.
+
+        Use the returned object as a context manager; ``wait()`` asks CRIU
+        to wait for the page server (WAIT_PID) and returns its wait status.
+        """
+        prepared = self._prepare(opts, ReqType.PAGE_SERVER_CHLD, None)
+        try:
+            channel = Channel(self._connect(prepared.child_fds()))
+            try:
+                response = channel.call(ReqType.PAGE_SERVER_CHLD, prepared.proto, keep_open=True,
+                                        log_path=prepared.log_path)
+            except BaseException:
+                channel.close()
+                raise
+        finally:
+            prepared.close()
+        ps = response.page_server
+        return PageServerChild(channel, pid=ps.pid if ps else None, port=ps.port if ps else None,
+                               log_path=prepared.log_path)
+
+    def cpuinfo_dump(self, opts: CriuOptions) -> None:
+        """Write this machine's CPU description into the images dir."""
+        self._cpuinfo(ReqType.CPUINFO_DUMP, opts)
+
+    def cpuinfo_check(self, opts: CriuOptions) -> None:
+        """Check the images' CPU description against this machine (CriuRpcError if not compatible)."""
+        self._cpuinfo(ReqType.CPUINFO_CHECK, opts)
+
+    def _cpuinfo(self, rtype: ReqType, opts: CriuOptions) -> None:
+        prepared = self._prepare(opts, rtype, None)
+        try:
+            self._one_shot(rtype, prepared)
+        finally:
+            prepared.close()
+
+
+class DumpSession:
+    """Pre-dumps then one dump on one CRIU session (see CriuClient.dump_session)."""
+
+    def __init__(self, client: CriuClient, notify: NotifyHandler | None, pass_fds: Sequence[int]) -> None:
+        self._client = client
+        self._notify = notify
+        self._pass_fds = list(pass_fds)
+        self._channel: Channel | None = None
+
+    def _channel_for(self, prepared: _Prepared) -> Channel:
+        if self._channel is None:
+            conn = self._client._connect(self._pass_fds + prepared.child_fds())
+            self._channel = Channel(conn, self._notify)
+        return self._channel
+
+    def _require_mem_track(self, channel: Channel) -> None:
+        features = self._client._features
+        if features is None:
+            # On this same session: CRIU accepts FEATURE_CHECK with keep_open.
+            response = channel.call(ReqType.FEATURE_CHECK, features=_ALL_FEATURES, keep_open=True)
+            features = self._client._features = response.features or Features()
+        if features.mem_track is False:
+            raise FeatureUnavailableError("mem_track", NO_MEM_TRACK_MESSAGE)
+
+    def pre_dump(self, opts: CriuOptions, *, single: bool = False) -> PreDumpResult:
+        """Pre-dump memory of ``opts.pid`` (``track_mem`` is turned on).
+
+        Raises FeatureUnavailableError("mem_track") without memory tracking,
+        IllegalStepError after the dump or a single pre-dump.
+        """
+        rtype = ReqType.SINGLE_PRE_DUMP if single else ReqType.PRE_DUMP
+        if not opts.track_mem:
+            opts = dataclasses.replace(opts, track_mem=True)
+        prepared = self._client._prepare(opts, rtype, self._notify)
+        try:
+            channel = self._channel_for(prepared)
+            self._require_mem_track(channel)
+            try:
+                channel.call(rtype, prepared.proto, log_path=prepared.log_path)
+            except CriuRpcError as exc:
+                if any(_NO_MEM_TRACK_LOG_MARK in line for line in exc.log_errors):
+                    raise FeatureUnavailableError("mem_track", NO_MEM_TRACK_MESSAGE) from exc
+                raise
+        finally:
+            prepared.close()
+        return PreDumpResult(pid=opts.pid, images_dir=prepared.images_dir, log_path=prepared.log_path,
+                             parent_img=opts.parent_img)
+
+    def dump(self, opts: CriuOptions) -> DumpResult:
+        """The final dump of the session."""
+        prepared = self._client._prepare(opts, ReqType.DUMP, self._notify)
+        try:
+            self._channel_for(prepared).call(ReqType.DUMP, prepared.proto, log_path=prepared.log_path)
+        finally:
+            prepared.close()
+        return DumpResult(pid=opts.pid, images_dir=prepared.images_dir, log_path=prepared.log_path,
+                          leave_running=opts.leave_running)
+
+    def close(self) -> None:
+        """End the session (reaps the swrk child)."""
+        if self._channel is not None:
+            self._channel.close()
+
+
+class PageServerChild:
+    """A page server started by PAGE_SERVER_CHLD on a session kept open."""
+
+    def __init__(self, channel: Channel, *, pid: int | None, port: int | None, log_path: str | None) -> None:
+        self._channel = channel
+        self.pid = pid
+        self.port = port
+        self.log_path = log_path
+
+    def wait(self) -> int:
+        """Wait (through CRIU) for the page server to end; returns its wait status."""
+        if self.pid is None:
+            raise CriuRpcError("WAIT_PID", cr_errmsg="CRIU did not report the page server's pid")
+        response = self._channel.call(ReqType.WAIT_PID, pid=self.pid)
+        return response.status if response.status is not None else 0
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> PageServerChild:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
