@@ -1,0 +1,413 @@
+"""The ``Container`` object: create, start, run, inspect, pause, kill, delete (no runc).
+
+Every operation takes the container's lock (a second concurrent one gets
+:class:`ContainerBusyError`) and re-reads ``state.json`` under it. The status
+is recomputed from the init process: a recorded init that is gone, or whose
+pid now belongs to another process (different start time), means ``stopped``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import select
+import signal
+import time
+from typing import Any
+
+from . import exec_in as _exec
+from . import mounts
+from .cgroups import Cgroups
+from .errors import ContainerError, ContainerNotFoundError, ContainerStateError, SpecError
+from .init import EXEC_FIFO, InitConfig, spawn_init
+from .monitor import spawn_monitor
+from .spec import Spec, load_spec
+from .state import ContainerState, StateStore, now_rfc3339, proc_start_time, process_alive, validate_id
+from .syscalls import PROC_NS_NAMES
+
+__all__ = ["Container", "ContainerStartError", "CREATE_TIMEOUT", "STOP_TIMEOUT"]
+
+CREATE_TIMEOUT = 30.0  # seconds for the init to report ready
+STOP_TIMEOUT = 10.0  # seconds for a SIGKILLed init to vanish
+LOG_FILE = "ctr.log"
+OCI_VERSION = "1.0.2"
+_LIVE = ("created", "running", "paused")
+
+
+class ContainerStartError(ContainerError):
+    """The container's init failed while being set up; ``reason`` is what it reported."""
+
+    def __init__(self, container_id: str, reason: str) -> None:
+        self.container_id = container_id
+        self.reason = reason
+        super().__init__(f"container {container_id!r}: {reason}")
+
+
+class Container:
+    """One container under a state root. Get one with :meth:`create`, :meth:`run` or :meth:`load`."""
+
+    def __init__(self, store: StateStore, state: ContainerState) -> None:
+        self._store = store
+        self._state = state
+
+    # -- construction ---------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._state.id
+
+    @property
+    def root(self) -> str:
+        return self._store.root
+
+    @property
+    def directory(self) -> str:
+        return self._store.dir(self.id)
+
+    @classmethod
+    def load(cls, container_id: str, root: str | None = None) -> "Container":
+        """The recorded container. Raises ContainerNotFoundError."""
+        store = StateStore(root)
+        return cls(store, store.read(validate_id(container_id)))
+
+    @classmethod
+    def list(cls, root: str | None = None) -> list["Container"]:
+        """Every container under ``root``, sorted by id."""
+        store = StateStore(root)
+        return [cls(store, st) for st in store.iter_states()]
+
+    @classmethod
+    def create(cls, container_id: str, bundle: str, root: str | None = None) -> "Container":
+        """Set up a container from an OCI bundle; its process waits for :meth:`start`.
+
+        Raises SpecError (bundle), ContainerExistsError, CgroupError,
+        ContainerStartError (setup inside the container failed), OSError.
+        Nothing is left behind on failure.
+        """
+        validate_id(container_id)
+        spec = load_spec(bundle)
+        _check_supported(spec)
+        store = StateStore(root)
+        store.create_dir(container_id)
+        lock = store.lock(container_id)
+        try:
+            state = ContainerState(id=container_id, status="creating", bundle=spec.bundle,
+                                   rootfs=store.path(container_id, "rootfs"), created=now_rfc3339(),
+                                   annotations=dict(spec.annotations))
+            store.write(state)
+            try:
+                state = _create(store, state, spec)
+            except BaseException:
+                _destroy(store, store.read(container_id), adopted=False)
+                store.remove(container_id)
+                raise
+            return cls(store, state)
+        finally:
+            lock.release()
+
+    @classmethod
+    def run(cls, container_id: str, bundle: str, root: str | None = None) -> "Container":
+        """:meth:`create` then :meth:`start`; returns once the process runs (detached)."""
+        ctr = cls.create(container_id, bundle, root)
+        try:
+            ctr.start()
+        except BaseException:
+            ctr.delete(force=True)
+            raise
+        return ctr
+
+    # -- inspection -----------------------------------------------------------
+
+    def refresh(self) -> ContainerState:
+        """Re-read state.json (no lock); returns the record with its live status."""
+        self._state = _live(self._store.read(self.id))
+        return self._state
+
+    @property
+    def status(self) -> str:
+        return self.refresh().status
+
+    @property
+    def init_pid(self) -> int:
+        return self._state.init_pid
+
+    def state(self) -> dict[str, Any]:
+        """OCI-style state (``ociVersion``, ``id``, ``status``, ``pid``, ``bundle``...) plus criu-cr's fields."""
+        st = self.refresh()
+        return {
+            "ociVersion": OCI_VERSION, "id": st.id, "status": st.status,
+            "pid": st.init_pid if st.status in _LIVE else 0, "bundle": st.bundle, "rootfs": st.rootfs,
+            "created": st.created, "annotations": st.annotations, "monitorPid": st.monitor_pid,
+            "exitStatus": st.exit_status, "namespaces": st.namespaces, "cgroups": st.cgroups,
+            "stdio": st.stdio, "adoptedFrom": st.adopted_from,
+        }
+
+    def ps(self) -> list[int]:
+        """Host pids of the container's processes (its cgroup, else just init)."""
+        st = self.refresh()
+        if st.cgroups:
+            return Cgroups.from_dict(st.cgroups).pids()
+        return [st.init_pid] if st.status in _LIVE else []
+
+    def logs(self) -> bytes:
+        """Everything the container wrote to stdout/stderr so far."""
+        try:
+            with open(self._store.path(self.id, LOG_FILE), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the container stops; return its exit status (None-safe: -1 if unknown).
+
+        Raises TimeoutError.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                st = self.refresh()
+            except ContainerNotFoundError:
+                return -1
+            if st.status == "stopped" and (st.exit_status is not None or st.monitor_pid == 0
+                                            or proc_start_time(st.monitor_pid) is None):
+                return -1 if st.exit_status is None else st.exit_status
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"container {self.id!r} still {st.status} after {timeout} s")
+            time.sleep(0.05)
+
+    # -- operations -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Let the created process exec. Raises ContainerStateError, ContainerBusyError."""
+        with self._store.lock(self.id):
+            st = _live(self._store.read(self.id))
+            if st.status != "created":
+                raise ContainerStateError(self.id, st.status, "start")
+            _release_exec(self._store.path(self.id, EXEC_FIFO), st)
+            self._state = st.replace(status="running")
+            self._store.write(self._state)
+
+    def pause(self) -> None:
+        """Freeze every process of the container. Raises ContainerStateError, CgroupError."""
+        with self._store.lock(self.id):
+            st = self._need(("running",), "pause")
+            Cgroups.from_dict(st.cgroups).freeze()
+            self._state = st.replace(status="paused")
+            self._store.write(self._state)
+
+    def resume(self) -> None:
+        """Thaw a paused container. Raises ContainerStateError, CgroupError."""
+        with self._store.lock(self.id):
+            st = self._need(("paused",), "resume")
+            Cgroups.from_dict(st.cgroups).thaw()
+            self._state = st.replace(status="running")
+            self._store.write(self._state)
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig`` to the init process. Raises ContainerStateError.
+
+        As for any pid 1, signals without a handler in the process (SIGTERM to
+        a plain ``sh``) are ignored; SIGKILL always works.
+        """
+        with self._store.lock(self.id):
+            st = self._need(_LIVE, "kill")
+            os.kill(st.init_pid, sig)
+
+    def delete(self, force: bool = False) -> None:
+        """Remove the container: processes (when ``force``), cgroups, mounts, overlay, state.
+
+        A running or paused container needs ``force``; a created one is killed.
+        Raises ContainerStateError, ContainerBusyError, CgroupError.
+        """
+        with self._store.lock(self.id):
+            st = _live(self._store.read(self.id))
+            if st.status in ("running", "paused") and not force:
+                raise ContainerStateError(self.id, st.status, "delete", "stop it first, or force")
+            _destroy(self._store, st, adopted=st.adopted_from is not None)
+            self._store.remove(self.id)
+
+    def exec(self, argv: list[str], *, env: list[str] | None = None, cwd: str | None = None,
+             capture: bool = True, timeout: float | None = None) -> _exec.ExecResult:
+        """Run ``argv`` inside the running container (its namespaces, root and cgroups).
+
+        With ``capture`` the output is returned, else it goes to this process's
+        stdout/stderr. Raises ContainerStateError, TimeoutError, OSError.
+        """
+        with self._store.lock(self.id):
+            st = self._need(("running",), "exec in")
+        proc = st.extra.get("process", {})
+        return _exec.exec_in(
+            init_pid=st.init_pid, cgroups=Cgroups.from_dict(st.cgroups) if st.cgroups else None,
+            argv=list(argv), env=list(env if env is not None else proc.get("env", [])),
+            cwd=cwd or proc.get("cwd", "/"), uid=proc.get("uid", 0), gid=proc.get("gid", 0),
+            capture=capture, timeout=timeout)
+
+    def _need(self, statuses: tuple[str, ...], action: str) -> ContainerState:
+        st = _live(self._store.read(self.id))
+        if st.status not in statuses:
+            raise ContainerStateError(self.id, st.status, action)
+        self._state = st
+        return st
+
+
+# -- helpers ----------------------------------------------------------------------
+
+def _check_supported(spec: Spec) -> None:
+    mnt = spec.namespace("mount")
+    if mnt is None or mnt.path:
+        raise SpecError("linux.namespaces", "criu-cr needs a new mount namespace",
+                        "add {\"type\": \"mount\"} without a path")
+
+
+def _live(st: ContainerState) -> ContainerState:
+    if st.status in _LIVE or st.status == "creating":
+        if not process_alive(st.init_pid, st.init_start_time):
+            return st.replace(status="stopped")
+    return st
+
+
+def _create(store: StateStore, state: ContainerState, spec: Spec) -> ContainerState:
+    cid = state.id
+    cg = Cgroups(spec.cgroups_path, cid)
+    state = state.replace(cgroups=cg.to_dict())
+    store.write(state)
+    cg.create()
+    cg.apply(spec.resources)
+    d = store.dir(cid)
+    mounts.mount_overlay(spec.root.path, os.path.join(d, "overlay", "upper"), os.path.join(d, "overlay", "work"),
+                         state.rootfs)
+    os.mkfifo(os.path.join(d, EXEC_FIFO), 0o600)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
+    stdio = {"stdin": "/dev/null", "stdout": f"pipe:[{os.fstat(out_w).st_ino}]",
+             "stderr": f"pipe:[{os.fstat(err_w).st_ino}]"}
+    cfg = InitConfig(spec=spec, rootfs=state.rootfs, state_dir=d, cgroups=cg,
+                     stdout_w=out_w, stderr_w=err_w, report_w=rep_w)
+
+    def produce_init() -> int:
+        try:
+            return spawn_init(cfg)
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+
+    try:
+        monitor_pid = spawn_monitor(
+            log_path=os.path.join(d, LOG_FILE), output_fds=(out_r, err_r), report_w=rep_w,
+            keep_fds=(out_w, err_w), produce_init=produce_init,
+            on_exit=functools.partial(_record_exit, store.root, cid))
+    finally:
+        for fd in (out_r, out_w, err_r, err_w, rep_w):
+            os.close(fd)
+    messages = _read_report(rep_r, CREATE_TIMEOUT)
+    init_pid = int(messages.get("init", 0))
+    state = state.replace(monitor_pid=int(messages.get("monitor", 0)), init_pid=init_pid,
+                          init_start_time=(proc_start_time(init_pid) or 0) if init_pid else 0)
+    if "error" in messages or not messages.get("ready") or not init_pid:
+        store.write(state)
+        raise ContainerStartError(cid, messages.get("error", "the container's init exited during setup"))
+    namespaces = {}
+    for ns in spec.namespaces:
+        namespaces[ns.type] = ns.path or f"/proc/{init_pid}/ns/{PROC_NS_NAMES[ns.type]}"
+    state = state.replace(
+        status="created", namespaces=namespaces,
+        joined_namespaces={ns.type: ns.path for ns in spec.namespaces if ns.path}, stdio=stdio,
+        extra={"process": {"env": list(spec.process.env), "cwd": spec.process.cwd,
+                           "uid": spec.process.uid, "gid": spec.process.gid}})
+    store.write(state)
+    return state
+
+
+def _read_report(fd: int, timeout: float) -> dict[str, Any]:
+    """Collect the JSON lines of the report pipe until every writer closed it."""
+    import json
+
+    buf = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError(f"the container's init did not report within {timeout} s")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        os.close(fd)
+    messages: dict[str, Any] = {}
+    for line in buf.splitlines():
+        msg = json.loads(line)
+        if "error" in msg and "error" in messages:
+            continue  # keep the first, most specific error
+        messages.update(msg)
+    return messages
+
+
+def _record_exit(root: str, container_id: str, status: int) -> None:
+    """Runs in the monitor once init exited: mark the container stopped (if it still exists)."""
+    store = StateStore(root)
+    try:
+        with store.lock(container_id, blocking=True):
+            st = store.read(container_id)
+            if st.status in ("created", "running", "paused", "creating"):
+                store.write(st.replace(status="stopped", exit_status=status))
+    except (ContainerError, OSError):
+        pass
+
+
+def _release_exec(fifo: str, st: ContainerState) -> None:
+    """Open exec.fifo for reading and wait for init's byte; then remove the fifo."""
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + CREATE_TIMEOUT
+        while True:
+            if poller.poll(100):
+                if os.read(fd, 1):
+                    break
+                raise ContainerStateError(st.id, "stopped", "start", "its init exited before exec")
+            if not process_alive(st.init_pid, st.init_start_time):
+                raise ContainerStateError(st.id, "stopped", "start", "its init exited before exec")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"container {st.id!r}: init did not take the start signal")
+    finally:
+        os.close(fd)
+    os.unlink(fifo)
+
+
+def _destroy(store: StateStore, st: ContainerState, *, adopted: bool) -> None:
+    """Kill what is left and release everything the container holds on the host."""
+    cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
+    alive = process_alive(st.init_pid, st.init_start_time)
+    if alive:
+        os.kill(st.init_pid, signal.SIGKILL)
+    if cg is not None and cg.exists():
+        if not adopted or alive:
+            for pid in cg.pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if st.status == "paused" or _frozen(cg):
+            cg.thaw()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while process_alive(st.init_pid, st.init_start_time):
+        if time.monotonic() > deadline:
+            raise ContainerStateError(st.id, "running", "delete", f"init {st.init_pid} did not die")
+        time.sleep(0.02)
+    if adopted:
+        return  # the cgroups and mounts belong to runc
+    if cg is not None:
+        cg.remove()
+    for mp in sorted(mounts.mounts_under(store.dir(st.id)), key=len, reverse=True):
+        mounts.unmount(mp)
+
+
+def _frozen(cg: Cgroups) -> bool:
+    try:
+        return cg.is_frozen()
+    except ContainerError:
+        return False

@@ -1,0 +1,261 @@
+"""The container's filesystem: overlay root on the host, mounts inside the new mount namespace.
+
+Host side: the writable root is an overlay (lower = bundle rootfs, upper/work
+under the container directory) mounted at ``<root>/<id>/rootfs`` in the host
+mount namespace, so CRIU can later use it as the restore root.
+
+Container side (run by the init process after ``unshare(CLONE_NEWNS)``):
+``/`` made private recursively, the spec's mounts, default devices,
+``pivot_root``, then masked and read-only paths and a read-only root.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from . import syscalls as sc
+from .spec import Mount, Spec
+
+__all__ = [
+    "parse_options", "mount_overlay", "unmount", "mounts_under", "cgroup_binds",
+    "setup_rootfs", "pivot_into", "finish_rootfs", "DEFAULT_DEVICES",
+]
+
+# option -> (flags to set, flags to clear)
+_FLAGS = {
+    "ro": (sc.MS_RDONLY, 0), "rw": (0, sc.MS_RDONLY),
+    "nosuid": (sc.MS_NOSUID, 0), "suid": (0, sc.MS_NOSUID),
+    "nodev": (sc.MS_NODEV, 0), "dev": (0, sc.MS_NODEV),
+    "noexec": (sc.MS_NOEXEC, 0), "exec": (0, sc.MS_NOEXEC),
+    "sync": (sc.MS_SYNCHRONOUS, 0), "async": (0, sc.MS_SYNCHRONOUS),
+    "dirsync": (sc.MS_DIRSYNC, 0), "remount": (sc.MS_REMOUNT, 0),
+    "mand": (sc.MS_MANDLOCK, 0), "nomand": (0, sc.MS_MANDLOCK),
+    "atime": (0, sc.MS_NOATIME), "noatime": (sc.MS_NOATIME, 0),
+    "diratime": (0, sc.MS_NODIRATIME), "nodiratime": (sc.MS_NODIRATIME, 0),
+    "relatime": (sc.MS_RELATIME, 0), "norelatime": (0, sc.MS_RELATIME),
+    "strictatime": (sc.MS_STRICTATIME, 0), "nostrictatime": (0, sc.MS_STRICTATIME),
+    "lazytime": (sc.MS_LAZYTIME, 0), "nolazytime": (0, sc.MS_LAZYTIME),
+    "bind": (sc.MS_BIND, 0), "rbind": (sc.MS_BIND | sc.MS_REC, 0),
+}
+_PROPAGATION = {
+    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | sc.MS_REC,
+    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+}
+# Flags that a bind mount only takes through a second, remounting call.
+_BIND_REMOUNT_FLAGS = (sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_NOATIME
+                       | sc.MS_NODIRATIME | sc.MS_RELATIME | sc.MS_STRICTATIME)
+
+DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_DEV_SYMLINKS = (("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"),
+                 ("/proc/self/fd/2", "stderr"), ("pts/ptmx", "ptmx"))
+
+
+def parse_options(options: tuple[str, ...] | list[str]) -> tuple[int, int, str]:
+    """Split OCI mount options into (mount flags, propagation flags, data string). Pure."""
+    flags = 0
+    propagation = 0
+    data: list[str] = []
+    for opt in options:
+        if opt in _FLAGS:
+            set_, clear = _FLAGS[opt]
+            flags = (flags | set_) & ~clear
+        elif opt in _PROPAGATION:
+            propagation |= _PROPAGATION[opt]
+        else:
+            data.append(opt)
+    return flags, propagation, ",".join(data)
+
+
+# -- host side ------------------------------------------------------------------
+
+def mount_overlay(lower: str, upper: str, work: str, target: str) -> None:
+    """Mount an overlay at ``target`` (directories are created). Raises OSError."""
+    for d in (upper, work, target):
+        os.makedirs(d, mode=0o755, exist_ok=True)
+    for p in (lower, upper, work):
+        if any(c in p for c in ",:\\"):
+            raise OSError(errno.EINVAL, "overlay: path holds ',', ':' or '\\'", p)
+    sc.mount("overlay", target, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+
+
+def unmount(target: str) -> None:
+    """Unmount ``target``; lazily when busy; nothing when it is not a mount point."""
+    try:
+        sc.umount2(target, 0)
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.ENOENT):
+            return
+        if exc.errno != errno.EBUSY:
+            raise
+        sc.umount2(target, sc.MNT_DETACH)
+
+
+def _mountinfo(path: str = "/proc/self/mountinfo") -> list[tuple[str, str, str, str]]:
+    """(mount point, root, fstype, super options) per line; octal escapes decoded."""
+    out = []
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            rfields = right.split()
+            dec = lambda s: s.encode().decode("unicode_escape") if "\\" in s else s  # noqa: E731
+            out.append((dec(fields[4]), dec(fields[3]), rfields[0], rfields[2] if len(rfields) > 2 else ""))
+    return out
+
+
+def mounts_under(path: str, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """Mount points in ``mountinfo`` at or below ``path``."""
+    path = os.path.abspath(path)
+    return [mp for mp, _, _, _ in _mountinfo(mountinfo) if mp == path or mp.startswith(path + "/")]
+
+
+def cgroup_binds(proc_cgroup: str = "/proc/self/cgroup") -> list[tuple[str, str]]:
+    """(host cgroup dir of this process, name under /sys/fs/cgroup) per hierarchy.
+
+    Read before a cgroup namespace is made (paths must be the host's). The
+    name is "" on a pure cgroup v2 host (bind straight onto the mount point).
+    """
+    with open(proc_cgroup, encoding="utf-8") as f:
+        lines = [ln.rstrip("\n").split(":", 2) for ln in f if ln.strip()]
+    binds = []
+    for mp, root, fstype, opts in _mountinfo():
+        if fstype not in ("cgroup", "cgroup2") or not mp.startswith("/sys/fs/cgroup"):
+            continue
+        super_opts = set(opts.split(","))
+        for _hid, controllers, path in lines:
+            if fstype == "cgroup2" and controllers == "":
+                pass
+            elif fstype == "cgroup" and controllers and set(controllers.split(",")) <= super_opts:
+                pass
+            else:
+                continue
+            rel = os.path.relpath(path, root) if path.startswith(root) else path.lstrip("/")
+            src = os.path.normpath(os.path.join(mp, rel))
+            name = os.path.relpath(mp, "/sys/fs/cgroup")
+            binds.append((src, "" if name == "." else name))
+            break
+    return binds
+
+
+# -- container side ---------------------------------------------------------------
+
+def _in_root(rootfs: str, dest: str) -> str:
+    """Host path of container path ``dest``, refusing symlinks that lead out of the rootfs."""
+    target = os.path.join(rootfs, dest.lstrip("/"))
+    real = os.path.realpath(target)
+    if real != rootfs and not real.startswith(rootfs + "/"):
+        raise OSError(errno.EXDEV, "mount destination resolves outside the rootfs", dest)
+    return real
+
+
+def _make_target(target: str, is_dir: bool) -> None:
+    if is_dir:
+        os.makedirs(target, exist_ok=True)
+    elif not os.path.exists(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "a"):
+            pass
+
+
+def _bind(src: str, target: str, flags: int, propagation: int = 0) -> None:
+    _make_target(target, os.path.isdir(src))
+    sc.mount(src, target, None, sc.MS_BIND | (flags & sc.MS_REC))
+    if flags & _BIND_REMOUNT_FLAGS:
+        sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | (flags & _BIND_REMOUNT_FLAGS))
+    if propagation:
+        sc.mount(None, target, None, propagation)
+
+
+def _mount_cgroup(target: str, flags: int, binds: list[tuple[str, str]]) -> None:
+    bind_flags = (flags & _BIND_REMOUNT_FLAGS) | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    if len(binds) == 1 and binds[0][1] == "":
+        _bind(binds[0][0], target, bind_flags)
+        return
+    os.makedirs(target, exist_ok=True)
+    sc.mount("tmpfs", target, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=755")
+    for src, name in binds:
+        _bind(src, os.path.join(target, name), bind_flags | sc.MS_BIND)
+    if flags & sc.MS_RDONLY:
+        sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+
+
+def _mount_entry(rootfs: str, m: Mount, binds: list[tuple[str, str]]) -> None:
+    target = _in_root(rootfs, m.destination)
+    flags, propagation, data = parse_options(m.options)
+    if m.is_bind:
+        _bind(m.source, target, flags, propagation)
+        return
+    if m.type == "cgroup":
+        _mount_cgroup(target, flags, binds)
+        return
+    _make_target(target, True)
+    sc.mount(m.source or m.type, target, m.type, flags, data or None)
+    if propagation:
+        sc.mount(None, target, None, propagation)
+
+
+def _setup_devices(rootfs: str, spec: Spec) -> None:
+    dev = _in_root(rootfs, "/dev")
+    os.makedirs(dev, exist_ok=True)
+    for name in DEFAULT_DEVICES:
+        target = os.path.join(dev, name)
+        if os.path.exists(target) and not os.path.isfile(target):
+            continue
+        _bind(f"/dev/{name}", target, 0)
+    for link, name in _DEV_SYMLINKS:
+        path = os.path.join(dev, name)
+        if not os.path.lexists(path):
+            os.symlink(link, path)
+    kinds = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+    for d in spec.devices:
+        path = _in_root(rootfs, d.path)
+        if os.path.lexists(path):
+            continue
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.mknod(path, kinds[d.type] | (d.file_mode if d.file_mode is not None else 0o666),
+                 os.makedev(d.major, d.minor))
+        os.chown(path, d.uid or 0, d.gid or 0)
+
+
+def setup_rootfs(spec: Spec, rootfs: str, binds: list[tuple[str, str]]) -> None:
+    """In a new mount namespace: private propagation, spec mounts and devices under ``rootfs``.
+
+    ``binds`` comes from :func:`cgroup_binds`. Raises OSError naming the path.
+    """
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    rootfs = os.path.realpath(rootfs)
+    for m in spec.mounts:
+        _mount_entry(rootfs, m, binds)
+    _setup_devices(rootfs, spec)
+
+
+def pivot_into(rootfs: str) -> None:
+    """Make ``rootfs`` the root: ``pivot_root(".", ".")`` then detach the old root stacked on it."""
+    os.chdir(rootfs)
+    sc.pivot_root(".", ".")
+    sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+
+
+def finish_rootfs(spec: Spec) -> None:
+    """After pivot_root: masked paths, read-only paths, read-only root. Missing paths are skipped."""
+    for path in spec.masked_paths:
+        try:
+            if os.path.isdir(path):
+                sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY)
+            else:
+                sc.mount("/dev/null", path, None, sc.MS_BIND)
+        except FileNotFoundError:
+            continue
+    for path in spec.readonly_paths:
+        try:
+            sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
+            sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_REC)
+        except FileNotFoundError:
+            continue
+    if spec.root.readonly:
+        sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)

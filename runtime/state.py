@@ -1,0 +1,212 @@
+"""Container state on disk: ``<root>/<id>/state.json`` and the per-container lock.
+
+The state root is an explicit path, else ``$CRIU_CR_ROOT``, else
+``/run/criu-cr``. Writes are atomic (temporary file + rename in the same
+directory). The lock is an ``flock`` on the container directory itself, so
+deleting the container leaves no lock file behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from .errors import ContainerBusyError, ContainerExistsError, ContainerNotFoundError
+
+__all__ = [
+    "DEFAULT_ROOT", "ROOT_ENV", "STATUSES", "ContainerState", "StateStore", "ContainerLock",
+    "state_root", "validate_id", "proc_start_time", "process_alive", "now_rfc3339",
+]
+
+DEFAULT_ROOT = "/run/criu-cr"
+ROOT_ENV = "CRIU_CR_ROOT"
+STATE_FILE = "state.json"
+
+# "creating" only exists while `create` holds the lock.
+STATUSES = ("creating", "created", "running", "paused", "stopped", "checkpointed")
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def state_root(explicit: str | os.PathLike[str] | None = None) -> str:
+    """The state root: ``explicit``, else ``$CRIU_CR_ROOT``, else ``/run/criu-cr``."""
+    if explicit:
+        return os.path.abspath(os.fspath(explicit))
+    return os.path.abspath(os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
+
+
+def validate_id(container_id: str) -> str:
+    """Return ``container_id`` if usable as a directory name; raise ``ValueError`` otherwise."""
+    if not isinstance(container_id, str) or not _ID_RE.match(container_id):
+        raise ValueError(f"invalid container id {container_id!r}: use letters, digits, '_', '.', '-' "
+                         "(starting with a letter or digit, at most 128 characters)")
+    return container_id
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of ``/proc/PID/stat`` (start time in clock ticks), or ``None`` if no such live process.
+
+    A zombie counts as gone: it will never run again.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # comm may hold spaces and parentheses: split after the last ')'.
+    fields = data[data.rfind(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def process_alive(pid: int, start_time: int) -> bool:
+    """True when ``pid`` runs and is the same process (same start time), not a reused pid."""
+    return pid > 0 and proc_start_time(pid) == start_time
+
+
+@dataclass(kw_only=True)
+class ContainerState:
+    """What criu-cr records about one container (``state.json``)."""
+
+    id: str
+    status: str
+    bundle: str
+    rootfs: str = ""  # host mount point of the container's root (overlay), CRIU's restore root
+    created: str = ""  # RFC 3339, UTC
+    init_pid: int = 0
+    init_start_time: int = 0
+    monitor_pid: int = 0
+    namespaces: dict[str, str] = field(default_factory=dict)  # OCI type -> path (joined or /proc/PID/ns/X)
+    joined_namespaces: dict[str, str] = field(default_factory=dict)  # OCI type -> path given by the spec
+    cgroups: dict[str, Any] = field(default_factory=dict)  # Cgroups.to_dict()
+    stdio: dict[str, str] = field(default_factory=dict)  # stdin/stdout/stderr -> "pipe:[inode]" or path
+    exit_status: int | None = None
+    adopted_from: str | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # for later issues (checkpoint info...)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown container status {self.status!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ContainerState":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def replace(self, **changes: Any) -> "ContainerState":
+        return dataclasses.replace(self, **changes)
+
+
+class ContainerLock:
+    """An exclusive ``flock`` on a container directory; a context manager."""
+
+    def __init__(self, container_id: str, directory: str, *, blocking: bool = False) -> None:
+        self.container_id = container_id
+        self.directory = directory
+        try:
+            self._fd: int | None = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ContainerNotFoundError(container_id, os.path.dirname(directory)) from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except OSError as exc:
+            os.close(self._fd)
+            self._fd = None
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise ContainerBusyError(container_id) from None
+            raise
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "ContainerLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class StateStore:
+    """The containers under one state root."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = state_root(root)
+
+    def dir(self, container_id: str) -> str:
+        return os.path.join(self.root, validate_id(container_id))
+
+    def path(self, container_id: str, *parts: str) -> str:
+        return os.path.join(self.dir(container_id), *parts)
+
+    def exists(self, container_id: str) -> bool:
+        return os.path.isdir(self.dir(container_id))
+
+    def create_dir(self, container_id: str) -> str:
+        """Make the container's directory (0700). Raises ContainerExistsError."""
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        d = self.dir(container_id)
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            raise ContainerExistsError(container_id, self.root) from None
+        return d
+
+    def lock(self, container_id: str, *, blocking: bool = False) -> ContainerLock:
+        """Take the container's lock. Raises ContainerNotFoundError, ContainerBusyError."""
+        return ContainerLock(container_id, self.dir(container_id), blocking=blocking)
+
+    def read(self, container_id: str) -> ContainerState:
+        """Load state.json. Raises ContainerNotFoundError when there is none."""
+        try:
+            with open(self.path(container_id, STATE_FILE), encoding="utf-8") as f:
+                return ContainerState.from_dict(json.load(f))
+        except FileNotFoundError:
+            raise ContainerNotFoundError(container_id, self.root) from None
+
+    def write(self, state: ContainerState) -> None:
+        """Atomically replace state.json (tmp file + fsync + rename)."""
+        final = self.path(state.id, STATE_FILE)
+        tmp = f"{final}.tmp.{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(state.to_dict(), f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, final)
+
+    def ids(self) -> list[str]:
+        """Ids of the containers that have a state.json, sorted."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if _ID_RE.match(n) and os.path.isfile(os.path.join(self.root, n, STATE_FILE)))
+
+    def remove(self, container_id: str) -> None:
+        """Remove the container's directory and everything in it (must be unmounted first)."""
+        shutil.rmtree(self.dir(container_id), ignore_errors=False)
+
+    def iter_states(self) -> Iterator[ContainerState]:
+        for cid in self.ids():
+            try:
+                yield self.read(cid)
+            except ContainerNotFoundError:  # deleted meanwhile
+                continue
+
+
+def now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
