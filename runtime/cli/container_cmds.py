@@ -1,0 +1,177 @@
+"""Container commands: run, create, start, state, list, ps, exec, logs, pause, resume, kill, delete, adopt.
+
+``run -d`` returns once the process runs; the container holds none of our
+stdio (its output goes to the monitor's log, ``criu-cr logs ID``). ``run``
+without ``-d`` follows the log to our stdout until the container stops, then
+deletes it and returns its exit status (like ``runc run``, but through the
+log instead of attaching our terminal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+__all__ = ["register", "parse_signal"]
+
+
+def parse_signal(value: str) -> int:
+    """``9``, ``KILL`` or ``SIGKILL`` -> signal number. Raises ValueError."""
+    if value.isdigit():
+        return int(value)
+    name = value.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise ValueError(f"unknown signal {value!r}") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    def add(name: str, func, help_: str, with_id: bool = True) -> argparse.ArgumentParser:
+        p = subparsers.add_parser(name, help=help_, description=help_)
+        if with_id:
+            p.add_argument("id", help="container id")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("run", _run, "create and start a container from an OCI bundle")
+    p.add_argument("-d", "--detach", action="store_true", help="return once the container runs")
+    p.add_argument("-b", "--bundle", default=".", help="bundle directory (default: current)")
+    p = add("create", _create, "create a container; its process waits for `start`")
+    p.add_argument("-b", "--bundle", default=".", help="bundle directory (default: current)")
+    add("start", _start, "start a created container")
+    add("state", _state, "print a container's state as JSON")
+    p = add("list", _list, "list containers", with_id=False)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add("ps", _ps, "print the host pids of a container's processes")
+    p = add("exec", _exec, "run a command inside a running container")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
+    add("logs", _logs, "print what the container wrote to stdout/stderr")
+    add("pause", _pause, "freeze a running container")
+    add("resume", _resume, "thaw a paused container")
+    p = add("kill", _kill, "send a signal to the container's init (default SIGTERM)")
+    p.add_argument("signal", nargs="?", default="TERM", help="signal name or number")
+    p = add("delete", _delete, "delete a container and everything it holds")
+    p.add_argument("-f", "--force", action="store_true", help="kill it first if it runs")
+    p = add("adopt", _adopt, "register a runc-created container with criu-cr")
+    p.add_argument("--runc-root", default="/run/runc", help="runc's state root (default /run/runc)")
+
+
+def _container(args: argparse.Namespace):
+    from ..container import Container
+
+    return Container.load(args.id, args.root)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..container import Container
+
+    ctr = Container.run(args.id, args.bundle, args.root)
+    if args.detach:
+        return 0
+    offset = 0
+    try:
+        while True:
+            data = ctr.logs()
+            if len(data) > offset:
+                sys.stdout.buffer.write(data[offset:])
+                sys.stdout.flush()
+                offset = len(data)
+            try:
+                status = ctr.wait(timeout=0.1)
+                break
+            except TimeoutError:
+                continue
+        data = ctr.logs()
+        sys.stdout.buffer.write(data[offset:])
+        sys.stdout.flush()
+    finally:
+        ctr.delete(force=True)
+    return status
+
+
+def _create(args: argparse.Namespace) -> int:
+    from ..container import Container
+
+    Container.create(args.id, args.bundle, args.root)
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    _container(args).start()
+    return 0
+
+
+def _state(args: argparse.Namespace) -> int:
+    print(json.dumps(_container(args).state(), indent=2))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from ..container import Container
+
+    states = [c.state() for c in Container.list(args.root)]
+    if args.json:
+        print(json.dumps(states, indent=2))
+        return 0
+    rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED")]
+    rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"]) for s in states]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _ps(args: argparse.Namespace) -> int:
+    for pid in _container(args).ps():
+        print(pid)
+    return 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise ValueError("exec: give the command to run")
+    sys.stdout.flush()
+    return _container(args).exec(command, capture=False).exit_code
+
+
+def _logs(args: argparse.Namespace) -> int:
+    sys.stdout.buffer.write(_container(args).logs())
+    sys.stdout.flush()
+    return 0
+
+
+def _pause(args: argparse.Namespace) -> int:
+    _container(args).pause()
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    _container(args).resume()
+    return 0
+
+
+def _kill(args: argparse.Namespace) -> int:
+    _container(args).kill(parse_signal(args.signal))
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    _container(args).delete(force=args.force)
+    return 0
+
+
+def _adopt(args: argparse.Namespace) -> int:
+    from ..container import Container
+
+    ctr = Container.adopt_runc(args.id, runc_root=args.runc_root, root=args.root)
+    print(json.dumps(ctr.state(), indent=2))
+    return 0
+
