@@ -17,6 +17,7 @@ import errno
 import os
 import struct
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Literal, overload
 
 from google.protobuf.message import DecodeError
@@ -45,7 +46,7 @@ INVENTORY_MAGIC = 0x58313116
 STATS_MAGIC = 0x57093306
 
 #: File name of each kind of stats image, inside the images directory.
-STATS_FILES = {"dump": "stats-dump", "restore": "stats-restore"}
+STATS_FILES = MappingProxyType({"dump": "stats-dump", "restore": "stats-restore"})
 INVENTORY_FILE = "inventory.img"
 
 _U32 = struct.Struct("<I")

@@ -59,13 +59,13 @@ _SCALARS = (
 # Tuple-of-strings options with the same name in criu_opts.
 _STRING_LISTS = ("external", "skip_mnt", "enable_fs", "cgroup_dump_controller")
 
-# Tuple-of-value-type options: our name -> (element type, criu_opts field).
-_PART_LISTS = {
-    "inherit_fd": (InheritFd, "inherit_fd"),
-    "join_ns": (JoinNamespace, "join_ns"),
-    "ext_mounts": (ExternalMount, "ext_mnt"),
-    "cg_root": (CgroupRoot, "cg_root"),
-}
+# Tuple-of-value-type options and their element types.
+_PART_LISTS = (
+    ("inherit_fd", InheritFd),
+    ("join_ns", JoinNamespace),
+    ("ext_mounts", ExternalMount),
+    ("cg_root", CgroupRoot),
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,7 +232,7 @@ class CriuOptions:
             for v in values:
                 check_str(name, v)
             self._set(name, values)
-        for name, (part_type, _) in _PART_LISTS.items():
+        for name, part_type in _PART_LISTS:
             values = _as_tuple(name, getattr(self, name))
             for v in values:
                 if not isinstance(v, part_type):
