@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 
-__all__ = ["HARMLESS_ERRORS", "first_errors"]
+__all__ = ["HARMLESS_ERRORS", "first_errors", "is_harmless"]
 
 #: Substrings of CRIU error lines that never explain a failure.
 HARMLESS_ERRORS = ("rlimit: Can't setup RLIMIT_NOFILE",)
@@ -19,6 +19,16 @@ HARMLESS_ERRORS = ("rlimit: Can't setup RLIMIT_NOFILE",)
 _MARK = "Error ("
 # "(00.041893) " -- the time stamp CRIU puts in front of every line.
 _STAMP_RE = re.compile(r"^\(\s*\d+\.\d+\)\s*")
+
+
+def is_harmless(line: str) -> bool:
+    """True if ``line`` is one of CRIU's errors that never explain a failure.
+
+    Useful for ``cr_errmsg`` too: CRIU 4.2 fills it with the *first* error
+    it logged, which on our machines is the RLIMIT_NOFILE line, on success
+    and on failure alike.
+    """
+    return any(harmless in line for harmless in HARMLESS_ERRORS)
 
 
 def first_errors(log_path: str | os.PathLike[str] | None, limit: int = 3) -> list[str]:
@@ -39,7 +49,7 @@ def first_errors(log_path: str | os.PathLike[str] | None, limit: int = 3) -> lis
     try:
         with open(log_path, encoding="utf-8", errors="replace") as log:
             for line in log:
-                if _MARK not in line or any(h in line for h in HARMLESS_ERRORS):
+                if _MARK not in line or is_harmless(line):
                     continue
                 found.append(_STAMP_RE.sub("", line).strip())
                 if len(found) == limit:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from criu_rpc.logs import first_errors
+from criu_rpc.logs import first_errors, is_harmless
 
 # Lines as CRIU 4.2.1 wrote them for `criu dump -t 999999` on this kind of machine.
 FAILED_DUMP = """\
@@ -62,3 +62,10 @@ def test_missing_unreadable_or_none(tmp_path: Path) -> None:
 def test_invalid_utf8_does_not_break(tmp_path: Path) -> None:
     log = write(tmp_path, b"(00.1) Error (a.c:1): bad \xff byte\n")
     assert first_errors(log) == ["Error (a.c:1): bad \ufffd byte"]
+
+
+def test_is_harmless_on_crius_errmsg() -> None:
+    # cr_errmsg of a failed DUMP from CRIU 4.2.1 here: the first logged error.
+    errmsg = "Error (criu/util.c:1534): rlimit: Can't setup RLIMIT_NOFILE for self: Operation not permitted\n"
+    assert is_harmless(errmsg)
+    assert not is_harmless("Error (criu/cr-dump.c:1975): Dumping FAILED.")
