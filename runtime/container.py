@@ -32,6 +32,7 @@ STOP_TIMEOUT = 10.0  # seconds for a SIGKILLed init to vanish
 LOG_FILE = "ctr.log"
 OCI_VERSION = "1.0.2"
 _LIVE = ("created", "running", "paused")
+_DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class ContainerStartError(ContainerError):
@@ -116,6 +117,38 @@ class Container:
             raise
         return ctr
 
+    @classmethod
+    def adopt_runc(cls, container_id: str, runc_root: str = "/run/runc", root: str | None = None) -> "Container":
+        """Register a container that runc created (read from runc's state; runc is not run).
+
+        There is no monitor and its output is wherever runc sent it; its
+        cgroups and mounts stay runc's (``delete`` only forgets it, or kills
+        it with ``force``). Raises ContainerNotFoundError, ContainerStateError
+        (its init is gone), ContainerExistsError.
+        """
+        from .runc import read_runc_state
+
+        validate_id(container_id)
+        adopted = read_runc_state(container_id, runc_root)
+        store = StateStore(root)
+        store.create_dir(container_id)
+        with store.lock(container_id):
+            namespaces = {t: (p or adopted.namespace_paths.get(t, f"/proc/{adopted.init_pid}/ns/{PROC_NS_NAMES[t]}"))
+                          for t, p in adopted.namespaces.items()}
+            process = (adopted.raw.get("config") or {}).get("process") or {}
+            state = ContainerState(
+                id=container_id, status=adopted.status, bundle=adopted.bundle, rootfs=adopted.rootfs,
+                created=adopted.created or now_rfc3339(), init_pid=adopted.init_pid,
+                init_start_time=adopted.init_start_time, namespaces=namespaces,
+                joined_namespaces={t: p for t, p in adopted.namespaces.items() if p},
+                cgroups=adopted.cgroups().to_dict() if adopted.cgroup_paths else {},
+                adopted_from="runc",
+                extra={"runc_root": runc_root, "runc_state_dir": adopted.state_dir,
+                       "process": {"env": list(process.get("env") or [_DEFAULT_PATH]),
+                                   "cwd": process.get("cwd") or "/"}})
+            store.write(state)
+        return cls(store, state)
+
     # -- inspection -----------------------------------------------------------
 
     def refresh(self) -> ContainerState:
@@ -183,7 +216,8 @@ class Container:
             st = _live(self._store.read(self.id))
             if st.status != "created":
                 raise ContainerStateError(self.id, st.status, "start")
-            _release_exec(self._store.path(self.id, EXEC_FIFO), st)
+            fifo_dir = st.extra.get("runc_state_dir") or self._store.dir(self.id)
+            _release_exec(os.path.join(fifo_dir, EXEC_FIFO), st)
             self._state = st.replace(status="running")
             self._store.write(self._state)
 
@@ -238,7 +272,7 @@ class Container:
         proc = st.extra.get("process", {})
         return _exec.exec_in(
             init_pid=st.init_pid, cgroups=Cgroups.from_dict(st.cgroups) if st.cgroups else None,
-            argv=list(argv), env=list(env if env is not None else proc.get("env", [])),
+            argv=list(argv), env=list(env if env is not None else proc.get("env") or [_DEFAULT_PATH]),
             cwd=cwd or proc.get("cwd", "/"), uid=proc.get("uid", 0), gid=proc.get("gid", 0),
             capture=capture, timeout=timeout)
 

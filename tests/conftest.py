@@ -26,3 +26,18 @@ def require(condition: bool, why: str) -> None:
 @pytest.fixture
 def need_root() -> None:
     require(os.geteuid() == 0, "needs root")
+
+
+def _plugin_autoloaded() -> bool:
+    """Whether the installed package already registered runtime.testing.plugin (pytest11 entry point)."""
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
+    from importlib.metadata import entry_points
+
+    return any(ep.value == "runtime.testing.plugin" for ep in entry_points(group="pytest11"))
+
+
+# The container harness (state_root, busybox_bundle, netns, container fixtures):
+# loaded here when the package's entry point did not already load it.
+if not _plugin_autoloaded():
+    pytest_plugins = ["runtime.testing.plugin"]

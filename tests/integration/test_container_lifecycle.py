@@ -1,0 +1,129 @@
+"""A busybox container without runc: pid 1, hostname, rootfs, exec, logs, pause/resume, delete."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from runtime.container import Container
+from runtime.mounts import mounts_under
+
+from .container_helpers import need_container_prereqs, until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _prereqs() -> None:
+    need_container_prereqs()
+
+
+def test_pid1_hostname_and_own_rootfs(busybox_bundle, container):
+    bundle = busybox_bundle(["sh", "-c", "echo pid=$$; hostname; cat /marker; ls /; sleep 1000"],
+                            hostname="ctr-host", files={"/marker": "inside-the-rootfs\n"})
+    ctr = container(bundle)
+    assert ctr.status == "running"
+    logs = until(lambda: ctr.logs() if b"sleep" not in ctr.logs() and b"www" in ctr.logs() else None,
+                 what="the container's output").decode()
+    assert "pid=1\n" in logs
+    assert "ctr-host\n" in logs
+    assert "inside-the-rootfs\n" in logs
+    assert "work" not in logs.split()  # the host's /work is not visible
+    pid = ctr.init_pid
+    assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    assert os.readlink(f"/proc/{pid}/root") == "/"  # pivot_root'ed, not chroot'ed
+    st = ctr.state()
+    assert st["status"] == "running" and st["pid"] == pid
+    assert st["stdio"]["stdout"].startswith("pipe:[")
+    assert st["namespaces"]["pid"] == f"/proc/{pid}/ns/pid"
+
+
+def test_exec_joins_the_container(busybox_bundle, container):
+    ctr = container(busybox_bundle(["sleep", "1000"], hostname="exec-host"))
+    r = ctr.exec(["sh", "-c", "hostname; cat /proc/1/cmdline; echo err >&2; exit 5"])
+    assert r.exit_code == 5
+    assert r.stdout.split(b"\n")[0] == b"exec-host"
+    assert b"sleep\x001000" in r.stdout
+    assert r.stderr == b"err\n"
+    missing = ctr.exec(["no-such-command"])
+    assert missing.exit_code == 127
+    assert b"not found" in missing.stderr
+
+
+def test_logs_hold_stdout_and_stderr(busybox_bundle, container):
+    ctr = container(busybox_bundle(["sh", "-c", "echo to-out; echo to-err >&2; exit 3"]))
+    assert ctr.wait(timeout=10) == 3
+    assert ctr.status == "stopped"
+    assert b"to-out\n" in ctr.logs() and b"to-err\n" in ctr.logs()
+
+
+def test_create_then_start(busybox_bundle, container):
+    ctr = container(busybox_bundle(["sh", "-c", "echo started; sleep 1000"]), start=False)
+    assert ctr.status == "created"
+    time.sleep(0.3)
+    assert ctr.logs() == b""  # the process has not run yet
+    ctr.start()
+    assert ctr.status == "running"
+    until(lambda: b"started" in ctr.logs(), what="output after start")
+
+
+def test_pause_freezes_and_resume_continues(busybox_bundle, container):
+    loop = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; usleep 20000; done"
+    ctr = container(busybox_bundle(["sh", "-c", loop], applets=("sh", "usleep", "echo")))
+    counter = os.path.join(ctr.state()["rootfs"], "tmp", "count")  # the overlay, seen from the host
+
+    def read() -> int:
+        try:
+            with open(counter) as f:
+                return int(f.read().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    until(lambda: read() > 3, what="the counter to run")
+    ctr.pause()
+    assert ctr.status == "paused"
+    frozen = read()
+    time.sleep(0.5)
+    assert read() == frozen
+    ctr.resume()
+    assert ctr.status == "running"
+    until(lambda: read() > frozen + 3, what="the counter to continue")
+
+
+def test_kill_and_delete_leave_nothing(busybox_bundle, state_root):
+    ctr = Container.run("gone", busybox_bundle(["sleep", "1000"], cgroups_path="/criu-cr-test/gone"), state_root)
+    directory = ctr.directory
+    cgroup_dirs = list(ctr.state()["cgroups"]["paths"].values())
+    assert all(os.path.isdir(d) for d in cgroup_dirs)
+    assert mounts_under(directory)
+    ctr.kill(9)
+    assert ctr.wait(timeout=10) == 137
+    ctr.delete()
+    with open("/proc/self/mountinfo") as f:
+        assert directory not in f.read()
+    assert not any(os.path.exists(d) for d in cgroup_dirs)
+    assert not os.path.exists(directory)
+    assert Container.list(state_root) == []
+    for d in cgroup_dirs:  # the parent is not the container's: the test made it
+        os.rmdir(os.path.dirname(d))
+
+
+def test_force_delete_of_a_running_container(busybox_bundle, state_root):
+    ctr = Container.run("forced", busybox_bundle(["sleep", "1000"]), state_root)
+    pid = ctr.init_pid
+    ctr.delete(force=True)
+    assert not os.path.exists(f"/proc/{pid}/cmdline") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert not os.path.exists(ctr.directory)
+
+
+def test_reused_pid_reads_as_stopped(busybox_bundle, container, state_root):
+    from runtime.state import StateStore
+
+    ctr = container(busybox_bundle(["sleep", "1000"]))
+    store = StateStore(state_root)
+    st = store.read(ctr.id)
+    store.write(st.replace(init_start_time=st.init_start_time + 1))  # as if the pid were reused
+    assert ctr.status == "stopped"
