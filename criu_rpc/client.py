@@ -56,8 +56,9 @@ NO_MEM_TRACK_MESSAGE = (
     "CRIU reports no memory tracking (CONFIG_MEM_SOFT_DIRTY off): pre-copy/pre-dump cannot work "
     "on this kernel; dump without pre-dumps, or use lazy pages (post-copy) instead")
 
-# CRIU's pre-dump hits BUG() in mem.c when the kernel has no soft-dirty bits.
-_NO_MEM_TRACK_LOG_MARK = "BUG at criu/mem.c"
+# How CRIU 4.2 fails a pre-dump without soft-dirty bits: with track_mem it
+# refuses the option; without, it hits BUG() in mem.c.
+_NO_MEM_TRACK_MARKS = ("Tracking memory is not available", "BUG at criu/mem.c")
 
 _ALL_FEATURES = Features(mem_track=True, lazy_pages=True, pidfd_store=True)
 
@@ -354,7 +355,7 @@ class DumpSession:
             try:
                 channel.call(rtype, prepared.proto, log_path=prepared.log_path)
             except CriuRpcError as exc:
-                if any(_NO_MEM_TRACK_LOG_MARK in line for line in exc.log_errors):
+                if any(m in line for m in _NO_MEM_TRACK_MARKS for line in [exc.cr_errmsg, *exc.log_errors]):
                     raise FeatureUnavailableError("mem_track", NO_MEM_TRACK_MESSAGE) from exc
                 raise
         finally:

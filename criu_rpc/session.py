@@ -64,6 +64,11 @@ KEEP_OPEN_TYPES = frozenset({
     ReqType.CPUINFO_CHECK,
 })
 
+# CRIU answers PAGE_SERVER_CHLD with a PAGE_SERVER response (cr-service.c
+# start_page_server_req sets that type for both); every other request is
+# answered with its own type.
+_RESPONSE_TYPE = {ReqType.PAGE_SERVER_CHLD: ReqType.PAGE_SERVER}
+
 # Requests that CRIU dereferences opts for (it would crash without them).
 _NEEDS_OPTS = frozenset({
     ReqType.DUMP, ReqType.PRE_DUMP, ReqType.SINGLE_PRE_DUMP, ReqType.RESTORE,
@@ -193,8 +198,11 @@ def _response(msg: Any) -> Response:
     if msg.HasField("restore"):
         kw["restore_pid"] = msg.restore.pid
     if msg.HasField("ps"):
+        # CRIU 4.2 reports pid 0 for a daemon page server: 0 is no pid (and
+        # os.kill(0, ...) would signal our own process group), so say None.
+        pid = _opt(msg.ps, "pid")
         kw["page_server"] = PageServerInfo(address=_opt(msg.ps, "address"), port=_opt(msg.ps, "port"),
-                                           pid=_opt(msg.ps, "pid"), fd=_opt(msg.ps, "fd"))
+                                           pid=pid if pid and pid > 0 else None, fd=_opt(msg.ps, "fd"))
     if msg.HasField("features"):
         kw["features"] = _features(msg.features)
     if msg.HasField("version"):
@@ -344,7 +352,8 @@ class Session:
                           fd=fds[0] if fds else None, raw=msg)
 
         # CRIU answers a request it cannot serve at all with type EMPTY.
-        if msg.type != self._pending and not (msg.type == ReqType.EMPTY and not msg.success):
+        expected = _RESPONSE_TYPE.get(self._pending, self._pending)
+        if msg.type != expected and not (msg.type == ReqType.EMPTY and not msg.success):
             raise CriuProtocolError(f"CRIU answered {self._pending.name} with a "
                                     f"{ReqType(msg.type).name} response")
         if self._keep_open:
