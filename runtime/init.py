@@ -168,6 +168,9 @@ def _init_process(cfg: InitConfig) -> None:
         if proc.no_new_privileges:
             sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
         stage = "stdio"
+        # Its own session, as with runc: CRIU refuses a tree whose session
+        # leader lives outside the container's pid namespace.
+        os.setsid()
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(cfg.stdout_w, 1)
