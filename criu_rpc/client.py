@@ -244,7 +244,7 @@ class CriuClient:
             if cur.parent_img is None and cur.images_dir is not None and prev.images_dir is not None:
                 parent = os.path.relpath(prev.images_dir, cur.images_dir)
                 steps[i] = dataclasses.replace(cur, parent_img=parent, track_mem=True)
-        fds = [fd for s in steps for fd in (s.ps.fd,) if s.ps is not None and fd is not None]
+        fds = [s.ps.fd for s in steps if s.ps is not None and s.ps.fd is not None]
         with self.dump_session(notify, pass_fds=fds) as session:
             done = tuple(session.pre_dump(s) for s in steps[:-1])
             return DumpSequenceResult(pre_dumps=done, dump=session.dump(steps[-1]))
