@@ -22,6 +22,7 @@ from .errors import CriuError, CriuNotFoundError, CriuVersionError
 
 __all__ = [
     "CRIU_ENV",
+    "INSTALLER_CRIU",
     "MIN_VERSION",
     "INET_SOCKETS_MIN_VERSION_ON_LINUX_6_16",
     "KERNEL_SO_PASSCRED_RESTRICTED",
@@ -141,12 +142,17 @@ def _usable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
+# Where scripts/install-criu installs its wrapper (used when nothing else names a criu).
+INSTALLER_CRIU = "/opt/criu-cr/criu/bin/criu"
+
+
 def locate(criu_path: str | os.PathLike[str] | None = None,
-           env: Mapping[str, str] | None = None) -> str:
+           env: Mapping[str, str] | None = None, fallback: str | None = INSTALLER_CRIU) -> str:
     """Return the path of the criu binary to use.
 
     ``criu_path`` wins; else ``$CRIU_CR_CRIU`` (read from ``env``, default
-    ``os.environ``); else ``criu`` on that environment's ``PATH``.  A name
+    ``os.environ``); else ``criu`` on that environment's ``PATH``; else
+    :data:`INSTALLER_CRIU`.  A name
     without a slash (explicit or from the variable) is looked up on PATH.
     Raises CriuNotFoundError listing what was tried when the chosen
     candidate is missing or not executable, or nothing is found.
@@ -159,9 +165,12 @@ def locate(criu_path: str | os.PathLike[str] | None = None,
         return _resolve(from_env, f"${CRIU_ENV}", environ)
     search_path = environ.get("PATH", os.defpath)
     found = shutil.which("criu", path=search_path)
-    if found is None:
-        raise CriuNotFoundError([f"criu on PATH ({search_path})"])
-    return os.path.abspath(found)
+    if found is not None:
+        return os.path.abspath(found)
+    # Last resort: where scripts/install-criu puts it.
+    if fallback and os.access(fallback, os.X_OK):
+        return fallback
+    raise CriuNotFoundError([f"criu on PATH ({search_path})"] + ([fallback] if fallback else []))
 
 
 def _resolve(candidate: str, origin: str, environ: Mapping[str, str]) -> str:

@@ -85,8 +85,16 @@ def test_not_executable(tmp_path: Path) -> None:
 
 def test_nothing_found(tmp_path: Path) -> None:
     with pytest.raises(CriuNotFoundError) as info:
-        locate(env={"PATH": str(tmp_path)})
+        locate(env={"PATH": str(tmp_path)}, fallback=str(tmp_path / "missing"))
     assert "install-criu" in str(info.value)
+    assert str(tmp_path / "missing") in str(info.value)
+
+
+def test_installer_fallback(tmp_path: Path) -> None:
+    fake = tmp_path / "criu"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert locate(env={"PATH": "/nonexistent"}, fallback=str(fake)) == str(fake)
     assert isinstance(info.value, FileNotFoundError)
 
 
