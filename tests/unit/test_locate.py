@@ -88,6 +88,7 @@ def test_nothing_found(tmp_path: Path) -> None:
         locate(env={"PATH": str(tmp_path)}, fallback=str(tmp_path / "missing"))
     assert "install-criu" in str(info.value)
     assert str(tmp_path / "missing") in str(info.value)
+    assert isinstance(info.value, FileNotFoundError)
 
 
 def test_installer_fallback(tmp_path: Path) -> None:
@@ -95,7 +96,6 @@ def test_installer_fallback(tmp_path: Path) -> None:
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
     assert locate(env={"PATH": "/nonexistent"}, fallback=str(fake)) == str(fake)
-    assert isinstance(info.value, FileNotFoundError)
 
 
 # -- versions -------------------------------------------------------------------
