@@ -20,9 +20,10 @@ from . import mounts
 from .cgroups import Cgroups
 from .errors import ContainerError, ContainerNotFoundError, ContainerStateError, SpecError
 from .init import EXEC_FIFO, InitConfig, spawn_init
-from .monitor import spawn_monitor
+from .monitor import read_report, spawn_monitor
 from .spec import Spec, load_spec
-from .state import ContainerState, StateStore, now_rfc3339, proc_start_time, process_alive, validate_id
+from .state import (ContainerState, StateStore, mark_stopped, now_rfc3339, proc_start_time, process_alive,
+                    validate_id)
 from .syscalls import PROC_NS_NAMES
 
 __all__ = ["Container", "ContainerStartError", "CREATE_TIMEOUT", "STOP_TIMEOUT"]
@@ -47,9 +48,10 @@ class ContainerStartError(ContainerError):
 class Container:
     """One container under a state root. Get one with :meth:`create`, :meth:`run` or :meth:`load`."""
 
-    def __init__(self, store: StateStore, state: ContainerState) -> None:
+    def __init__(self, store: StateStore, state: ContainerState, warnings: tuple[str, ...] = ()) -> None:
         self._store = store
         self._state = state
+        self.warnings = warnings  # what the bundle asked for but criu-cr does not honour (spec warnings)
 
     # -- construction ---------------------------------------------------------
 
@@ -102,7 +104,7 @@ class Container:
                 _destroy(store, store.read(container_id), adopted=False)
                 store.remove(container_id)
                 raise
-            return cls(store, state)
+            return cls(store, state, spec.warnings)
         finally:
             lock.release()
 
@@ -330,11 +332,11 @@ def _create(store: StateStore, state: ContainerState, spec: Spec) -> ContainerSt
         monitor_pid = spawn_monitor(
             log_path=os.path.join(d, LOG_FILE), output_fds=(out_r, err_r), report_w=rep_w,
             keep_fds=(out_w, err_w), produce_init=produce_init,
-            on_exit=functools.partial(_record_exit, store.root, cid))
+            on_exit=functools.partial(mark_stopped, store.root, cid))
     finally:
         for fd in (out_r, out_w, err_r, err_w, rep_w):
             os.close(fd)
-    messages = _read_report(rep_r, CREATE_TIMEOUT)
+    messages = read_report(rep_r, CREATE_TIMEOUT)
     init_pid = int(messages.get("init", 0))
     state = state.replace(monitor_pid=int(messages.get("monitor", 0)), init_pid=init_pid,
                           init_start_time=(proc_start_time(init_pid) or 0) if init_pid else 0)
@@ -351,44 +353,6 @@ def _create(store: StateStore, state: ContainerState, spec: Spec) -> ContainerSt
                            "uid": spec.process.uid, "gid": spec.process.gid}})
     store.write(state)
     return state
-
-
-def _read_report(fd: int, timeout: float) -> dict[str, Any]:
-    """Collect the JSON lines of the report pipe until every writer closed it."""
-    import json
-
-    buf = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise TimeoutError(f"the container's init did not report within {timeout} s")
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            buf += chunk
-    finally:
-        os.close(fd)
-    messages: dict[str, Any] = {}
-    for line in buf.splitlines():
-        msg = json.loads(line)
-        if "error" in msg and "error" in messages:
-            continue  # keep the first, most specific error
-        messages.update(msg)
-    return messages
-
-
-def _record_exit(root: str, container_id: str, status: int) -> None:
-    """Runs in the monitor once init exited: mark the container stopped (if it still exists)."""
-    store = StateStore(root)
-    try:
-        with store.lock(container_id, blocking=True):
-            st = store.read(container_id)
-            if st.status in ("created", "running", "paused", "creating"):
-                store.write(st.replace(status="stopped", exit_status=status))
-    except (ContainerError, OSError):
-        pass
 
 
 def _release_exec(fifo: str, st: ContainerState) -> None:

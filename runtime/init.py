@@ -138,14 +138,15 @@ def _init_process(cfg: InitConfig) -> None:
         mounts.setup_rootfs(spec, cfg.rootfs, binds)
         stage = "pivot_root"
         mounts.pivot_into(cfg.rootfs)
-        mounts.finish_rootfs(spec)
         stage = "hostname"
         if spec.hostname:
             sc.sethostname(spec.hostname)
-        stage = "sysctl"
+        stage = "sysctl"  # before /proc/sys turns read-only
         for key, value in spec.sysctl.items():
             with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
                 f.write(value)
+        stage = "masked/read-only paths"
+        mounts.finish_rootfs(spec)
         stage = "rlimits"
         for rl in proc.rlimits:
             resource.setrlimit(getattr(resource, rl.type), (rl.soft, rl.hard))

@@ -9,22 +9,24 @@ init (fork a fresh init, or later run a CRIU restore whose restored tree
 becomes the monitor's child because it is a subreaper). It reports
 ``{"monitor": PID}`` and ``{"init": PID}`` on the report pipe, closes it,
 copies the container's stdout/stderr pipes into the log file, reaps every
-child, and when init exits calls ``on_exit(exit_status)`` (shell convention:
-code, or 128+signal) and exits.
+child, and when init exits calls ``on_exit(init_pid, exit_status)`` (shell
+convention: code, or 128+signal) and exits.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import select
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from . import syscalls as sc
 from .init import report
 
-__all__ = ["spawn_monitor", "exit_status_of", "DRAIN_TIMEOUT"]
+__all__ = ["spawn_monitor", "read_report", "exit_status_of", "DRAIN_TIMEOUT"]
 
 # After init exits, how long to keep copying output still buffered in the pipes.
 DRAIN_TIMEOUT = 2.0
@@ -38,7 +40,7 @@ def exit_status_of(wait_status: int) -> int:
 
 
 def spawn_monitor(*, log_path: str, output_fds: Iterable[int], report_w: int, keep_fds: Iterable[int] = (),
-                  produce_init: Callable[[], int], on_exit: Callable[[int], None]) -> int:
+                  produce_init: Callable[[], int], on_exit: Callable[[int, int], None]) -> int:
     """Start a detached monitor; return its pid (it is not a child of the caller).
 
     ``output_fds`` are read ends of the container's stdout/stderr pipes,
@@ -71,6 +73,34 @@ def spawn_monitor(*, log_path: str, output_fds: Iterable[int], report_w: int, ke
     return int(data)
 
 
+def read_report(fd: int, timeout: float) -> dict[str, Any]:
+    """Collect the JSON lines of a report pipe until every writer closed it; closes ``fd``.
+
+    Later keys win, except that the first ``error`` (the most specific) is kept.
+    Raises TimeoutError.
+    """
+    buf = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError(f"the container's init did not report within {timeout} s")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        os.close(fd)
+    messages: dict[str, Any] = {}
+    for line in buf.splitlines():
+        msg = json.loads(line)
+        if "error" in msg and "error" in messages:
+            continue
+        messages.update(msg)
+    return messages
+
+
 def _close_all_but(keep: set[int]) -> None:
     low = 3
     for fd in sorted(keep) + [os.sysconf("SC_OPEN_MAX")]:
@@ -80,7 +110,7 @@ def _close_all_but(keep: set[int]) -> None:
 
 
 def _monitor_main(log_path: str, output_fds: list[int], report_w: int, keep: set[int], pid_w: int,
-                  produce_init: Callable[[], int], on_exit: Callable[[int], None]) -> None:
+                  produce_init: Callable[[], int], on_exit: Callable[[int, int], None]) -> None:
     code = 1
     try:
         null = os.open("/dev/null", os.O_RDWR)
@@ -101,7 +131,7 @@ def _monitor_main(log_path: str, output_fds: list[int], report_w: int, keep: set
         report(report_w, init=init_pid)
         os.close(report_w)
         status = _supervise(init_pid, output_fds, log_path)
-        on_exit(status)
+        on_exit(init_pid, status)
         code = 0
     finally:
         os._exit(code)

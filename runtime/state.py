@@ -23,7 +23,7 @@ from .errors import ContainerBusyError, ContainerExistsError, ContainerNotFoundE
 
 __all__ = [
     "DEFAULT_ROOT", "ROOT_ENV", "STATUSES", "ContainerState", "StateStore", "ContainerLock",
-    "state_root", "validate_id", "proc_start_time", "process_alive", "now_rfc3339",
+    "state_root", "validate_id", "proc_start_time", "process_alive", "now_rfc3339", "mark_stopped",
 ]
 
 DEFAULT_ROOT = "/run/criu-cr"
@@ -206,6 +206,22 @@ class StateStore:
                 yield self.read(cid)
             except ContainerNotFoundError:  # deleted meanwhile
                 continue
+
+
+def mark_stopped(root: str, container_id: str, init_pid: int, exit_status: int) -> None:
+    """Record that init ``init_pid`` exited (run by the monitor; waits for the lock).
+
+    Only a live record of that same init is changed (not a checkpointed one,
+    nor one whose init was replaced by a restore). A deleted container is fine.
+    """
+    store = StateStore(root)
+    try:
+        with store.lock(container_id, blocking=True):
+            st = store.read(container_id)
+            if st.init_pid == init_pid and st.status in ("creating", "created", "running", "paused"):
+                store.write(st.replace(status="stopped", exit_status=exit_status))
+    except (ContainerNotFoundError, OSError):
+        pass
 
 
 def now_rfc3339() -> str:

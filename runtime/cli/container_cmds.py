@@ -61,6 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runc-root", default="/run/runc", help="runc's state root (default /run/runc)")
 
 
+def _warn(ctr) -> None:
+    for warning in ctr.warnings:
+        print(f"criu-cr: warning: {warning}", file=sys.stderr)
+
+
 def _container(args: argparse.Namespace):
     from ..container import Container
 
@@ -71,6 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..container import Container
 
     ctr = Container.run(args.id, args.bundle, args.root)
+    _warn(ctr)
     if args.detach:
         return 0
     offset = 0
@@ -97,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
 def _create(args: argparse.Namespace) -> int:
     from ..container import Container
 
-    Container.create(args.id, args.bundle, args.root)
+    _warn(Container.create(args.id, args.bundle, args.root))
     return 0
 
 

@@ -127,3 +127,21 @@ def test_reused_pid_reads_as_stopped(busybox_bundle, container, state_root):
     st = store.read(ctr.id)
     store.write(st.replace(init_start_time=st.init_start_time + 1))  # as if the pid were reused
     assert ctr.status == "stopped"
+
+
+def test_sysctl_and_cgroup_namespace(busybox_bundle, container):
+    import json
+
+    bundle = busybox_bundle(["sleep", "1000"], cgroups_path="/criu-cr/sysctl-cgns")
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    config["linux"]["namespaces"].append({"type": "cgroup"})
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    ctr = container(bundle)
+    r = ctr.exec(["sh", "-c", "cat /proc/sys/net/ipv4/ip_forward; cat /proc/self/cgroup"])
+    lines = r.stdout.decode().split()
+    assert lines[0] == "1"
+    assert all(line.endswith(":/") for line in lines[1:]), lines  # the cgroup ns is rooted at its cgroup
+    assert os.readlink(f"/proc/{ctr.init_pid}/ns/cgroup") != os.readlink("/proc/self/ns/cgroup")

@@ -81,6 +81,22 @@ def test_runc_default_spec_with_a_long_running_process(tmp_path, state_root):
     assert [c["id"] for c in listed] == ["longrun"]
     r = cli(state_root, "exec", "longrun", "cat", "/proc/1/cmdline")
     assert r.returncode == 0 and r.stdout == "sleep\x001000\x00"  # sh exec()s its last command
+    # What the default spec asks of the process and the filesystem.
+    with open(f"/proc/{ctr.init_pid}/limits") as f:
+        nofile = next(line for line in f if line.startswith("Max open files")).split()
+    assert nofile[3:5] == ["1024", "1024"]
+    with open(f"/proc/{ctr.init_pid}/status") as f:
+        assert "NoNewPrivs:\t1" in f.read()
+    # Masked: files read empty (/dev/null), directories are empty tmpfs; /proc/sys is read-only.
+    masked_file = next(p for p in ("/proc/keys", "/proc/timer_list", "/proc/kcore") if os.path.exists(p))
+    masked = ctr.exec(["sh", "-c", f"wc -c < {masked_file}; ls /sys/firmware | wc -l; "
+                                   "echo 1 > /proc/sys/net/ipv4/ip_forward"])
+    assert masked.stdout.split() == [b"0", b"0"], masked
+    assert b"Read-only" in masked.stderr
+    dev = ctr.exec(["sh", "-c", "ls /dev; readlink /dev/ptmx; echo ok > /dev/null"])
+    for name in (b"null", b"zero", b"urandom", b"tty", b"pts", b"shm", b"mqueue", b"fd"):
+        assert name in dev.stdout.split(), dev
+    assert b"pts/ptmx" in dev.stdout and dev.exit_code == 0
     r = cli(state_root, "ps", "longrun")
     assert str(ctr.init_pid) in r.stdout.split()
     assert cli(state_root, "pause", "longrun").returncode == 0
