@@ -178,9 +178,20 @@ class CriuClient:
             raise CriuRpcError("VERSION", cr_errmsg="CRIU answered without a version")
         return response.version
 
-    def check(self) -> None:
-        """Run CRIU's kernel check; raises CriuRpcError when it fails."""
-        self._one_shot(ReqType.CHECK)
+    def check(self, opts: CriuOptions | None = None) -> None:
+        """Run CRIU's kernel check; raises CriuRpcError when it fails.
+
+        ``opts`` (optional) only places CRIU's log (images/work dir,
+        ``log_file``, ``log_level``) so a failure can name its errors.
+        """
+        if opts is None:
+            self._one_shot(ReqType.CHECK)
+            return
+        prepared = self._prepare(opts, ReqType.CHECK, None)
+        try:
+            self._one_shot(ReqType.CHECK, prepared)
+        finally:
+            prepared.close()
 
     def feature_check(self) -> Features:
         """Ask CRIU which of mem_track, lazy_pages, pidfd_store this kernel supports.

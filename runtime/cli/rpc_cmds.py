@@ -1,0 +1,230 @@
+"""CRIU commands: check, version, and a raw process-tree dump / restore-tree.
+
+``check`` reports what works on this machine and why (``--json`` for
+scripts) and exits non-zero when checkpointing cannot work here.  ``dump``
+and ``restore-tree`` drive CRIU over RPC for one process tree, for
+debugging; ``restore-tree`` prints the restored root pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["register", "Finding", "findings"]
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("check", help="what checkpoint/restore can do on this machine",
+                              description="Report CRIU, kernel features, network locking and privileges; "
+                                          "exit non-zero when checkpointing cannot work here.")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_check)
+
+    p = subparsers.add_parser("version", help="criu-cr's and CRIU's versions")
+    p.set_defaults(func=_version)
+
+    p = subparsers.add_parser("dump", help="dump a process tree (debugging)",
+                              description="Dump the process tree rooted at PID into DIR over CRIU's RPC.")
+    p.add_argument("--pid", "-t", type=int, required=True, help="root of the tree")
+    p.add_argument("-D", "--images-dir", required=True, metavar="DIR", help="images directory (created 0700)")
+    p.add_argument("--leave-running", action="store_true", help="keep the tree running after the dump")
+    p.add_argument("--shell-job", action="store_true", help="the tree belongs to a shell session/tty")
+    p.add_argument("--tcp-established", action="store_true", help="dump established TCP connections")
+    p.add_argument("--network-lock", choices=("iptables", "nftables", "skip"), default=None,
+                   help="how CRIU locks the network (CRIU's default: iptables)")
+    p.add_argument("-v", dest="log_level", type=int, default=None, metavar="N", help="CRIU log level 0-4")
+    p.set_defaults(func=_dump)
+
+    p = subparsers.add_parser("restore-tree", help="restore a dumped process tree (debugging); prints its pid",
+                              description="Restore the process tree in DIR over CRIU's RPC; print its root pid.")
+    p.add_argument("-D", "--images-dir", required=True, metavar="DIR", help="images directory")
+    p.add_argument("--shell-job", action="store_true", help="the tree belonged to a shell session/tty")
+    p.add_argument("--tcp-established", action="store_true", help="restore established TCP connections")
+    p.add_argument("-v", dest="log_level", type=int, default=None, metavar="N", help="CRIU log level 0-4")
+    p.set_defaults(func=_restore_tree)
+
+
+# ---------------------------------------------------------------------------
+# check
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """One fact about this machine and what it means for checkpointing."""
+
+    severity: str  # ERROR: checkpointing cannot work; WARNING: part of it cannot; INFO
+    finding: str
+    meaning: str
+
+
+def findings(facts: dict[str, Any]) -> list[Finding]:
+    """Turn gathered facts (see ``_gather``) into findings; pure, for testing."""
+    from criu_rpc.locate import INET_SOCKETS_MIN_VERSION_ON_LINUX_6_16, KERNEL_SO_PASSCRED_RESTRICTED, MIN_VERSION
+
+    out: list[Finding] = []
+    if not facts["root"]:
+        out.append(Finding(severity=ERROR, finding="not running as root",
+                           meaning="nothing works: CRIU needs root (CAP_SYS_ADMIN, ptrace, namespaces)"))
+    criu = facts["criu"]
+    if criu.get("error"):
+        out.append(Finding(severity=ERROR, finding=criu["error"], meaning="no checkpoint/restore without CRIU"))
+        return out
+    version = tuple(criu["version_numbers"])
+    kernel = tuple(facts["kernel_numbers"])
+    if version < INET_SOCKETS_MIN_VERSION_ON_LINUX_6_16 and kernel >= KERNEL_SO_PASSCRED_RESTRICTED:
+        out.append(Finding(
+            severity=ERROR, finding=f"CRIU {criu['version']} < {_dotted(INET_SOCKETS_MIN_VERSION_ON_LINUX_6_16)} "
+                                    f"on Linux >= {_dotted(KERNEL_SO_PASSCRED_RESTRICTED)}",
+            meaning="INET sockets cannot be dumped (the kernel refuses SO_PASSCRED on them); "
+                    "run scripts/install-criu"))
+    elif version < MIN_VERSION:
+        out.append(Finding(severity=ERROR, finding=f"CRIU {criu['version']} < {_dotted(MIN_VERSION)}",
+                           meaning="too old for criu-cr; run scripts/install-criu"))
+    if facts["criu_check"].get("error"):
+        out.append(Finding(severity=ERROR, finding=f"criu check failed: {facts['criu_check']['error']}",
+                           meaning="CRIU says this kernel cannot checkpoint/restore"))
+    features = facts.get("features") or {}
+    if features.get("mem_track") is False:
+        out.append(Finding(severity=WARNING, finding="no memory dirty tracking (CONFIG_MEM_SOFT_DIRTY off)",
+                           meaning="pre-copy (iterative pre-dump) unavailable; plain dumps work"))
+    if features.get("lazy_pages") is False:
+        out.append(Finding(severity=WARNING, finding="no non-cooperative userfaultfd",
+                           meaning="post-copy (lazy pages) unavailable"))
+    if features.get("pidfd_store") is False:
+        out.append(Finding(severity=INFO, finding="no pidfd_open/pidfd_getfd",
+                           meaning="pid reuse across pre-dumps is detected by start time only"))
+    lock = facts["network_lock"]
+    if not lock["iptables"] and not lock["nftables"]:
+        out.append(Finding(severity=WARNING, finding="neither iptables-restore nor nftables locking usable",
+                           meaning="dumps that lock a network namespace fail; install iptables or nftables"))
+    elif not lock["iptables"]:
+        out.append(Finding(severity=INFO, finding="iptables-restore not in PATH",
+                           meaning="CRIU's default network lock fails; use network_lock=nftables"))
+    return out
+
+
+def _dotted(numbers: tuple[int, ...]) -> str:
+    return ".".join(map(str, numbers))
+
+
+def _criu_feature(criu: str, name: str) -> bool:
+    # CHECK over RPC takes no feature name; `criu check --feature` is CRIU itself.
+    try:
+        return subprocess.run([criu, "check", "--feature", name], stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _gather(criu_arg: str | None) -> dict[str, Any]:
+    from criu_rpc import CriuClient, CriuError, CriuOptions, locate
+    from criu_rpc.locate import kernel_release
+
+    facts: dict[str, Any] = {
+        "root": os.geteuid() == 0,
+        "kernel": os.uname().release,
+        "kernel_numbers": list(kernel_release()),
+        "criu": {},
+        "criu_check": {},
+        "features": None,
+        "network_lock": {"iptables": shutil.which("iptables-restore") is not None, "nftables": False},
+    }
+    try:
+        path = locate(criu_arg)
+        client = CriuClient(path)
+        version = client.version()
+    except (CriuError, OSError) as exc:
+        facts["criu"] = {"error": str(exc)}
+        return facts
+    facts["criu"] = {"path": path, "version": str(version), "version_numbers": list(version.numbers[:3])}
+    with tempfile.TemporaryDirectory(prefix="criu-cr-check-") as tmp:
+        try:
+            client.check(CriuOptions(images_dir=tmp, log_file="check.log"))
+            facts["criu_check"] = {"ok": True}
+        except CriuError as exc:
+            facts["criu_check"] = {"ok": False, "error": str(exc)}
+    try:
+        facts["features"] = {k: v for k, v in asdict(client.feature_check()).items()}
+    except CriuError as exc:
+        facts["features_error"] = str(exc)
+    facts["network_lock"]["nftables"] = _criu_feature(path, "network_lock_nftables")
+    return facts
+
+
+def _check(args: argparse.Namespace) -> int:
+    facts = _gather(args.criu)
+    found = findings(facts)
+    ok = not any(f.severity == ERROR for f in found)
+    if args.json:
+        print(json.dumps({**facts, "findings": [asdict(f) for f in found], "ok": ok}, indent=2))
+        return 0 if ok else 1
+    criu = facts["criu"]
+    print(f"CRIU:        {criu.get('path', '-')} ({criu.get('version', 'unusable')})")
+    print(f"kernel:      Linux {facts['kernel']}, {'root' if facts['root'] else 'NOT root'}")
+    if facts["criu_check"]:
+        print(f"criu check:  {'ok' if facts['criu_check']['ok'] else 'FAILED'}")
+    if facts["features"] is not None:
+        print("features:    " + ", ".join(f"{k}={_yes(v)}" for k, v in facts["features"].items()))
+    lock = facts["network_lock"]
+    usable = [m for m in ("iptables", "nftables") if lock[m]]
+    print(f"net lock:    {', '.join(usable) if usable else 'none usable'}")
+    for f in found:
+        print(f"{f.severity}: {f.finding} -> {f.meaning}")
+    print("checkpoint/restore: " + ("works" if ok else "CANNOT work here"))
+    return 0 if ok else 1
+
+
+def _yes(value: bool | None) -> str:
+    return {True: "yes", False: "no", None: "unknown"}[value]
+
+
+# ---------------------------------------------------------------------------
+# version, dump, restore-tree
+
+
+def _version(args: argparse.Namespace) -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from criu_rpc import CriuClient, locate
+
+    try:
+        ours = version("criu-cr")
+    except PackageNotFoundError:
+        ours = "unknown (not installed)"
+    print(f"criu-cr {ours}")
+    path = locate(args.criu)
+    print(f"CRIU {CriuClient(path).version()} at {path}")
+    return 0
+
+
+def _dump(args: argparse.Namespace) -> int:
+    from criu_rpc import CriuClient, CriuOptions
+
+    os.makedirs(args.images_dir, mode=0o700, exist_ok=True)
+    opts = CriuOptions(images_dir=args.images_dir, pid=args.pid, leave_running=args.leave_running,
+                       shell_job=args.shell_job, tcp_established=args.tcp_established,
+                       network_lock=args.network_lock, log_level=args.log_level)
+    result = CriuClient(args.criu).dump(opts)
+    state = "left running" if args.leave_running else "killed"
+    print(f"dumped tree {args.pid} into {result.images_dir} ({state}); log: {result.log_path}", file=sys.stderr)
+    return 0
+
+
+def _restore_tree(args: argparse.Namespace) -> int:
+    from criu_rpc import CriuClient, CriuOptions
+
+    opts = CriuOptions(images_dir=args.images_dir, shell_job=args.shell_job,
+                       tcp_established=args.tcp_established, log_level=args.log_level)
+    result = CriuClient(args.criu).restore(opts)
+    print(result.pid)
+    return 0
