@@ -329,11 +329,15 @@ def _create(store: StateStore, state: ContainerState, spec: Spec) -> ContainerSt
             os.close(err_w)
 
     try:
-        monitor_pid = spawn_monitor(
+        spawn_monitor(
             log_path=os.path.join(d, LOG_FILE), output_fds=(out_r, err_r), report_w=rep_w,
             keep_fds=(out_w, err_w), produce_init=produce_init,
             on_exit=functools.partial(mark_stopped, store.root, cid))
+    except BaseException:
+        os.close(rep_r)
+        raise
     finally:
+        # The monitor holds its copies now; ours would keep the pipes from reaching EOF.
         for fd in (out_r, out_w, err_r, err_w, rep_w):
             os.close(fd)
     messages = read_report(rep_r, CREATE_TIMEOUT)
