@@ -16,6 +16,7 @@ import errno
 import os
 import time
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from .errors import CgroupError
@@ -31,10 +32,10 @@ DEFAULT_PARENT = "/criu-cr"
 UNIFIED = ""  # controller key of the v2 hierarchy, as in /proc/PID/cgroup's "0::" line
 
 # v1 hierarchies a container joins (directory name under the root -> controller key).
-V1_CONTROLLERS = {
+V1_CONTROLLERS = MappingProxyType({
     "cpu": "cpu", "cpuacct": "cpuacct", "cpuset": "cpuset", "memory": "memory", "devices": "devices",
     "freezer": "freezer", "blkio": "blkio", "pids": "pids", "systemd": "name=systemd",
-}
+})
 
 # v2 controllers enabled down to the container's cgroup so resources can be set.
 _V2_WANTED = ("cpu", "cpuset", "memory", "pids")

@@ -221,7 +221,7 @@ def snapshot_interfaces(netns: str) -> list[InterfaceInfo]:
     For a veth whose peer is in the caller's netns, the peer's name, MAC and
     addresses are recorded too. Raises :class:`NetnsError`.
     """
-    if not netns_exists(netns) and not os.path.exists(netns_path(netns)):
+    if not netns_exists(netns):
         raise NetnsError(netns, "network namespace does not exist")
     with _ipr(netns) as ns:
         links = list(ns.get_links())

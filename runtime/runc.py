@@ -12,6 +12,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from .cgroups import Cgroups
@@ -22,10 +23,10 @@ __all__ = ["AdoptedContainer", "read_runc_state", "proc_start_time", "RUNC_ROOT"
 RUNC_ROOT = "/run/runc"
 
 # runc's clone-flag names -> runtime-spec namespace types.
-_NS_TYPES = {
+_NS_TYPES = MappingProxyType({
     "NEWPID": "pid", "NEWNET": "network", "NEWNS": "mount", "NEWIPC": "ipc", "NEWUTS": "uts",
     "NEWCGROUP": "cgroup", "NEWUSER": "user", "NEWTIME": "time",
-}
+})
 
 _VALID_ID = re.compile(r"^[\w+\-.]+$")
 

@@ -13,10 +13,12 @@ in :attr:`Spec.warnings` so a caller can print them:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import posixpath
 from dataclasses import dataclass, field as dc_field
+from types import MappingProxyType
 from typing import Any
 
 from .errors import SpecError
@@ -29,6 +31,13 @@ __all__ = [
 # Namespace types criu-cr creates or joins.
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "cgroup")
 
+# CLONE_NEW* flag of each type, as answered by the NS_GET_NSTYPE ioctl (linux/nsfs.h: _IO(0xb7, 0x3)).
+_CLONE_FLAGS = MappingProxyType({
+    "mount": 0x00020000, "cgroup": 0x02000000, "uts": 0x04000000, "ipc": 0x08000000,
+    "user": 0x10000000, "pid": 0x20000000, "network": 0x40000000, "time": 0x00000080,
+})
+_NS_GET_NSTYPE = 0xB703
+
 SUPPORTED_OCI_VERSIONS = ("1.0", "1.1", "1.2")
 
 RLIMIT_TYPES = (
@@ -40,17 +49,17 @@ RLIMIT_TYPES = (
 ROOTFS_PROPAGATIONS = ("", "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable")
 
 # Known properties that criu-cr does not implement: refused when set.
-_UNSUPPORTED = {
-    "process": {
+_UNSUPPORTED = MappingProxyType({
+    "process": MappingProxyType({
         "apparmorProfile": "AppArmor profiles are not supported",
         "selinuxLabel": "SELinux labels are not supported",
         "ioPriority": "process I/O priority is not supported",
         "scheduler": "process scheduler settings are not supported",
         "execCPUAffinity": "exec CPU affinity is not supported",
         "commandLine": "process.commandLine is Windows-only; give process.args",
-    },
-    "process.user": {"username": "user names are Windows-only; give uid/gid"},
-    "linux": {
+    }),
+    "process.user": MappingProxyType({"username": "user names are Windows-only; give uid/gid"}),
+    "linux": MappingProxyType({
         "uidMappings": "user namespaces (uid mappings) are not supported",
         "gidMappings": "user namespaces (gid mappings) are not supported",
         "seccomp": "seccomp filters are not supported; remove linux.seccomp (runc spec's default has none)",
@@ -60,32 +69,33 @@ _UNSUPPORTED = {
         "timeOffsets": "time namespaces are not supported",
         "netDevices": "moving network devices is not supported; join a pre-created netns instead",
         "memoryPolicy": "memory policy is not supported",
-    },
-    "": {"domainname": "setting a domain name is not supported"},
-}
+    }),
+    "": MappingProxyType({"domainname": "setting a domain name is not supported"}),
+})
 
-_KNOWN = {
-    "": {"ociVersion", "process", "root", "hostname", "domainname", "mounts", "linux", "hooks", "annotations"},
-    "process": {"terminal", "consoleSize", "user", "args", "env", "cwd", "rlimits", "capabilities",
-                "noNewPrivileges", "oomScoreAdj", "apparmorProfile", "selinuxLabel", "ioPriority",
-                "scheduler", "execCPUAffinity", "commandLine"},
-    "process.user": {"uid", "gid", "umask", "additionalGids", "username"},
-    "linux": {"namespaces", "uidMappings", "gidMappings", "timeOffsets", "devices", "cgroupsPath",
-              "resources", "sysctl", "seccomp", "rootfsPropagation", "maskedPaths",
-              "readonlyPaths", "mountLabel", "intelRdt", "personality", "netDevices", "memoryPolicy"},
-}
+_KNOWN = MappingProxyType({
+    "": frozenset({"ociVersion", "process", "root", "hostname", "domainname", "mounts", "linux", "hooks",
+                   "annotations"}),
+    "process": frozenset({"terminal", "consoleSize", "user", "args", "env", "cwd", "rlimits", "capabilities",
+                          "noNewPrivileges", "oomScoreAdj", "apparmorProfile", "selinuxLabel", "ioPriority",
+                          "scheduler", "execCPUAffinity", "commandLine"}),
+    "process.user": frozenset({"uid", "gid", "umask", "additionalGids", "username"}),
+    "linux": frozenset({"namespaces", "uidMappings", "gidMappings", "timeOffsets", "devices", "cgroupsPath",
+                        "resources", "sysctl", "seccomp", "rootfsPropagation", "maskedPaths",
+                        "readonlyPaths", "mountLabel", "intelRdt", "personality", "netDevices", "memoryPolicy"}),
+})
 
 # linux.resources: sub-object -> supported keys. Any other key with a value is refused.
-_RESOURCE_KEYS = {
-    "memory": {"limit", "swap", "reservation"},
-    "cpu": {"shares", "quota", "period", "cpus", "mems"},
-    "pids": {"limit"},
-    "blockIO": set(),
-    "hugepageLimits": set(),
-    "network": set(),
-    "rdma": set(),
-    "unified": set(),
-}
+_RESOURCE_KEYS = MappingProxyType({
+    "memory": frozenset({"limit", "swap", "reservation"}),
+    "cpu": frozenset({"shares", "quota", "period", "cpus", "mems"}),
+    "pids": frozenset({"limit"}),
+    "blockIO": frozenset(),
+    "hugepageLimits": frozenset(),
+    "network": frozenset(),
+    "rdma": frozenset(),
+    "unified": frozenset(),
+})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,7 +257,7 @@ def parse_spec(data: Any, bundle_dir: str | os.PathLike[str]) -> Spec:
         raise SpecError("hostname", "a hostname needs a new uts namespace",
                         "add {\"type\": \"uts\"} to linux.namespaces or remove hostname")
 
-    cgroups_path = _get(linux, "cgroupsPath", str, "linux") or ""
+    cgroups_path = _cgroups_path(_get(linux, "cgroupsPath", str, "linux") or "")
     propagation = _get(linux, "rootfsPropagation", str, "linux") or ""
     if propagation not in ROOTFS_PROPAGATIONS:
         raise SpecError("linux.rootfsPropagation", f"unknown propagation {propagation!r}",
@@ -379,11 +389,40 @@ def _namespaces(entries: Any) -> tuple[Namespace, ...]:
         if path is not None:
             if not path.startswith("/"):
                 raise SpecError(f"{where}.path", f"{path!r} is not an absolute path")
-            if not os.path.exists(path):
-                raise SpecError(f"{where}.path", f"namespace file {path} does not exist",
-                                "create the namespace first (e.g. a netns under /run/netns) or remove path")
+            _check_ns_file(path, ns_type, f"{where}.path")
         out.append(Namespace(type=ns_type, path=path))
     return tuple(out)
+
+
+def _check_ns_file(path: str, ns_type: str, where: str) -> None:
+    """``path`` must be a namespace file (``/run/netns/x``, ``/proc/PID/ns/net``) of ``ns_type``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise SpecError(where, f"namespace file {path} does not exist",
+                        "create the namespace first (e.g. a netns under /run/netns) or remove path") from None
+    except OSError as exc:
+        raise SpecError(where, f"cannot open namespace file {path}: {exc.strerror}") from exc
+    try:
+        found = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+    except OSError as exc:
+        raise SpecError(where, f"{path} is not a namespace file ({exc.strerror})",
+                        "give a bind-mounted namespace such as /run/netns/NAME or /proc/PID/ns/TYPE") from None
+    finally:
+        os.close(fd)
+    if found != _CLONE_FLAGS[ns_type]:
+        kind = next((t for t, flag in _CLONE_FLAGS.items() if flag == found), f"flag {found:#x}")
+        raise SpecError(where, f"{path} is a {kind} namespace, not {ns_type}")
+
+
+def _cgroups_path(value: str) -> str:
+    # runc's systemd driver form; criu-cr writes cgroupfs directly.
+    if value and not value.startswith("/") and value.count(":") == 2:
+        raise SpecError("linux.cgroupsPath", f"systemd-style path {value!r} (slice:prefix:name) is not supported",
+                        "give a cgroupfs path such as /criu-cr/ID, or leave it empty")
+    if ".." in value.split("/"):
+        raise SpecError("linux.cgroupsPath", f"{value!r} must not contain '..'")
+    return value
 
 
 def _mount(m: Any, i: int, bundle: str) -> Mount:
