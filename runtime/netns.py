@@ -90,8 +90,8 @@ def netns_path(name_or_path: str) -> str:
     """``/run/netns/<name>`` for a name; a path (anything with a ``/``) is returned as is."""
     if "/" in name_or_path:
         return name_or_path
-    if not name_or_path or name_or_path in (".", ".."):
-        raise NetnsError(name_or_path, "invalid network namespace name")
+    if not name_or_path or name_or_path in (".", "..") or len(name_or_path) > 255 or "\0" in name_or_path:
+        raise NetnsError(name_or_path[:64], "invalid network namespace name (1-255 characters, no '/')")
     return os.path.join(NETNS_DIR, name_or_path)
 
 
@@ -120,9 +120,10 @@ def create_netns(name: str, *, exist_ok: bool = False) -> str:
     if os.path.lexists(path):
         raise NetnsError(name, f"{path} exists but is not a network namespace (stale file?); remove it")
     try:
-        _pr_netns.create(name)
-    except OSError as exc:
-        raise NetnsError(name, f"cannot create {path}: {exc.strerror or exc}") from exc
+        _pr_netns.create(name)  # in a forked child: unshare + bind mount, as `ip netns add`
+    except (OSError, RuntimeError, TypeError) as exc:  # pyroute2 re-raises the child's error by class
+        _remove_stale(path)  # the file did not exist before (checked above): it is ours
+        raise NetnsError(name, f"cannot create {path}: {getattr(exc, 'strerror', None) or exc}") from exc
     if not netns_exists(name):
         _remove_stale(path)
         raise NetnsError(name, f"creating {path} failed (no namespace is mounted there)")

@@ -142,6 +142,12 @@ def test_create_twice_and_exist_ok(net: Net) -> None:
     assert create_netns(net.name, exist_ok=True) == path
 
 
+@pytest.mark.parametrize("name", ["", "..", "x" * 300, "a/b"])
+def test_bad_names_are_refused(need_root: None, name: str) -> None:
+    with pytest.raises(NetnsError):
+        create_netns(name)
+
+
 def test_delete_missing(net: Net) -> None:
     delete_netns(net.name)  # missing_ok by default
     with pytest.raises(NetnsError, match="does not exist"):
