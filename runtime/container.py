@@ -15,8 +15,8 @@ import signal
 import time
 from typing import Any
 
+from . import caps, mounts
 from . import exec_in as _exec
-from . import mounts
 from .cgroups import Cgroups
 from .errors import ContainerError, ContainerNotFoundError, ContainerStateError, SpecError
 from .init import EXEC_FIFO, InitConfig, spawn_init
@@ -289,6 +289,10 @@ class Container:
 # -- helpers ----------------------------------------------------------------------
 
 def _check_supported(spec: Spec) -> None:
+    if spec.process.capabilities:
+        unknown = caps.unknown_names(spec.process.capabilities)
+        if unknown:
+            raise SpecError("process.capabilities", "unknown capabilities: " + ", ".join(unknown))
     mnt = spec.namespace("mount")
     if mnt is None or mnt.path:
         raise SpecError("linux.namespaces", "criu-cr needs a new mount namespace",
@@ -312,7 +316,9 @@ def _create(store: StateStore, state: ContainerState, spec: Spec) -> ContainerSt
     d = store.dir(cid)
     mounts.mount_overlay(spec.root.path, os.path.join(d, "overlay", "upper"), os.path.join(d, "overlay", "work"),
                          state.rootfs)
-    os.mkfifo(os.path.join(d, EXEC_FIFO), 0o600)
+    fifo = os.path.join(d, EXEC_FIFO)
+    os.mkfifo(fifo, 0o600)
+    os.chown(fifo, spec.process.uid, spec.process.gid)  # init opens it after its uid switch
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     rep_r, rep_w = os.pipe2(os.O_CLOEXEC)

@@ -21,7 +21,7 @@ import resource
 import signal
 from dataclasses import dataclass
 
-from . import mounts
+from . import caps, mounts
 from . import syscalls as sc
 from .cgroups import Cgroups
 from .spec import Spec
@@ -133,7 +133,10 @@ def _init_process(cfg: InitConfig) -> None:
         net = spec.namespace("network")
         if net is not None and not net.path:
             sc.link_up("lo")
+        # Kept as O_PATH and reopened through /proc/self/fd after pivot_root and the uid switch:
+        # the state directory is neither visible nor searchable then.
         fifo_dir = os.open(cfg.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        fifo_path = os.open(EXEC_FIFO, os.O_PATH | os.O_CLOEXEC, dir_fd=fifo_dir)
         stage = "mounts"
         mounts.setup_rootfs(spec, cfg.rootfs, binds)
         stage = "pivot_root"
@@ -163,9 +166,16 @@ def _init_process(cfg: InitConfig) -> None:
         stage = "user"
         if proc.umask is not None:
             os.umask(proc.umask)
+        if proc.capabilities is not None:
+            caps.drop_bounding(proc.capabilities)  # needs CAP_SETPCAP: before the uid switch
+            if proc.uid != 0:
+                sc.prctl(sc.PR_SET_KEEPCAPS, 1)
         os.setgroups(list(proc.additional_gids))
         os.setgid(proc.gid)
         os.setuid(proc.uid)
+        stage = "capabilities"
+        if proc.capabilities is not None:
+            caps.apply(proc.capabilities)
         if proc.no_new_privileges:
             sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
         stage = "stdio"
@@ -188,9 +198,13 @@ def _init_process(cfg: InitConfig) -> None:
         report(cfg.report_w, error=f"{stage}: {_describe(exc)}")
         os._exit(1)
     try:
-        fifo = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=fifo_dir)
+        try:
+            fifo = os.open(f"/proc/self/fd/{fifo_path}", os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:  # no /proc in the container
+            fifo = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=fifo_dir)
         os.write(fifo, b"0")
         os.close(fifo_dir)
+        os.close(fifo_path)
         os.execve(path, list(proc.args), _env_dict(proc.env))
     except BaseException as exc:  # noqa: BLE001 - the log is all that is left to tell
         os.write(2, f"criu-cr: exec {proc.args[0]}: {_describe(exc)}\n".encode())

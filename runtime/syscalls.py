@@ -23,8 +23,9 @@ __all__ = [
     "MS_DIRSYNC", "MS_NOATIME", "MS_NODIRATIME", "MS_BIND", "MS_MOVE", "MS_REC", "MS_SILENT",
     "MS_UNBINDABLE", "MS_PRIVATE", "MS_SLAVE", "MS_SHARED", "MS_RELATIME", "MS_STRICTATIME",
     "MS_LAZYTIME", "MNT_DETACH", "MNT_FORCE",
-    "PR_SET_PDEATHSIG", "PR_SET_CHILD_SUBREAPER", "PR_SET_NO_NEW_PRIVS",
-    "unshare", "setns", "mount", "umount2", "pivot_root", "sethostname", "prctl", "link_up",
+    "PR_SET_PDEATHSIG", "PR_SET_CHILD_SUBREAPER", "PR_SET_NO_NEW_PRIVS", "PR_SET_KEEPCAPS",
+    "PR_CAPBSET_DROP", "PR_CAP_AMBIENT", "PR_CAP_AMBIENT_RAISE", "PR_CAP_AMBIENT_CLEAR_ALL",
+    "unshare", "setns", "mount", "umount2", "pivot_root", "sethostname", "prctl", "capset", "link_up",
 ]
 
 CLONE_NEWNS = 0x00020000
@@ -73,6 +74,13 @@ MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # glibc has no pivot_root wrapper; the number differs per architecture.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217}
@@ -135,10 +143,23 @@ def sethostname(name: str) -> None:
     _check(_libc().sethostname(raw, ctypes.c_size_t(len(raw))), f"sethostname {name!r}")
 
 
-def prctl(option: int, arg2: int = 0) -> None:
-    """prctl(2) with one argument (the others zero). Raises OSError."""
+def prctl(option: int, arg2: int = 0, arg3: int = 0) -> None:
+    """prctl(2) with up to two arguments (the others zero). Raises OSError."""
     z = ctypes.c_ulong(0)
-    _check(_libc().prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), z, z, z), f"prctl({option})")
+    _check(_libc().prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), z, z),
+           f"prctl({option}, {arg2})")
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """capset(2) for the calling thread; the sets are 64-bit masks. Raises OSError."""
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    for i, word in enumerate((0, 1)):
+        shift = 32 * word
+        data[3 * i] = (effective >> shift) & 0xFFFFFFFF
+        data[3 * i + 1] = (permitted >> shift) & 0xFFFFFFFF
+        data[3 * i + 2] = (inheritable >> shift) & 0xFFFFFFFF
+    _check(_libc().capset(header, data), "capset")
 
 
 def link_up(name: str = "lo") -> None:

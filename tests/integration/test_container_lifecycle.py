@@ -145,3 +145,32 @@ def test_sysctl_and_cgroup_namespace(busybox_bundle, container):
     assert lines[0] == "1"
     assert all(line.endswith(":/") for line in lines[1:]), lines  # the cgroup ns is rooted at its cgroup
     assert os.readlink(f"/proc/{ctr.init_pid}/ns/cgroup") != os.readlink("/proc/self/ns/cgroup")
+
+
+def _status_field(pid: int, field: str) -> str:
+    with open(f"/proc/{pid}/status") as f:
+        return next(line.split(":", 1)[1].strip() for line in f if line.startswith(field + ":"))
+
+
+def test_capabilities_of_the_default_spec(busybox_bundle, container):
+    ctr = container(busybox_bundle(["sleep", "1000"]))  # runc spec's: AUDIT_WRITE, KILL, NET_BIND_SERVICE
+    expected = (1 << 29) | (1 << 5) | (1 << 10)
+    assert int(_status_field(ctr.init_pid, "CapBnd"), 16) == expected
+    assert int(_status_field(ctr.init_pid, "CapEff"), 16) == expected
+    assert int(_status_field(ctr.init_pid, "CapAmb"), 16) == 0  # not inheritable: cannot be ambient
+
+
+def test_non_root_user(busybox_bundle, container):
+    import json
+
+    bundle = busybox_bundle(["sh", "-c", "id; sleep 1000"])
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    config["process"]["user"] = {"uid": 65534, "gid": 65534, "additionalGids": [5]}
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    ctr = container(bundle)
+    until(lambda: b"uid=" in ctr.logs(), what="id's output")
+    assert ctr.logs().startswith(b"uid=65534(nobody) gid=65534(nogroup) groups=5")
+    assert _status_field(ctr.init_pid, "Uid").split()[0] == "65534"
+    assert int(_status_field(ctr.init_pid, "CapEff"), 16) == 0

@@ -61,3 +61,12 @@ def test_parse_signal():
 def test_exit_status_shell_convention():
     assert exit_status_of(3 << 8) == 3
     assert exit_status_of(signal.SIGKILL) == 137
+
+
+def test_capability_masks():
+    from runtime import caps
+
+    assert caps.CAPABILITIES["CAP_CHOWN"] == 0 and caps.CAPABILITIES["CAP_CHECKPOINT_RESTORE"] == 40
+    assert caps.mask(["CAP_KILL", "CAP_NET_BIND_SERVICE"]) == (1 << 5) | (1 << 10)
+    assert caps.unknown_names({"bounding": ["CAP_KILL", "CAP_NOPE"], "ambient": ["CAP_BOGUS"]}) == \
+        ["CAP_BOGUS", "CAP_NOPE"]
