@@ -10,6 +10,8 @@ from __future__ import annotations
 
 __all__ = [
     "ContainerError",
+    "CheckpointError",
+    "RestoreError",
     "SpecError",
     "CgroupError",
     "NetnsError",
@@ -103,3 +105,41 @@ class ContainerStateError(ContainerError):
         if detail:
             msg += f" ({detail})"
         super().__init__(msg)
+
+
+class _CriuFailure(ContainerError):
+    """A container operation that CRIU (or its preparation) refused.
+
+    ``log_path`` is CRIU's log (kept), ``log_errors`` its first real error
+    lines, ``hint`` how to fix it.
+    """
+
+    action = "operate on"
+
+    def __init__(self, container_id: str, problem: str, *, log_path: str | None = None,
+                 log_errors: list[str] | None = None, hint: str = "") -> None:
+        self.container_id = container_id
+        self.problem = problem
+        self.log_path = log_path
+        self.log_errors = list(log_errors or [])
+        self.hint = hint
+        msg = f"cannot {self.action} container {container_id!r}: {problem}"
+        if self.log_errors and self.log_errors[0] not in problem:
+            msg += f"; CRIU: {self.log_errors[0]}"
+        if log_path and log_path not in problem:
+            msg += f"; log: {log_path}"
+        if hint:
+            msg += f". {hint}"
+        super().__init__(msg)
+
+
+class CheckpointError(_CriuFailure):
+    """A checkpoint failed; the container keeps running."""
+
+    action = "checkpoint"
+
+
+class RestoreError(_CriuFailure):
+    """A restore failed or was refused; the checkpoint stays for another try."""
+
+    action = "restore"

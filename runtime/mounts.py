@@ -259,3 +259,28 @@ def finish_rootfs(spec: Spec) -> None:
             continue
     if spec.root.readonly:
         sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+
+
+# -- the overlay's upper layer, kept with a checkpoint ----------------------------
+
+def archive_upper(upper: str, tar_path: str) -> None:
+    """Write the overlay's upper directory (the container's filesystem changes) to ``tar_path``.
+
+    Whiteouts (0/0 character devices) and ownership are kept. Raises OSError.
+    """
+    import tarfile
+
+    with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(os.listdir(upper)):
+            tar.add(os.path.join(upper, name), arcname=name)
+
+
+def extract_upper(tar_path: str, upper: str) -> None:
+    """Unpack an :func:`archive_upper` tarball into a new container's upper directory.
+
+    Members that would land outside ``upper`` are refused. Raises OSError, tarfile.TarError.
+    """
+    import tarfile
+
+    with tarfile.open(tar_path, "r") as tar:
+        tar.extractall(upper, numeric_owner=True, filter="tar")

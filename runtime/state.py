@@ -29,6 +29,7 @@ __all__ = [
 DEFAULT_ROOT = "/run/criu-cr"
 ROOT_ENV = "CRIU_CR_ROOT"
 STATE_FILE = "state.json"
+_MARK_POLL = 0.02  # seconds between a monitor's tries for a busy lock
 
 # "creating" only exists while `create` holds the lock.
 STATUSES = ("creating", "created", "running", "paused", "stopped", "checkpointed")
@@ -215,11 +216,24 @@ def mark_stopped(root: str, container_id: str, init_pid: int, exit_status: int) 
     nor one whose init was replaced by a restore). A deleted container is fine.
     """
     store = StateStore(root)
+
+    def applies(st: ContainerState) -> bool:
+        return st.init_pid == init_pid and st.status in ("creating", "created", "running", "paused")
+
+    # Poll rather than block on the lock: while a checkpoint (which made this
+    # init exit) holds it, a blocked monitor would grab the lock right after
+    # and make the user's next operation fail as busy. A record that no
+    # longer concerns this init is left alone without locking.
     try:
-        with store.lock(container_id, blocking=True):
-            st = store.read(container_id)
-            if st.init_pid == init_pid and st.status in ("creating", "created", "running", "paused"):
-                store.write(st.replace(status="stopped", exit_status=exit_status))
+        while applies(store.read(container_id)):
+            try:
+                with store.lock(container_id):
+                    st = store.read(container_id)
+                    if applies(st):
+                        store.write(st.replace(status="stopped", exit_status=exit_status))
+                    return
+            except ContainerBusyError:
+                time.sleep(_MARK_POLL)
     except (ContainerNotFoundError, OSError):
         pass
 

@@ -1,0 +1,161 @@
+"""What a checkpoint keeps beside CRIU's images, and the image directory's life.
+
+``criu-cr.json`` records what a restore needs and CRIU's images do not say
+(joined namespaces, external mounts, stdio pipe names, where the container's
+filesystem changes are). Image directories are written under a temporary
+name and swapped in only when the dump succeeded, so a failed checkpoint
+never damages an earlier good one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+from criu_rpc import ImageError, locate, read_stats
+
+from .crplan import MountRecord
+from .errors import RestoreError
+
+__all__ = [
+    "IMAGE_DIR_MODE", "METADATA_FILE", "NETWORK_FILE", "META_VERSION", "CheckpointMeta",
+    "read_meta", "fresh_image_dir", "install_image_dir", "remove_logs", "stats_dict",
+    "choose_network_lock", "DUMP_STATS_FIELDS", "RESTORE_STATS_FIELDS",
+]
+
+IMAGE_DIR_MODE = 0o700  # memory pages hold secrets
+METADATA_FILE = "criu-cr.json"
+NETWORK_FILE = "network.status"
+META_VERSION = 1
+# podman's --print-stats names, read from CRIU's stats images.
+DUMP_STATS_FIELDS = ("freezing_time", "frozen_time", "memdump_time", "memwrite_time",
+                     "pages_scanned", "pages_written")
+RESTORE_STATS_FIELDS = ("forking_time", "restore_time", "pages_restored", "pages_compared",
+                        "pages_skipped_cow")
+_LOGS = {"dump": ("dump.log", "stats-dump"), "restore": ("restore.log", "stats-restore")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointMeta:
+    """The contents of ``criu-cr.json``."""
+
+    container_id: str
+    bundle: str
+    rootfs: str
+    namespaces: dict[str, str] = field(default_factory=dict)
+    mounts: tuple[MountRecord, ...] = ()
+    stdio: dict[str, str] = field(default_factory=dict)
+    cgroups_path: str = ""
+    upper_dir: str = ""
+    rootfs_diff: bool = False
+    leave_running: bool = False
+    tcp_established: bool = False
+    file_locks: bool = False
+    created: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {"version": META_VERSION, "container_id": self.container_id, "bundle": self.bundle,
+                "rootfs": self.rootfs, "namespaces": self.namespaces,
+                "mounts": [m.to_dict() for m in self.mounts], "stdio": self.stdio,
+                "cgroups_path": self.cgroups_path, "upper_dir": self.upper_dir,
+                "rootfs_diff": self.rootfs_diff, "leave_running": self.leave_running,
+                "tcp_established": self.tcp_established, "file_locks": self.file_locks,
+                "created": self.created}
+
+    def write(self, image_dir: str) -> None:
+        with open(os.path.join(image_dir, METADATA_FILE), "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+
+
+def read_meta(image_dir: str) -> CheckpointMeta:
+    """Load ``criu-cr.json``. Raises RestoreError when missing, unreadable or of another version."""
+    path = os.path.join(image_dir, METADATA_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise RestoreError("?", f"{path} is missing: these images were not written by criu-cr",
+                           hint="checkpoint with criu-cr") from None
+    except (OSError, ValueError) as exc:
+        raise RestoreError("?", f"cannot read {path}: {exc}") from exc
+    if data.get("version") != META_VERSION:
+        raise RestoreError(str(data.get("container_id", "?")),
+                           f"{path} has version {data.get('version')!r}; this criu-cr reads {META_VERSION}")
+    return CheckpointMeta(
+        container_id=data["container_id"], bundle=data["bundle"], rootfs=data["rootfs"],
+        namespaces=dict(data.get("namespaces") or {}),
+        mounts=tuple(MountRecord.from_dict(m) for m in data.get("mounts") or ()),
+        stdio=dict(data.get("stdio") or {}), cgroups_path=data.get("cgroups_path", ""),
+        upper_dir=data.get("upper_dir", ""), rootfs_diff=bool(data.get("rootfs_diff")),
+        leave_running=bool(data.get("leave_running")), tcp_established=bool(data.get("tcp_established")),
+        file_locks=bool(data.get("file_locks")), created=float(data.get("created") or 0.0))
+
+
+def fresh_image_dir(final_dir: str) -> str:
+    """An empty 0700 directory beside ``final_dir`` to dump into. Raises OSError."""
+    parent = os.path.dirname(os.path.abspath(final_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = f"{final_dir}.new-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.mkdir(tmp, IMAGE_DIR_MODE)
+    os.chmod(tmp, IMAGE_DIR_MODE)  # whatever the umask
+    return tmp
+
+
+def install_image_dir(tmp: str, final_dir: str) -> None:
+    """Put a finished dump at ``final_dir``, replacing an earlier checkpoint there."""
+    old = None
+    if os.path.lexists(final_dir):
+        old = f"{final_dir}.old-{os.getpid()}"
+        os.rename(final_dir, old)
+    os.rename(tmp, final_dir)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_logs(image_dir: str, kind: str) -> None:
+    """Remove CRIU's log and stats of a successful ``kind`` ("dump"/"restore") run."""
+    for name in _LOGS[kind]:
+        try:
+            os.unlink(os.path.join(image_dir, name))
+        except FileNotFoundError:
+            pass
+
+
+def stats_dict(image_dir: str, kind: str) -> dict[str, int]:
+    """CRIU's statistics of the last ``kind`` run, under podman's names ({} if CRIU wrote none)."""
+    try:
+        stats = read_stats(image_dir, kind)  # type: ignore[call-overload]
+    except (ImageError, OSError):
+        return {}
+    names = DUMP_STATS_FIELDS if kind == "dump" else RESTORE_STATS_FIELDS
+    return {n: getattr(stats, n) for n in names if getattr(stats, n, None) is not None}
+
+
+def choose_network_lock(criu_path: str | None = None) -> str:
+    """CRIU's network-lock method for this host.
+
+    ``iptables`` when ``iptables-restore`` is installed (CRIU's default);
+    else ``nftables`` when CRIU supports it here; else ``skip`` is *not*
+    chosen silently -- ``iptables`` is returned and CRIU's error will say
+    that iptables-restore is missing.
+    """
+    if shutil.which("iptables-restore"):
+        return "iptables"
+    if nftables_supported(criu_path):
+        return "nftables"
+    return "iptables"
+
+
+def nftables_supported(criu_path: str | None = None) -> bool:
+    """Whether CRIU can lock the network with nftables on this kernel (``criu check --feature``)."""
+    try:
+        path = locate(criu_path)
+        res = subprocess.run([path, "check", "--feature", "network_lock_nftables"],
+                             stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired, Exception):  # noqa: BLE001 - no CRIU: not supported
+        return False
+    return res.returncode == 0

@@ -1,0 +1,298 @@
+"""What CRIU must be told about a container: one small pure function per concern.
+
+Each concern (root, namespaces, mounts, cgroups, stdio, network lock, TCP and
+file locks) is a function ``(ctx, direction) -> Part``; the same function
+serves the checkpoint (``DUMP``) and the restore (``RESTORE``) so the two
+directions cannot drift apart. :func:`build` merges the parts into
+:class:`criu_rpc.CriuOptions` keyword arguments. Nothing here opens a file or
+talks to CRIU: fds that a restore must pass are *named* (``Part.open_paths``)
+and opened by the caller.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from criu_rpc import CgroupRoot, ExternalMount, InheritFd
+
+__all__ = [
+    "DUMP", "RESTORE", "NETNS_KEY", "PIDNS_KEY", "MountRecord", "CrContext", "Part",
+    "parse_mountinfo", "external_mounts", "build", "CONCERNS",
+]
+
+DUMP = "dump"
+RESTORE = "restore"
+# Keys under which external namespaces are named in the images (runc uses the same words).
+NETNS_KEY = "extRootNetNS"
+PIDNS_KEY = "extRootPidNS"
+_NS_KEYS = {"network": ("net", NETNS_KEY), "pid": ("pid", PIDNS_KEY)}
+# Names of cgroup hierarchies under /sys/fs/cgroup -> controller keys of runtime.cgroups.
+_CGROUP_DIR_TO_CTRL = {"unified": "", "systemd": "name=systemd"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MountRecord:
+    """A mount of the container that CRIU cannot recreate alone (its source is outside).
+
+    ``kind``: ``"devtmpfs"`` (a host device node or /dev file bound in: masked
+    paths, default devices; ``detail`` is its path under the host's /dev),
+    ``"cgroup"`` (a cgroup hierarchy bound at the container's cgroup;
+    ``detail`` is the controller key, "" for v2) or ``"bind"`` (a bind mount
+    from the host; ``detail`` is its source at checkpoint time).
+    """
+
+    mountpoint: str
+    kind: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"mountpoint": self.mountpoint, "kind": self.kind, "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MountRecord":
+        return cls(mountpoint=str(data["mountpoint"]), kind=str(data["kind"]), detail=str(data["detail"]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrContext:
+    """Everything the concerns need, gathered by the caller (no I/O below).
+
+    ``namespaces``: joined namespaces, type -> path (e.g. the pre-created
+    netns). ``ns_inodes``: type -> inode of that namespace at checkpoint.
+    ``cgroup_paths``: controller key -> host cgroup dir of the (target)
+    container; ``cg_roots`` the same as (controller, path in its hierarchy)
+    pairs. ``bind_sources``: container destination -> host source of the
+    (target) spec's bind mounts. ``stdio``: the names CRIU knows the
+    container's stdout/stderr pipes by (``pipe:[inode]``) -> the fd to give
+    at restore.
+    """
+
+    rootfs: str
+    pid: int = 0
+    namespaces: dict[str, str] = field(default_factory=dict)
+    ns_inodes: dict[str, int] = field(default_factory=dict)
+    mounts: tuple[MountRecord, ...] = ()
+    cgroup_paths: dict[str, str] = field(default_factory=dict)
+    cg_roots: tuple[tuple[str, str], ...] = ()
+    freezer_path: str | None = None
+    bind_sources: dict[str, str] = field(default_factory=dict)
+    stdio_fds: dict[str, int] = field(default_factory=dict)
+    network_lock: str | None = None
+    tcp_established: bool = False
+    tcp_close: bool = False
+    file_locks: bool = False
+    leave_running: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Part:
+    """A concern's share of the CRIU options."""
+
+    opts: dict[str, Any] = field(default_factory=dict)
+    external: tuple[str, ...] = ()
+    ext_mounts: tuple[ExternalMount, ...] = ()
+    inherit: tuple[InheritFd, ...] = ()
+    cg_root: tuple[CgroupRoot, ...] = ()
+    # (InheritFd key, path): the caller opens the path and passes the fd under that key.
+    open_paths: tuple[tuple[str, str], ...] = ()
+
+
+# -- mountinfo ------------------------------------------------------------------
+
+def _unescape(s: str) -> str:
+    if "\\" not in s:
+        return s
+    return s.encode("latin-1", "backslashreplace").decode("unicode_escape")
+
+
+def parse_mountinfo(text: str) -> list[dict[str, str]]:
+    """Lines of a ``/proc/PID/mountinfo`` as dicts (dev, root, mountpoint, fstype, source, super)."""
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        left, _, right = line.partition(" - ")
+        f = left.split()
+        r = right.split()
+        out.append({"dev": f[2], "root": _unescape(f[3]), "mountpoint": _unescape(f[4]),
+                    "fstype": r[0], "source": _unescape(r[1]) if len(r) > 1 else "",
+                    "super": r[2] if len(r) > 2 else ""})
+    return out
+
+
+def _covered(entry: dict[str, str], entries: Iterable[dict[str, str]]) -> bool:
+    """True when another mount of the same filesystem shows ``entry``'s root (CRIU can rebind it)."""
+    root = entry["root"]
+    for other in entries:
+        if other is entry or other["dev"] != entry["dev"]:
+            continue
+        oroot = other["root"]
+        if oroot == "/" or root == oroot or root.startswith(oroot.rstrip("/") + "/"):
+            if other["root"] != entry["root"] or other["mountpoint"] < entry["mountpoint"]:
+                return True
+    return False
+
+
+def external_mounts(mountinfo: str, bind_sources: dict[str, str] | None = None) -> tuple[MountRecord, ...]:
+    """The mounts of a container (its ``/proc/PID/mountinfo``) CRIU must be told are external.
+
+    The root mount is CRIU's ``root`` and is never listed. A mount whose
+    filesystem root is shown by no other mount of the container comes from
+    outside: cgroup hierarchies bound at the container's cgroup, host /dev
+    nodes bound in (devices, masked paths), and the spec's bind mounts.
+    """
+    entries = parse_mountinfo(mountinfo)
+    binds = bind_sources or {}
+    records = []
+    for e in entries:
+        mp = e["mountpoint"]
+        if mp == "/":
+            continue
+        if e["fstype"] in ("cgroup", "cgroup2"):
+            if e["root"] == "/":
+                continue  # a cgroupns-relative mount CRIU recreates itself
+            name = os.path.basename(mp)
+            ctrl = _CGROUP_DIR_TO_CTRL.get(name, name)
+            if e["fstype"] == "cgroup2":
+                ctrl = ""
+            records.append(MountRecord(mountpoint=mp, kind="cgroup", detail=ctrl))
+            continue
+        if e["root"] == "/" or _covered(e, entries):
+            continue
+        if e["fstype"] == "devtmpfs":
+            records.append(MountRecord(mountpoint=mp, kind="devtmpfs", detail=e["root"]))
+        else:
+            records.append(MountRecord(mountpoint=mp, kind="bind", detail=binds.get(mp, e["root"])))
+    return tuple(records)
+
+
+# -- the concerns ----------------------------------------------------------------
+
+def root_part(ctx: CrContext, direction: str) -> Part:
+    """The container's root as a host mount point (CRIU's ``root``)."""
+    opts: dict[str, Any] = {"root": ctx.rootfs}
+    if direction == DUMP:
+        opts["pid"] = ctx.pid
+    return Part(opts=opts)
+
+
+def namespace_part(ctx: CrContext, direction: str) -> Part:
+    """Joined network/pid namespaces are external: named at dump, handed back as fds at restore."""
+    external = []
+    open_paths = []
+    for ns_type, (criu_name, key) in _NS_KEYS.items():
+        path = ctx.namespaces.get(ns_type)
+        if not path:
+            continue
+        if direction == DUMP:
+            external.append(f"{criu_name}[{ctx.ns_inodes[ns_type]}]:{key}")
+        else:
+            open_paths.append((key, path))
+    return Part(external=tuple(external), open_paths=tuple(open_paths))
+
+
+def _restore_source(rec: MountRecord, ctx: CrContext) -> str:
+    if rec.kind == "devtmpfs":
+        return os.path.join("/dev", rec.detail.lstrip("/"))
+    if rec.kind == "cgroup":
+        try:
+            return ctx.cgroup_paths[rec.detail]
+        except KeyError:
+            raise LookupError(f"mount {rec.mountpoint}: the container has no cgroup for controller "
+                              f"{rec.detail or 'v2'!r} on this host") from None
+    return ctx.bind_sources.get(rec.mountpoint, rec.detail)
+
+
+def mount_part(ctx: CrContext, direction: str) -> Part:
+    """External mounts: keyed by their mount point; at restore bound from the host path."""
+    if direction == DUMP:
+        ext = tuple(ExternalMount(key=r.mountpoint, value=r.mountpoint) for r in ctx.mounts)
+    else:
+        ext = tuple(ExternalMount(key=r.mountpoint, value=_restore_source(r, ctx)) for r in ctx.mounts)
+    return Part(ext_mounts=ext)
+
+
+def cgroup_part(ctx: CrContext, direction: str) -> Part:
+    """Cgroups: freeze through the container's freezer at dump; land in its cgroups at restore."""
+    opts: dict[str, Any] = {"manage_cgroups": True, "manage_cgroups_mode": "soft"}
+    roots: tuple[CgroupRoot, ...] = ()
+    if direction == DUMP:
+        if ctx.freezer_path:
+            opts["freeze_cgroup"] = ctx.freezer_path
+    else:
+        # The images name the checkpointed container's cgroups; put the tree
+        # under the target container's own (they differ when restoring a copy).
+        roots = tuple(CgroupRoot(ctrl=ctrl or None, path=path) for ctrl, path in ctx.cg_roots)
+    return Part(opts=opts, cg_root=roots)
+
+
+def stdio_part(ctx: CrContext, direction: str) -> Part:
+    """The container's stdout/stderr pipes lead out of it: new pipes are handed in at restore."""
+    if direction == DUMP:
+        return Part()
+    return Part(inherit=tuple(InheritFd(key=name, fd=fd) for name, fd in sorted(ctx.stdio_fds.items())))
+
+
+def network_part(ctx: CrContext, direction: str) -> Part:
+    """Network locking method, established TCP connections."""
+    opts: dict[str, Any] = {}
+    if ctx.network_lock:
+        opts["network_lock"] = ctx.network_lock
+    if ctx.tcp_established:
+        opts["tcp_established"] = True
+    if direction == RESTORE and ctx.tcp_close:
+        opts["tcp_close"] = True
+    return Part(opts=opts)
+
+
+def process_part(ctx: CrContext, direction: str) -> Part:
+    """File locks; leave the tree running after a dump."""
+    opts: dict[str, Any] = {}
+    if ctx.file_locks:
+        opts["file_locks"] = True
+    if direction == DUMP and ctx.leave_running:
+        opts["leave_running"] = True
+    if direction == RESTORE:
+        # The restored init becomes a child of the restoring process (our monitor).
+        opts["rst_sibling"] = True
+    return Part(opts=opts)
+
+
+CONCERNS: tuple[Callable[[CrContext, str], Part], ...] = (
+    root_part, namespace_part, mount_part, cgroup_part, stdio_part, network_part, process_part,
+)
+
+
+def build(ctx: CrContext, direction: str) -> tuple[dict[str, Any], tuple[tuple[str, str], ...]]:
+    """Merge every concern: (CriuOptions keyword arguments, paths to open for inherit_fd).
+
+    Raises ValueError for an unknown direction, LookupError when a restore
+    cannot resolve an external mount on this host.
+    """
+    if direction not in (DUMP, RESTORE):
+        raise ValueError(f"direction must be {DUMP!r} or {RESTORE!r}, not {direction!r}")
+    kwargs: dict[str, Any] = {}
+    external: list[str] = []
+    ext_mounts: list[ExternalMount] = []
+    inherit: list[InheritFd] = []
+    cg_root: list[CgroupRoot] = []
+    open_paths: list[tuple[str, str]] = []
+    for concern in CONCERNS:
+        part = concern(ctx, direction)
+        kwargs.update(part.opts)
+        external += part.external
+        ext_mounts += part.ext_mounts
+        inherit += part.inherit
+        cg_root += part.cg_root
+        open_paths += part.open_paths
+    if external:
+        kwargs["external"] = tuple(external)
+    if ext_mounts:
+        kwargs["ext_mounts"] = tuple(ext_mounts)
+    if inherit:
+        kwargs["inherit_fd"] = tuple(inherit)
+    if cg_root:
+        kwargs["cg_root"] = tuple(cg_root)
+    return kwargs, tuple(open_paths)
