@@ -242,7 +242,12 @@ class Cgroups:
         return sorted(found)
 
     def cg_roots(self) -> list[tuple[str, str]]:
-        """``(controller, cgroup path)`` pairs for CRIU's ``cg_root`` restore option."""
+        """``(controller, cgroup path)`` pairs for CRIU's ``cg_root`` restore option.
+
+        Paths are relative to each hierarchy's root, as in ``/proc/PID/cgroup``;
+        controller ``""`` is the v2 hierarchy (to CRIU, an empty controller
+        names the default root, so every v1 controller is listed explicitly).
+        """
         return [(ctrl, self._relative(ctrl, p)) for ctrl, p in sorted(self.paths.items())]
 
     def exists(self) -> bool:
@@ -282,10 +287,13 @@ class Cgroups:
                 try:
                     with open(os.path.join(level, "cgroup.subtree_control"), "w") as f:
                         f.write(f"+{ctrl}")
-                except OSError:
-                    # A cgroup with its own processes cannot delegate (EBUSY); apply()
-                    # then reports the missing interface file for the limit asked.
-                    pass
+                except OSError as exc:
+                    # A cgroup with its own processes cannot delegate (EBUSY), some
+                    # controllers cannot be enabled in threaded subtrees (EOPNOTSUPP):
+                    # apply() then reports the missing interface file of the limit asked.
+                    if exc.errno not in (errno.EBUSY, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOENT):
+                        raise CgroupError(os.path.join(level, "cgroup.subtree_control"),
+                                          f"cannot enable {ctrl}: {exc.strerror}") from exc
 
     def _set_frozen(self, frozen: bool, timeout: float) -> None:
         path = self.freezer_path()
