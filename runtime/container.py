@@ -278,6 +278,42 @@ class Container:
             cwd=cwd or proc.get("cwd", "/"), uid=proc.get("uid", 0), gid=proc.get("gid", 0),
             capture=capture, timeout=timeout)
 
+    # -- checkpoint / restore (runtime.checkpoint) -----------------------------
+
+    def checkpoint(self, opts: Any = None, *, criu_path: str | None = None, **kwargs: Any) -> Any:
+        """Checkpoint this running container; see :func:`runtime.checkpoint.checkpoint`.
+
+        ``opts`` is a CheckpointOptions, or give its fields as keywords
+        (``leave_running=True``...). Raises ContainerStateError, CheckpointError.
+        """
+        from . import checkpoint as cr
+
+        return cr.checkpoint(self, opts or cr.CheckpointOptions(**kwargs), criu_path=criu_path)
+
+    def restore(self, opts: Any = None, *, criu_path: str | None = None, **kwargs: Any) -> Any:
+        """Restore this checkpointed container; see :func:`runtime.checkpoint.restore`.
+
+        Raises ContainerStateError ("container X is running"), RestoreError.
+        """
+        from . import checkpoint as cr
+
+        return cr.restore(self, opts or cr.RestoreOptions(**kwargs), criu_path=criu_path)
+
+    @classmethod
+    def restore_new(cls, container_id: str, image_path: str, *, bundle: str | None = None,
+                    root: str | None = None, criu_path: str | None = None, **kwargs: Any) -> Any:
+        """Make container ``container_id`` from a checkpoint at ``image_path`` and restore it.
+
+        Returns the RestoreResult (``Container.load(container_id)`` gives the container).
+
+        ``bundle`` defaults to the checkpointed container's. Nothing is left
+        behind on failure. Raises RestoreError, ContainerExistsError, SpecError.
+        """
+        from . import checkpoint as cr
+
+        opts = cr.RestoreOptions(image_path=image_path, bundle=bundle, **kwargs)
+        return cr.restore(None, opts, container_id=container_id, root=root, criu_path=criu_path)
+
     def _need(self, statuses: tuple[str, ...], action: str) -> ContainerState:
         st = _live(self._store.read(self.id))
         if st.status not in statuses:
@@ -293,6 +329,9 @@ def _check_supported(spec: Spec) -> None:
         unknown = caps.unknown_names(spec.process.capabilities)
         if unknown:
             raise SpecError("process.capabilities", "unknown capabilities: " + ", ".join(unknown))
+    if spec.rootfs_propagation not in mounts.ROOT_PROPAGATION:
+        raise SpecError("linux.rootfsPropagation", f"{spec.rootfs_propagation!r} is not supported",
+                        "use private, rprivate, slave or rslave (or leave it out)")
     mnt = spec.namespace("mount")
     if mnt is None or mnt.path:
         raise SpecError("linux.namespaces", "criu-cr needs a new mount namespace",
