@@ -20,7 +20,7 @@ from .spec import Mount, Spec
 
 __all__ = [
     "parse_options", "mount_overlay", "unmount", "mounts_under", "cgroup_binds",
-    "setup_rootfs", "pivot_into", "finish_rootfs", "DEFAULT_DEVICES",
+    "setup_rootfs", "pivot_into", "finish_rootfs", "DEFAULT_DEVICES", "ROOT_PROPAGATION",
 ]
 
 # option -> (flags to set, flags to clear)
@@ -48,6 +48,14 @@ _PROPAGATION = {
 # Flags that a bind mount only takes through a second, remounting call.
 _BIND_REMOUNT_FLAGS = (sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_NOATIME
                        | sc.MS_NODIRATIME | sc.MS_RELATIME | sc.MS_STRICTATIME)
+
+# linux.rootfsPropagation -> what "/" of the new mount namespace becomes. The default is
+# private (runc uses rslave): nothing propagates between the container and the host, which
+# keeps CRIU's view of the container's mounts self-contained. Shared kinds are refused.
+ROOT_PROPAGATION = {
+    "": sc.MS_PRIVATE | sc.MS_REC, "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
+}
 
 DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 _DEV_SYMLINKS = (("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"),
@@ -226,7 +234,7 @@ def setup_rootfs(spec: Spec, rootfs: str, binds: list[tuple[str, str]]) -> None:
 
     ``binds`` comes from :func:`cgroup_binds`. Raises OSError naming the path.
     """
-    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    sc.mount(None, "/", None, ROOT_PROPAGATION[spec.rootfs_propagation])
     rootfs = os.path.realpath(rootfs)
     for m in spec.mounts:
         _mount_entry(rootfs, m, binds)

@@ -120,3 +120,15 @@ def test_two_concurrent_starts_one_refused(busybox_bundle, container, state_root
     refused = next(err for code, err in results if code == 1)
     assert "is busy" in refused or "it is running" in refused
     assert ctr.status == "running"
+
+
+def test_shared_rootfs_propagation_is_refused(busybox_bundle, state_root):
+    bundle = _edit(busybox_bundle(), lambda c: c["linux"].update(rootfsPropagation="rshared"))
+    with pytest.raises(SpecError, match="linux.rootfsPropagation"):
+        Container.create("x", bundle, state_root)
+
+
+def test_rslave_rootfs_propagation_runs(busybox_bundle, container):
+    bundle = _edit(busybox_bundle(["sleep", "1000"]), lambda c: c["linux"].update(rootfsPropagation="rslave"))
+    ctr = container(bundle)
+    assert ctr.exec(["true"]).exit_code == 0
