@@ -128,7 +128,10 @@ class Cgroups:
     def from_paths(cls, paths: Mapping[str, str], *, root: str = DEFAULT_ROOT) -> Cgroups:
         """Wrap absolute per-controller directories (runc's ``cgroup_paths``).
 
-        Raises :class:`CgroupError` if ``paths`` is empty.
+        The paths may differ per controller (runc places a relative cgroupsPath
+        under its own cgroup of each hierarchy); ``path`` is then only the first
+        one's, and :meth:`cg_roots` gives each. Raises :class:`CgroupError` if
+        ``paths`` is empty.
         """
         if not paths:
             raise CgroupError(root, "no cgroup paths given")
@@ -265,8 +268,11 @@ class Cgroups:
         return os.path.join(self.root, ctrl)
 
     def _relative(self, ctrl: str, path: str) -> str:
-        rel = os.path.relpath(path, self._hierarchy_root(ctrl))
-        return "/" if rel == "." else "/" + rel
+        rel = os.path.relpath(path, self.root)
+        if not (ctrl == UNIFIED and self.layout == "v2"):
+            # drop the hierarchy's directory: "memory", "unified", or a co-mount like "cpu,cpuacct"
+            rel = rel.partition("/")[2]
+        return "/" + ("" if rel == "." else rel)
 
     def _main_path(self) -> str:
         if self.layout == "v2":

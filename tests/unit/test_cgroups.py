@@ -110,6 +110,18 @@ def test_from_paths_with_uneven_runc_paths(tmp_path: Path) -> None:
     assert cg.freezer_path() == f"{root}/freezer/c1"
 
 
+def test_from_paths_co_mounted_v1(tmp_path: Path) -> None:
+    root = fake_root(tmp_path, "v1")
+    (root / "cpu").rmdir()
+    (root / "cpuacct").rmdir()
+    (root / "cpu,cpuacct").mkdir()
+    (root / "cpu").symlink_to("cpu,cpuacct")
+    (root / "cpuacct").symlink_to("cpu,cpuacct")
+    paths = {"cpu": f"{root}/cpu,cpuacct/c1", "cpuacct": f"{root}/cpu,cpuacct/c1", "pids": f"{root}/pids/c1"}
+    cg = Cgroups.from_paths(paths, root=str(root))
+    assert set(cg.cg_roots()) == {("cpu", "/c1"), ("cpuacct", "/c1"), ("pids", "/c1")}
+
+
 def test_from_paths_empty(tmp_path: Path) -> None:
     with pytest.raises(CgroupError):
         Cgroups.from_paths({}, root=str(fake_root(tmp_path, "v2")))
