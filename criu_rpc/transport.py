@@ -16,8 +16,8 @@ from __future__ import annotations
 import array
 import os
 import socket
+import select
 import subprocess
-import tempfile
 from collections.abc import Iterable, Sequence
 
 from .errors import CriuNotFoundError, CriuProtocolError
@@ -111,7 +111,7 @@ class SwrkProcess(Connection):
     ``pass_fds`` are our fds the child must have at the same numbers (fds
     named in the request: inherit_fd, page-server socket, images dir).
     CRIU's stderr (where it reports what happens outside a request's log)
-    goes to an anonymous temporary file, read back by :meth:`stderr_errors`.
+    goes to an anonymous memory file, read back by :meth:`stderr_errors`.
     Raises CriuNotFoundError when ``criu_path`` cannot be executed; nothing
     stays open after a failed spawn.
     """
@@ -121,7 +121,8 @@ class SwrkProcess(Connection):
         self.returncode: int | None = None
         # Python creates both ends close-on-exec; pass_fds re-enables only the child's.
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._stderr = tempfile.TemporaryFile()
+        # A memfd, not a file in /tmp: no disk, and a pipe could fill and block CRIU.
+        self._stderr = os.fdopen(os.memfd_create("criu-swrk-stderr", os.MFD_CLOEXEC), "w+b")
         try:
             self._proc = subprocess.Popen(
                 [criu_path, "swrk", str(theirs.fileno())],
@@ -144,8 +145,24 @@ class SwrkProcess(Connection):
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Reap CRIU; its exit status, or -signal.  Raises subprocess.TimeoutExpired."""
-        self.returncode = self._proc.wait(timeout)
+        if timeout is not None and self._proc.returncode is None:
+            self._wait_exit(timeout)
+        self.returncode = self._proc.wait()
         return self.returncode
+
+    def _wait_exit(self, timeout: float) -> None:
+        # Popen.wait(timeout) polls with growing sleeps, adding milliseconds
+        # to every request; a pidfd becomes readable the moment CRIU exits.
+        try:
+            pidfd = os.pidfd_open(self._proc.pid)
+        except OSError:  # kernel < 5.3: fall back to polling
+            self._proc.wait(timeout)
+            return
+        try:
+            if not select.select([pidfd], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired(self._proc.args, timeout)
+        finally:
+            os.close(pidfd)
 
     def close(self) -> None:
         """Close the socket, then reap CRIU (killing it only after ``reap_timeout``)."""
@@ -153,7 +170,7 @@ class SwrkProcess(Connection):
             self.sock.close()
         if self._proc.returncode is None:
             try:
-                self._proc.wait(self.reap_timeout)
+                self.wait(self.reap_timeout)
             except subprocess.TimeoutExpired:
                 self._proc.kill()  # our own child, by its pid
                 self._proc.wait()
