@@ -39,6 +39,10 @@ RLIMIT_TYPES = (
     "RLIMIT_RSS", "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING", "RLIMIT_STACK",
 )
 
+CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
+
+HOST_NAME_MAX = 64
+
 ROOTFS_PROPAGATIONS = ("", "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable")
 
 # linux.resources: sub-object -> supported keys. Any other key with a value is refused.
@@ -209,6 +213,8 @@ def parse_spec(data: Any, bundle_dir: str | os.PathLike[str]) -> Spec:
 
     namespaces = _namespaces(linux.get("namespaces") or [])
     hostname = chk.get(data, "hostname", str, "")
+    if hostname and len(hostname.encode()) > HOST_NAME_MAX:
+        raise SpecError("hostname", f"longer than {HOST_NAME_MAX} bytes", "shorten it")
     if hostname and not any(ns.type == "uts" and ns.path is None for ns in namespaces):
         raise SpecError("hostname", "a hostname needs a new uts namespace",
                         "add {\"type\": \"uts\"} to linux.namespaces or remove hostname")
@@ -227,6 +233,9 @@ def parse_spec(data: Any, bundle_dir: str | os.PathLike[str]) -> Spec:
 
     annotations = data.get("annotations") or {}
     chk.obj(annotations, "annotations")
+    for key, value in annotations.items():
+        if not isinstance(value, str):
+            raise SpecError(f"annotations.{key}", "value must be a string")
 
     process = _process(data.get("process"), warnings)
     return Spec(
@@ -302,6 +311,13 @@ def _process(proc: Any, warnings: list[str]) -> Process:
     caps = proc.get("capabilities")
     if caps is not None:
         chk.obj(caps, "process.capabilities")
+        for cap_set, names in caps.items():
+            where = f"process.capabilities.{cap_set}"
+            if cap_set not in CAPABILITY_SETS:
+                raise SpecError(where, "unknown capability set", "use " + ", ".join(CAPABILITY_SETS))
+            for i, name in enumerate(chk.array(names or [], where)):
+                if not isinstance(name, str) or not name.startswith("CAP_"):
+                    raise SpecError(f"{where}[{i}]", f"{name!r} is not a capability name", "e.g. CAP_KILL")
     oom = proc.get("oomScoreAdj")
     if oom is not None and (not chk.is_int(oom) or not -1000 <= oom <= 1000):
         raise SpecError("process.oomScoreAdj", f"{oom!r} is not between -1000 and 1000")
