@@ -64,6 +64,11 @@ class Container:
         return self._store.root
 
     @property
+    def store(self) -> StateStore:
+        """The state store this container lives in (for modules that extend the lifecycle)."""
+        return self._store
+
+    @property
     def directory(self) -> str:
         return self._store.dir(self.id)
 
