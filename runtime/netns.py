@@ -169,7 +169,16 @@ def setup_veth(*, netns: str, host_ifname: str, ns_ifname: str, host_addr: str |
             _parse_cidr(cidr)
     if not netns_exists(netns):
         raise NetnsError(netns, f"network namespace {netns_path(netns)} does not exist; create_netns() it first")
-    peer: dict[str, Any] = {"ifname": ns_ifname, "net_ns_fd": netns}
+    ns_fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)  # works for names and /proc paths
+    try:
+        return _setup_veth(netns, ns_fd, host_ifname, ns_ifname, host_addr, ns_addrs, ns_mac, host_mac)
+    finally:
+        os.close(ns_fd)
+
+
+def _setup_veth(netns: str, ns_fd: int, host_ifname: str, ns_ifname: str, host_addr: str | None,
+                ns_addrs: list[str], ns_mac: str | None, host_mac: str | None) -> VethPair:
+    peer: dict[str, Any] = {"ifname": ns_ifname, "net_ns_fd": ns_fd}
     if ns_mac:
         peer["address"] = ns_mac
     with IPRoute() as ipr:

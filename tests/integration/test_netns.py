@@ -204,6 +204,19 @@ def test_snapshot_by_proc_path(net: Net) -> None:
     assert all(isinstance(i, InterfaceInfo) for i in by_path)
 
 
+def test_veth_into_netns_given_by_proc_path(net: Net) -> None:
+    create_netns(net.name)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                              preexec_fn=lambda: _setns_net(netns_path(net.name)))
+    try:
+        setup_veth(netns=f"/proc/{holder.pid}/ns/net", host_ifname=net.host_if, ns_ifname="eth1",
+                   host_addr=net.host_addr, ns_addr=net.ns_addr)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [i.name for i in snapshot_interfaces(net.name)] == ["lo", "eth1"]
+
+
 def test_recreate_refuses_unknown_kinds(net: Net) -> None:
     bogus = InterfaceInfo(name="br0", kind="bridge", mac="", mtu=1500, up=True, addresses=())
     with pytest.raises(NetnsError, match="kind 'bridge'"):
