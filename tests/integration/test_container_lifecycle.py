@@ -174,3 +174,16 @@ def test_non_root_user(busybox_bundle, container):
     assert ctr.logs().startswith(b"uid=65534(nobody) gid=65534(nogroup) groups=5")
     assert _status_field(ctr.init_pid, "Uid").split()[0] == "65534"
     assert int(_status_field(ctr.init_pid, "CapEff"), 16) == 0
+
+
+def test_delete_of_a_created_container_needs_no_force(busybox_bundle, state_root):
+    ctr = Container.create("created-only", busybox_bundle(["sleep", "1000"]), state_root)
+    pid = ctr.init_pid
+    assert ctr.status == "created"
+    ctr.delete()
+    assert not os.path.exists(ctr.directory)
+    from runtime.state import proc_start_time
+
+    assert proc_start_time(pid) is None  # delete waited for init to die
+    with open("/proc/self/mountinfo") as f:
+        assert ctr.directory not in f.read()
