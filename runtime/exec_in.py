@@ -128,6 +128,9 @@ def _helper(root_fd: int, ns_fds: list[tuple[int, int, str]], cgroups: Cgroups |
 
 def _run(argv: list[str], env: list[str], cwd: str, uid: int, gid: int, out_fds: list[int]) -> None:
     try:
+        # A timed-out exec SIGKILLs the helper; this takes the process with it (else the
+        # container's init would inherit it).
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         if out_fds:
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)

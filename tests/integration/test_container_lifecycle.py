@@ -187,3 +187,10 @@ def test_delete_of_a_created_container_needs_no_force(busybox_bundle, state_root
     assert proc_start_time(pid) is None  # delete waited for init to die
     with open("/proc/self/mountinfo") as f:
         assert ctr.directory not in f.read()
+
+
+def test_exec_timeout_kills_the_process(busybox_bundle, container):
+    ctr = container(busybox_bundle(["sleep", "1000"]))
+    with pytest.raises(TimeoutError):
+        ctr.exec(["sleep", "77"], timeout=0.5)
+    until(lambda: len(ctr.ps()) == 1, what="the timed-out exec to be killed")
