@@ -1,0 +1,98 @@
+"""Container checkpoint and restore commands, with podman's flag names.
+
+``checkpoint`` prints the image directory (or, with ``--print-stats``, JSON
+statistics shaped like podman's). ``restore`` prints the restored init's pid
+(or the statistics). ``restore --image-path DIR ID`` with an ID that does not
+exist makes container ID from the checkpoint (from ``--bundle``, default the
+checkpointed container's bundle) -- the way to make a copy of a container
+checkpointed with ``--leave-running``, or to bring one back after delete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["register", "stats_json"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("checkpoint", help="checkpoint a running container",
+                              description="Checkpoint a running container with CRIU (over RPC).")
+    p.add_argument("id", help="container id")
+    p.add_argument("-e", "--image-path", help="where to write the checkpoint (default: <state>/<id>/checkpoint)")
+    p.add_argument("-R", "--leave-running", action="store_true", help="leave the container running")
+    p.add_argument("--tcp-established", action="store_true", help="checkpoint established TCP connections")
+    p.add_argument("--file-locks", action="store_true", help="checkpoint file locks")
+    p.add_argument("-k", "--keep", action="store_true", help="keep CRIU's log and statistics files")
+    p.add_argument("--print-stats", action="store_true", help="print statistics as JSON")
+    p.add_argument("--network-lock", choices=("iptables", "nftables", "skip"),
+                   help="CRIU's network-lock method (default: chosen by what the host has)")
+    p.set_defaults(func=_checkpoint)
+
+    p = subparsers.add_parser("restore", help="restore a checkpointed container",
+                              description="Restore a checkpointed container with CRIU (over RPC).")
+    p.add_argument("id", help="container id")
+    p.add_argument("-e", "--image-path", help="the checkpoint to restore (default: the container's last one)")
+    p.add_argument("-b", "--bundle", help="bundle for a new container (default: the checkpointed one's)")
+    p.add_argument("--tcp-established", action="store_true", help="restore established TCP connections")
+    p.add_argument("--tcp-close", action="store_true", help="restore established TCP connections closed")
+    p.add_argument("--file-locks", action="store_true", help="restore file locks")
+    p.add_argument("-k", "--keep", action="store_true", help="keep CRIU's log and statistics files")
+    p.add_argument("--print-stats", action="store_true", help="print statistics as JSON")
+    p.add_argument("--network-lock", choices=("iptables", "nftables", "skip"),
+                   help="CRIU's network-lock method (default: chosen by what the host has)")
+    p.set_defaults(func=_restore)
+
+
+def stats_json(kind: str, result: Any) -> dict[str, Any]:
+    """Statistics in podman's shape: total duration, and per container CRIU's figures."""
+    return {
+        f"criu_cr_{kind}_duration": result.duration_us,
+        "container_statistics": [{
+            "id": result.container_id,
+            f"runtime_{kind}_duration": result.duration_us,
+            "criu_statistics": dict(result.stats),
+        }],
+    }
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    from ..checkpoint import CheckpointOptions
+    from ..container import Container
+
+    ctr = Container.load(args.id, args.root)
+    res = ctr.checkpoint(CheckpointOptions(
+        image_path=args.image_path, leave_running=args.leave_running, tcp_established=args.tcp_established,
+        file_locks=args.file_locks, keep=args.keep, network_lock=args.network_lock), criu_path=args.criu)
+    if args.print_stats:
+        json.dump(stats_json("checkpoint", res), sys.stdout, indent=2)
+        print()
+    else:
+        print(res.image_dir)
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from ..checkpoint import RestoreOptions
+    from ..container import Container
+
+    fields = dict(tcp_established=args.tcp_established, tcp_close=args.tcp_close, file_locks=args.file_locks,
+                  keep=args.keep, network_lock=args.network_lock)
+    from ..state import StateStore
+
+    if not StateStore(args.root).exists(args.id) and args.image_path:
+        res = Container.restore_new(args.id, args.image_path, bundle=args.bundle, root=args.root,
+                                    criu_path=args.criu, **fields)
+    else:
+        ctr = Container.load(args.id, args.root)
+        res = ctr.restore(RestoreOptions(image_path=args.image_path, bundle=args.bundle, **fields),
+                          criu_path=args.criu)
+    if args.print_stats:
+        json.dump(stats_json("restore", res), sys.stdout, indent=2)
+        print()
+    else:
+        print(res.pid)
+    return 0

@@ -1,0 +1,252 @@
+"""Container checkpoint/restore against real CRIU 4.2, real namespaces, a real busybox container.
+
+The seed scenario: busybox httpd plus a counter loop in a pre-created
+network namespace; checkpoint; the service goes silent and the processes
+are gone; restore; the service answers at the same IP and the counter went
+on from where it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import time
+
+import pytest
+
+from runtime import netns as netns_mod
+from runtime.checkpoint import CheckpointOptions, RestoreOptions
+from runtime.container import Container
+from runtime.errors import CheckpointError, ContainerStateError, RestoreError
+from runtime.testing.net import http_get, wait_tcp
+from tests.conftest import require
+from tests.integration.container_helpers import cli, need_container_prereqs, until
+
+pytestmark = pytest.mark.integration
+
+# httpd on :80, an echo server on :7000, and a counter ticking every 50 ms.
+SERVICE = ("httpd -p 80 -h /www; "
+           "nc -ll -p 7000 -e cat & "
+           "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; echo tick $i; sleep 0.05; done")
+
+
+@pytest.fixture(autouse=True)
+def _prereqs() -> None:
+    need_container_prereqs()
+    criu = os.environ.get("CRIU_CR_CRIU", "/opt/criu-cr/criu/bin/criu")
+    require(os.access(criu, os.X_OK), f"needs CRIU 4.2 at {criu} (scripts/install-criu)")
+
+
+@pytest.fixture
+def service(busybox_bundle, netns, container):
+    """A running busybox service container in a pre-created netns: (container, netns)."""
+    bundle = busybox_bundle(["sh", "-c", SERVICE], files={"/www/index.html": "hello from the container\n"},
+                            netns_path=netns.path)
+    ctr = container(bundle)
+    wait_tcp(netns.ip, 80, timeout=10)
+    until(lambda: counter(ctr) >= 3, what="the counter to tick")
+    return ctr, netns
+
+
+@pytest.fixture
+def cleanup_ids(state_root):
+    """Ids of containers a test makes outside the ``container`` fixture; deleted at teardown."""
+    ids: list[str] = []
+    yield ids
+    for cid in ids:
+        try:
+            Container.load(cid, state_root).delete(force=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+def counter(ctr: Container) -> int:
+    try:
+        with open(os.path.join(ctr.refresh().rootfs, "tmp", "count")) as f:
+            return int(f.read().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def answers(ip: str, port: int = 80, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def test_seed_scenario_service_answers_again_at_same_ip_counter_continues(service):
+    ctr, net = service
+    assert http_get(net.ip, 80) == (200, b"hello from the container\n")
+    old_pids = ctr.ps()
+    assert old_pids
+
+    res = ctr.checkpoint()
+    at_checkpoint = counter(ctr)
+    assert ctr.status == "checkpointed"
+    assert not answers(net.ip)
+    assert all(not os.path.exists(f"/proc/{p}") or _is_zombie(p) for p in old_pids)
+    assert os.path.isfile(os.path.join(res.image_dir, "inventory.img"))
+    time.sleep(0.5)
+    assert counter(ctr) == at_checkpoint  # nothing runs while checkpointed
+
+    rres = ctr.restore()
+    assert ctr.status == "running"
+    assert rres.pid == ctr.state()["pid"]
+    wait_tcp(net.ip, 80, timeout=10)
+    assert http_get(net.ip, 80) == (200, b"hello from the container\n")
+    after = until(lambda: counter(ctr) if counter(ctr) > at_checkpoint else 0, what="the counter to go on")
+    # Continued from its checkpointed value: a restart would count from 1 again.
+    assert at_checkpoint < after <= at_checkpoint + 40
+    logs = ctr.logs().decode()
+    assert f"tick {at_checkpoint}\n" in logs and f"tick {at_checkpoint + 1}\n" in logs
+    assert logs.count("tick 1\n") == 1  # one run, not a restart
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def _echo(sock: socket.socket, text: bytes) -> bytes:
+    sock.sendall(text)
+    got = b""
+    while not got.endswith(b"\n"):
+        chunk = sock.recv(100)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def test_established_tcp_connection_survives(service):
+    ctr, net = service
+    wait_tcp(net.ip, 7000, timeout=10)
+    with socket.create_connection((net.ip, 7000), timeout=5) as sock:
+        assert _echo(sock, b"before\n") == b"before\n"
+        ctr.checkpoint(tcp_established=True)
+        assert ctr.status == "checkpointed"
+        ctr.restore(tcp_established=True)
+        # The same connection carries a request and its reply.
+        assert _echo(sock, b"after restore\n") == b"after restore\n"
+    wait_tcp(net.ip, 80)
+
+
+def test_established_tcp_without_flag_is_refused_and_container_keeps_running(service):
+    ctr, net = service
+    wait_tcp(net.ip, 7000, timeout=10)
+    with socket.create_connection((net.ip, 7000), timeout=5) as sock:
+        assert _echo(sock, b"ping\n") == b"ping\n"
+        with pytest.raises(CheckpointError, match="--tcp-established") as info:
+            ctr.checkpoint()
+        assert info.value.log_path and os.path.exists(info.value.log_path)  # kept on failure
+        # A failed checkpoint leaves it running and unfrozen.
+        assert ctr.status == "running"
+        before = counter(ctr)
+        until(lambda: counter(ctr) > before + 2, what="the counter to keep going")
+        assert _echo(sock, b"still here\n") == b"still here\n"
+    assert http_get(net.ip, 80)[0] == 200
+    assert not os.path.exists(ctr.refresh().extra.get("checkpoint", {}).get("image_dir", "/nonexistent"))
+
+
+def test_leave_running_then_restore_copy_after_delete(service, tmp_path, state_root, cleanup_ids):
+    ctr, net = service
+    images = str(tmp_path / "ckpt")
+    res = ctr.checkpoint(leave_running=True, image_path=images)
+    assert res.image_dir == images
+    assert ctr.status == "running"
+    assert http_get(net.ip, 80)[0] == 200
+    before = counter(ctr)
+    until(lambda: counter(ctr) > before + 2, what="the counter to keep going after the checkpoint")
+    ctr.delete(force=True)
+    assert not answers(net.ip)
+
+    cleanup_ids.append("copy")
+    rres = Container.restore_new("copy", images, root=state_root)
+    copy = Container.load("copy", state_root)
+    assert copy.status == "running" and rres.pid == copy.state()["pid"]
+    wait_tcp(net.ip, 80, timeout=10)
+    assert http_get(net.ip, 80) == (200, b"hello from the container\n")
+    # The copy starts from the checkpoint's counter (its filesystem changes came along).
+    assert until(lambda: counter(copy), what="the copy's counter") >= 1
+    assert "tick 1\n" not in copy.logs().decode()
+
+
+def test_restore_refusals(service, tmp_path):
+    ctr, net = service
+    with pytest.raises(ContainerStateError, match="is running"):
+        ctr.restore()
+    ctr.pause()
+    try:
+        with pytest.raises(ContainerStateError, match="is paused"):
+            ctr.restore()
+    finally:
+        ctr.resume()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    ctr.checkpoint()
+    with pytest.raises(RestoreError, match=f"no complete checkpoint for {ctr.id} at {empty}"):
+        ctr.restore(image_path=str(empty))
+    assert ctr.status == "checkpointed"
+    ctr.restore()
+    wait_tcp(net.ip, 80)
+
+
+def test_keep_print_stats_and_image_dir_mode(service, state_root):
+    ctr, net = service
+    r = cli(state_root, "checkpoint", "--keep", "--print-stats", ctr.id)
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout)
+    crit = stats["container_statistics"][0]["criu_statistics"]
+    for key in ("freezing_time", "frozen_time", "memdump_time", "memwrite_time", "pages_scanned",
+                "pages_written"):
+        assert key in crit
+    assert crit["pages_written"] > 0 and crit["pages_scanned"] >= crit["pages_written"]
+    assert 0 < crit["frozen_time"] < 30_000_000
+    assert stats["criu_cr_checkpoint_duration"] >= crit["frozen_time"]
+    images = ctr.refresh().extra["checkpoint"]["image_dir"]
+    assert stat.S_IMODE(os.stat(images).st_mode) == 0o700
+    assert os.path.exists(os.path.join(images, "dump.log"))  # --keep
+
+    r = cli(state_root, "restore", "--print-stats", ctr.id)
+    assert r.returncode == 0, r.stderr
+    rcrit = json.loads(r.stdout)["container_statistics"][0]["criu_statistics"]
+    for key in ("forking_time", "restore_time", "pages_restored", "pages_compared", "pages_skipped_cow"):
+        assert key in rcrit
+    assert rcrit["pages_restored"] > 0 and 0 < rcrit["restore_time"] < 30_000_000
+    assert not os.path.exists(os.path.join(images, "restore.log"))  # no --keep: removed
+    assert os.path.exists(os.path.join(images, "inventory.img"))  # images stay
+    wait_tcp(net.ip, 80)
+    r = cli(state_root, "list", "--json")
+    assert [c["status"] for c in json.loads(r.stdout) if c["id"] == ctr.id] == ["running"]
+
+    r = cli(state_root, "checkpoint", ctr.id)
+    assert r.returncode == 0
+    assert not os.path.exists(os.path.join(images, "dump.log"))  # no --keep: removed
+    r = cli(state_root, "list")
+    assert "checkpointed" in r.stdout
+    r = cli(state_root, "restore", ctr.id)
+    assert r.returncode == 1 or r.returncode == 0
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) == ctr.state()["pid"]
+
+
+def test_netns_deleted_between_checkpoint_and_restore_is_recreated(service):
+    ctr, net = service
+    with netns_mod.IPRoute(netns=net.path, flags=0) as ipr:
+        mac = ipr.get_links(ifname=net.ns_ifname)[0].get_attr("IFLA_ADDRESS")
+    ctr.checkpoint()
+    netns_mod.teardown(netns=net.name, host_ifname=net.host_ifname)
+    assert not netns_mod.netns_exists(net.name)
+    ctr.restore()
+    assert netns_mod.netns_exists(net.name)
+    wait_tcp(net.ip, 80, timeout=10)
+    assert http_get(net.ip, 80) == (200, b"hello from the container\n")
+    with netns_mod.IPRoute(netns=net.path, flags=0) as ipr:
+        assert ipr.get_links(ifname=net.ns_ifname)[0].get_attr("IFLA_ADDRESS") == mac
