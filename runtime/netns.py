@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -31,9 +32,10 @@ from .errors import NetnsError
 __all__ = [
     "NETNS_DIR", "VethPair", "InterfaceInfo",
     "netns_path", "netns_exists", "create_netns", "delete_netns",
-    "setup_veth", "teardown", "snapshot_interfaces", "recreate_from_snapshot",
+    "setup_veth", "teardown", "snapshot_interfaces", "recreate_from_snapshot", "write_snapshot", "read_snapshot",
 ]
 
+SNAPSHOT_VERSION = 1  # format of write_snapshot()'s file
 NETNS_DIR = "/run/netns"  # where `ip netns add` and pyroute2 bind-mount named namespaces
 _IFNAMSIZ = 15
 
@@ -259,6 +261,31 @@ def snapshot_interfaces(netns: str) -> list[InterfaceInfo]:
                 mtu=link.get_attr("IFLA_MTU") or 0, up=bool(link["flags"] & 1),
                 addresses=tuple(addrs.get(idx, ())), **peer))
     return out
+
+
+def write_snapshot(path: str | os.PathLike[str], interfaces: Iterable[InterfaceInfo]) -> None:
+    """Write a :func:`snapshot_interfaces` record as JSON (e.g. ``network.status`` next to images)."""
+    record = {"version": SNAPSHOT_VERSION, "interfaces": [i.to_dict() for i in interfaces]}
+    tmp = f"{os.fspath(path)}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_snapshot(path: str | os.PathLike[str]) -> list[InterfaceInfo]:
+    """Read what :func:`write_snapshot` wrote. Raises :class:`NetnsError` naming the file."""
+    name = os.fspath(path)
+    try:
+        with open(name, encoding="utf-8") as f:
+            record = json.load(f)
+        if record.get("version") != SNAPSHOT_VERSION:
+            raise NetnsError(name, f"unsupported network snapshot version {record.get('version')!r}")
+        return [InterfaceInfo.from_dict(i) for i in record["interfaces"]]
+    except NetnsError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise NetnsError(name, f"cannot read network snapshot: {exc}") from exc
 
 
 def recreate_from_snapshot(netns: str, interfaces: Iterable[InterfaceInfo | dict[str, Any]], *,

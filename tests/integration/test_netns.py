@@ -7,7 +7,6 @@ Only namespaces and links these tests create are touched; every address is in
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import random
 import secrets
@@ -16,14 +15,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute
 
 from runtime.errors import NetnsError
 from runtime.netns import (
-    InterfaceInfo, VethPair, create_netns, delete_netns, netns_exists, netns_path, recreate_from_snapshot,
-    setup_veth, snapshot_interfaces, teardown,
+    InterfaceInfo, VethPair, create_netns, delete_netns, netns_exists, netns_path, read_snapshot,
+    recreate_from_snapshot, setup_veth, snapshot_interfaces, teardown, write_snapshot,
 )
 from tests.conftest import require
 
@@ -173,19 +173,20 @@ def test_bad_arguments_make_nothing(net: Net, kw: dict[str, str], words: str) ->
     assert not _host_link_exists(net.host_if)
 
 
-def test_snapshot_is_json_and_recreates_the_same_network(net: Net) -> None:
+def test_snapshot_is_json_and_recreates_the_same_network(net: Net, tmp_path: Path) -> None:
     _setup(net, ns_mac="02:42:0a:e7:01:09")
     snap = snapshot_interfaces(net.name)
     eth0 = next(i for i in snap if i.name == "eth0")
     assert eth0.kind == "veth" and eth0.mac == "02:42:0a:e7:01:09"
     assert eth0.addresses == (net.ns_addr,)
     assert eth0.peer_ifname == net.host_if and eth0.peer_addresses == (net.host_addr,)
-    record = json.dumps([i.to_dict() for i in snap])  # what goes into network.status
+    status = tmp_path / "network.status"  # as next to checkpoint images
+    write_snapshot(status, snap)
 
     teardown(netns=net.name, host_ifname=net.host_if)
     assert not netns_exists(net.name)
 
-    pairs = recreate_from_snapshot(net.name, json.loads(record))
+    pairs = recreate_from_snapshot(net.name, read_snapshot(status))
     assert [p.ns_mac for p in pairs] == ["02:42:0a:e7:01:09"]
     assert snapshot_interfaces(net.name) == snap
     assert _serve_and_connect(net, port=8081) == b"hello from netns"
