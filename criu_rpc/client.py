@@ -32,25 +32,13 @@ from .errors import CriuRpcError, FeatureUnavailableError, InvalidOptionError
 from .locate import CriuVersion, locate
 from .notify import NotifyHandler
 from .options import CriuOptions
+from .prepare import PreparedRequest
 from .results import (DumpResult, DumpSequenceResult, PageServerResult, PreDumpResult,
                       RestoreResult)
 from .session import Features, ReqType, Response
 from .transport import Connection, ServiceConnection, SwrkProcess
 
 __all__ = ["CriuClient", "DumpSession", "PageServerChild", "NO_MEM_TRACK_MESSAGE"]
-
-#: Log file names used when the options name none (CRIU's default would be
-#: one shared "criu.log").
-DEFAULT_LOG_FILES = {
-    ReqType.DUMP: "dump.log",
-    ReqType.PRE_DUMP: "pre-dump.log",
-    ReqType.SINGLE_PRE_DUMP: "pre-dump.log",
-    ReqType.RESTORE: "restore.log",
-    ReqType.PAGE_SERVER: "page-server.log",
-    ReqType.PAGE_SERVER_CHLD: "page-server.log",
-    ReqType.CPUINFO_DUMP: "cpuinfo.log",
-    ReqType.CPUINFO_CHECK: "cpuinfo.log",
-}
 
 NO_MEM_TRACK_MESSAGE = (
     "CRIU reports no memory tracking (CONFIG_MEM_SOFT_DIRTY off): pre-copy/pre-dump cannot work "
@@ -61,56 +49,6 @@ NO_MEM_TRACK_MESSAGE = (
 _NO_MEM_TRACK_MARKS = ("Tracking memory is not available", "BUG at criu/mem.c")
 
 _ALL_FEATURES = Features(mem_track=True, lazy_pages=True, pidfd_store=True)
-
-
-class _Prepared:
-    """A request's criu_opts plus the directory fds opened for it."""
-
-    def __init__(self, opts: CriuOptions, rtype: ReqType, *, by_path: bool) -> None:
-        self.fds: list[int] = []
-        if opts.log_file is None and rtype in DEFAULT_LOG_FILES:
-            opts = dataclasses.replace(opts, log_file=DEFAULT_LOG_FILES[rtype])
-        self.opts = opts
-        try:
-            images_fd = None
-            if opts.images_dir is not None and not by_path:
-                images_fd = self._open_dir(opts.images_dir)
-            work_fd = self._open_dir(opts.work_dir) if opts.work_dir is not None else None
-            self.proto = opts.to_proto(images_dir_fd=images_fd, work_dir_fd=work_fd)
-        except BaseException:
-            self.close()
-            raise
-        self.images_dir = opts.images_dir if opts.images_dir is not None else self._fd_path(opts.images_dir_fd)
-        log_dir = opts.work_dir or (self._fd_path(opts.work_dir_fd) if opts.work_dir_fd is not None
-                                    else self.images_dir)
-        self.log_path = os.path.join(log_dir, opts.log_file) if log_dir and opts.log_file else None
-
-    def _open_dir(self, path: str) -> int:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self.fds.append(fd)
-        return fd
-
-    @staticmethod
-    def _fd_path(fd: int | None) -> str | None:
-        if fd is None:
-            return None
-        try:
-            return os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            return None
-
-    def child_fds(self) -> list[int]:
-        """Fds CRIU must hold at the numbers the request names."""
-        p = self.proto
-        fds = [p.images_dir_fd] if p.images_dir_fd >= 0 else []
-        fds += [p.work_dir_fd] if p.HasField("work_dir_fd") else []
-        fds += [item.fd for item in p.inherit_fd]
-        fds += [p.ps.fd] if p.HasField("ps") and p.ps.HasField("fd") else []
-        return fds
-
-    def close(self) -> None:
-        while self.fds:
-            os.close(self.fds.pop())
 
 
 class CriuClient:
@@ -143,7 +81,7 @@ class CriuClient:
             return ServiceConnection(self.service_address)
         return SwrkProcess(self.criu_path, pass_fds=sorted(set(pass_fds)))
 
-    def _prepare(self, opts: CriuOptions, rtype: ReqType, notify: NotifyHandler | None) -> _Prepared:
+    def _prepare(self, opts: CriuOptions, rtype: ReqType, notify: NotifyHandler | None) -> PreparedRequest:
         if not isinstance(opts, CriuOptions):
             raise InvalidOptionError("opts", f"must be CriuOptions, not {type(opts).__name__}")
         if notify is not None and not opts.notify_scripts:
@@ -151,7 +89,7 @@ class CriuClient:
             opts = dataclasses.replace(opts, notify_scripts=True)
         if self.service_address is not None:
             self._check_service_opts(opts)
-        return _Prepared(opts, rtype, by_path=self.service_address is not None)
+        return PreparedRequest(opts, rtype, by_path=self.service_address is not None)
 
     @staticmethod
     def _check_service_opts(opts: CriuOptions) -> None:
@@ -162,7 +100,7 @@ class CriuClient:
                 raise InvalidOptionError(name, "not possible over a criu service connection "
                                          "(CRIU cannot receive our fds there); use swrk")
 
-    def _one_shot(self, rtype: ReqType, prepared: _Prepared | None = None,
+    def _one_shot(self, rtype: ReqType, prepared: PreparedRequest | None = None,
                   notify: NotifyHandler | None = None, **kw: object) -> Response:
         fds = prepared.child_fds() if prepared is not None else []
         with Channel(self._connect(fds), notify) as channel:
@@ -335,7 +273,7 @@ class DumpSession:
         self._pass_fds = list(pass_fds)
         self._channel: Channel | None = None
 
-    def _channel_for(self, prepared: _Prepared) -> Channel:
+    def _channel_for(self, prepared: PreparedRequest) -> Channel:
         if self._channel is None:
             conn = self._client._connect(self._pass_fds + prepared.child_fds())
             self._channel = Channel(conn, self._notify)
