@@ -32,6 +32,7 @@ from .errors import CriuRpcError, FeatureUnavailableError, InvalidOptionError
 from .locate import CriuVersion, locate
 from .notify import NotifyHandler
 from .options import CriuOptions
+from .optparts import InheritFd
 from .prepare import PreparedRequest
 from .results import (DumpResult, DumpSequenceResult, PageServerResult, PreDumpResult,
                       RestoreResult)
@@ -101,8 +102,8 @@ class CriuClient:
                                          "(CRIU cannot receive our fds there); use swrk")
 
     def _one_shot(self, rtype: ReqType, prepared: PreparedRequest | None = None,
-                  notify: NotifyHandler | None = None, **kw: object) -> Response:
-        fds = prepared.child_fds() if prepared is not None else []
+                  notify: NotifyHandler | None = None, extra_fds: Sequence[int] = (), **kw: object) -> Response:
+        fds = [*(prepared.child_fds() if prepared is not None else []), *extra_fds]
         with Channel(self._connect(fds), notify) as channel:
             return channel.call(rtype, prepared.proto if prepared else None,
                                 log_path=prepared.log_path if prepared else None, **kw)
@@ -143,9 +144,15 @@ class CriuClient:
 
     # -- dump --------------------------------------------------------------
 
-    def dump(self, opts: CriuOptions, notify: NotifyHandler | None = None) -> DumpResult:
-        """Dump the tree rooted at ``opts.pid`` into the images dir."""
-        with self.dump_session(notify, pass_fds=()) as session:
+    def dump(self, opts: CriuOptions, notify: NotifyHandler | None = None,
+             extra_fds: Sequence[int] = ()) -> DumpResult:
+        """Dump the tree rooted at ``opts.pid`` into the images dir.
+
+        fds the options name (images/work dir, page-server socket) reach
+        CRIU at their numbers; ``extra_fds`` adds any others (e.g. named
+        only in ``opts.raw``).
+        """
+        with self.dump_session(notify, pass_fds=extra_fds) as session:
             return session.dump(opts)
 
     def pre_dump(self, opts: CriuOptions, notify: NotifyHandler | None = None) -> PreDumpResult:
@@ -200,14 +207,19 @@ class CriuClient:
 
     # -- restore -----------------------------------------------------------
 
-    def restore(self, opts: CriuOptions, notify: NotifyHandler | None = None) -> RestoreResult:
+    def restore(self, opts: CriuOptions, notify: NotifyHandler | None = None,
+                inherit: Sequence[InheritFd] = (), extra_fds: Sequence[int] = ()) -> RestoreResult:
         """Restore the tree in the images dir; returns its root pid.
 
-        fds named in ``opts.inherit_fd`` are handed to CRIU at their numbers.
+        ``inherit`` adds to ``opts.inherit_fd``; every fd named there is
+        handed to CRIU at its number (swrk only), as are ``extra_fds``.
+        With ``rst_sibling`` the tree becomes our child: reap it.
         """
+        if inherit:
+            opts = dataclasses.replace(opts, inherit_fd=(*opts.inherit_fd, *inherit))
         prepared = self._prepare(opts, ReqType.RESTORE, notify)
         try:
-            response = self._one_shot(ReqType.RESTORE, prepared, notify)
+            response = self._one_shot(ReqType.RESTORE, prepared, notify, extra_fds)
         finally:
             prepared.close()
         assert response.restore_pid is not None

@@ -167,7 +167,7 @@ def test_restore_passes_inherit_fds_at_their_numbers(fake_criu, tmp_path: Path) 
     r, w = os.pipe()
     try:
         client = CriuClient(fake_criu([{"probe_fds": [r]}, {"recv": "RESTORE"}, {"send": "restore"}]))
-        result = client.restore(CriuOptions(images_dir=tmp_path, inherit_fd=(InheritFd(key="pipe:[1]", fd=r),)))
+        result = client.restore(CriuOptions(images_dir=tmp_path), inherit=[InheritFd(key="pipe:[1]", fd=r)])
     finally:
         os.close(r)
         os.close(w)
@@ -263,3 +263,14 @@ def test_service_mode_refuses_what_needs_our_fds(tmp_path: Path, kw: dict) -> No
     client = CriuClient(service_address=tmp_path / "unused.sock")
     with pytest.raises(InvalidOptionError):
         client.restore(CriuOptions(images_dir=tmp_path, **kw))
+
+
+def test_dump_hands_extra_fds_to_criu(fake_criu, tmp_path: Path) -> None:
+    r, w = os.pipe()
+    try:
+        client = CriuClient(fake_criu([{"probe_fds": [r, w]}, {"recv": "DUMP"}, {"send": "dump"}]))
+        client.dump(CriuOptions(images_dir=tmp_path, pid=3), extra_fds=[r])
+    finally:
+        os.close(r)
+        os.close(w)
+    assert {"fds": {str(r): True, str(w): False}} in fake_criu.journal()
