@@ -62,12 +62,17 @@ def cleanup_ids(state_root):
             pass
 
 
-def counter(ctr: Container) -> int:
+def read_count(path: str) -> int:
+    """The counter file's value; 0 while it is missing or being rewritten."""
     try:
-        with open(os.path.join(ctr.refresh().rootfs, "tmp", "count")) as f:
+        with open(path) as f:
             return int(f.read().strip() or 0)
     except (FileNotFoundError, ValueError):
         return 0
+
+
+def counter(ctr: Container) -> int:
+    return read_count(os.path.join(ctr.refresh().rootfs, "tmp", "count"))
 
 
 def answers(ip: str, port: int = 80, timeout: float = 1.0) -> bool:
@@ -250,3 +255,49 @@ def test_netns_deleted_between_checkpoint_and_restore_is_recreated(service):
     assert http_get(net.ip, 80) == (200, b"hello from the container\n")
     with netns_mod.IPRoute(netns=net.path, flags=0) as ipr:
         assert ipr.get_links(ifname=net.ns_ifname)[0].get_attr("IFLA_ADDRESS") == mac
+
+
+@pytest.fixture
+def runc_service(tmp_path, busybox_bundle, netns):
+    """A counter+httpd container created by runc (private runc root) in a pre-created netns."""
+    import shutil
+    import subprocess
+
+    require(shutil.which("runc") is not None, "needs runc (apt-get install runc)")
+    runc_root = str(tmp_path / "runc-root")
+    cid = f"runc{os.getpid()}"
+    bundle = busybox_bundle(["sh", "-c", SERVICE], files={"/www/index.html": "served by a runc container\n"},
+                            netns_path=netns.path, cgroups_path=f"/criu-cr-runc-test/{cid}")
+    base = ["runc", "--root", runc_root]
+    log = tmp_path / "runc.log"
+    # The container inherits runc's stdio: /dev/null, so it holds nothing of ours.
+    r = subprocess.run([*base, "--log", str(log), "run", "-d", "--bundle", bundle, cid], timeout=30,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert r.returncode == 0, log.read_text() if log.exists() else "runc failed"
+    yield cid, runc_root, bundle, netns
+    subprocess.run([*base, "delete", "-f", cid], timeout=30, capture_output=True)
+    for h in os.scandir("/sys/fs/cgroup"):
+        for d in (os.path.join(h.path, "criu-cr-runc-test", cid), os.path.join(h.path, "criu-cr-runc-test")):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
+def test_adopted_runc_container_checkpoint_and_restore(runc_service, state_root, cleanup_ids):
+    cid, runc_root, bundle, net = runc_service
+    cleanup_ids.append(cid)
+    ctr = Container.adopt_runc(cid, runc_root=runc_root, root=state_root)
+    wait_tcp(net.ip, 80, timeout=10)
+    count_file = os.path.join(bundle, "rootfs", "tmp", "count")
+    until(lambda: read_count(count_file) > 2, what="runc counter")
+    ctr.checkpoint()
+    assert ctr.status == "checkpointed"
+    assert not answers(net.ip)
+    at_checkpoint = read_count(count_file)
+    ctr.restore()
+    assert ctr.status == "running"
+    wait_tcp(net.ip, 80, timeout=10)
+    assert http_get(net.ip, 80) == (200, b"served by a runc container\n")
+    after = until(lambda: (v := read_count(count_file)) > at_checkpoint and v, what="the counter to go on")
+    assert at_checkpoint < after <= at_checkpoint + 40
