@@ -8,7 +8,6 @@ are not in the stdlib at all. Every failure becomes
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno as _errno
 import fcntl
 import os
@@ -90,8 +89,19 @@ _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 
 
+def _load_libc() -> ctypes.CDLL:
+    # dlopen(NULL): the symbols of the running interpreter, libc included. Not
+    # ctypes.util.find_library, which forks ldconfig on every call.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
+
+
+_LIBC = _load_libc()  # loaded once; a constant handle
+
+
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return _LIBC
 
 
 def _check(ret: int, what: str, path: str | None = None) -> int:
@@ -132,9 +142,7 @@ def pivot_root(new_root: str, put_old: str) -> None:
     nr = _SYS_PIVOT_ROOT.get(platform.machine())
     if nr is None:
         raise OSError(_errno.ENOSYS, f"pivot_root: unsupported architecture {platform.machine()}")
-    libc = _libc()
-    libc.syscall.restype = ctypes.c_long
-    _check(libc.syscall(ctypes.c_long(nr), _b(new_root), _b(put_old)), "pivot_root", new_root)
+    _check(_libc().syscall(ctypes.c_long(nr), _b(new_root), _b(put_old)), "pivot_root", new_root)
 
 
 def sethostname(name: str) -> None:
