@@ -22,7 +22,10 @@ def _prereqs() -> None:
 
 @pytest.fixture
 def cgroup_parent():
-    """A parent cgroup path unique to the test; its directories are removed afterwards."""
+    """A parent cgroup path unique to the test; its directories are removed afterwards.
+
+    Request it before ``container`` so it is torn down after the container's delete.
+    """
     parent = f"/criu-cr-test-{uuid.uuid4().hex[:8]}"
     yield parent
     for entry in os.scandir("/sys/fs/cgroup"):
@@ -47,7 +50,7 @@ def test_http_served_in_precreated_netns(busybox_bundle, container, netns):
     assert os.stat(f"/proc/{ctr.init_pid}/ns/net").st_ino == os.stat(netns.path).st_ino
 
 
-def test_processes_sit_in_cgroups_path_with_limits(busybox_bundle, container, cgroup_parent):
+def test_processes_sit_in_cgroups_path_with_limits(cgroup_parent, busybox_bundle, container):
     path = f"{cgroup_parent}/web"
     limit = 64 * 1024 * 1024
     bundle = busybox_bundle(["sh", "-c", "sleep 1000 & sleep 1000"], cgroups_path=path,

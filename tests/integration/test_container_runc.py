@@ -115,7 +115,7 @@ def runc_container(tmp_path, busybox_bundle):
     runc_root = str(tmp_path / "runc-root")
     cid = f"adopt{os.getpid()}"
     bundle = busybox_bundle(["sleep", "1000"], hostname="runc-made",
-                            cgroups_path=f"/criu-cr-runc-test/{cid}")
+                            cgroups_path=f"/criu-cr-adopt-test/{cid}")
     base = ["runc", "--root", runc_root]
     # The container inherits runc's stdio: give it files, so nothing waits for a pipe's EOF.
     with open(tmp_path / "runc.log", "w+") as log:
@@ -126,7 +126,7 @@ def runc_container(tmp_path, busybox_bundle):
     yield runc_root, cid
     subprocess.run([*base, "delete", "-f", cid], timeout=30, capture_output=True)
     for h in os.scandir("/sys/fs/cgroup"):
-        for d in (os.path.join(h.path, "criu-cr-runc-test"), "/sys/fs/cgroup/criu-cr-runc-test"):
+        for d in (os.path.join(h.path, "criu-cr-adopt-test"), "/sys/fs/cgroup/criu-cr-adopt-test"):
             if os.path.isdir(d):
                 try:
                     os.rmdir(d)
@@ -147,7 +147,7 @@ def test_adopt_runc_container(runc_container, state_root):
     assert st["monitorPid"] == 0
     assert st["namespaces"]["pid"] == runc_state["namespace_paths"]["NEWPID"]
     assert set(st["cgroups"]["paths"].values()) >= {p for p in runc_state["cgroup_paths"].values()
-                                                     if os.path.isdir(p) and "criu-cr-runc-test" in p}
+                                                     if os.path.isdir(p) and "criu-cr-adopt-test" in p}
     assert ctr.ps() == [st["pid"]]
     r = ctr.exec(["hostname"])
     assert r.exit_code == 0 and r.stdout == b"runc-made\n"
