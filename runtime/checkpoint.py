@@ -124,7 +124,7 @@ def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
     container keeps running, thawed), OSError.
     """
     started = time.monotonic()
-    store: StateStore = ctr._store
+    store: StateStore = ctr.store
     with store.lock(ctr.id):
         st = _live(store.read(ctr.id))
         if st.status != "running":
@@ -263,7 +263,7 @@ def restore(ctr: Container | None, opts: RestoreOptions = RestoreOptions(), *, c
         fresh = True
     else:
         fresh = False
-    store: StateStore = ctr._store
+    store: StateStore = ctr.store
     try:
         with store.lock(ctr.id):
             st = _live(store.read(ctr.id))
@@ -277,8 +277,14 @@ def restore(ctr: Container | None, opts: RestoreOptions = RestoreOptions(), *, c
                                    hint="checkpoint the container first, or give --image-path")
             meta = read_meta(image_dir)
             _ensure_network(meta, image_dir)
-            _ensure_rootfs(st)
-            result = _restore_in_monitor(store, st, meta, image_dir, opts, criu_path)
+            criu_root, temporary = _restore_root(store, st)
+            try:
+                result = _restore_in_monitor(store, st, meta, image_dir, opts, criu_path, criu_root)
+            finally:
+                if temporary:
+                    # The restored tree has its own copy of the mount; ours was only for CRIU.
+                    mounts.unmount(criu_root)
+                    os.rmdir(criu_root)
     except BaseException:
         if fresh:
             _discard(ctr)
@@ -310,18 +316,28 @@ def _ensure_network(meta: CheckpointMeta, image_dir: str) -> None:
     netns.recreate_from_snapshot(os.path.basename(path), status["interfaces"])
 
 
-def _ensure_rootfs(st: ContainerState) -> None:
-    """CRIU needs the root as a mount point: mount the overlay again if it was unmounted."""
-    if os.path.ismount(st.rootfs):
-        return
-    d = os.path.dirname(st.rootfs)
-    spec = load_spec(st.bundle)
-    mounts.mount_overlay(spec.root.path, os.path.join(d, "overlay", "upper"), os.path.join(d, "overlay", "work"),
-                         st.rootfs)
+def _restore_root(store: StateStore, st: ContainerState) -> tuple[str, bool]:
+    """The restore root as a host mount point: (path, whether it is a temporary bind mount).
+
+    Our containers' overlay is mounted again if it was unmounted. An adopted
+    runc container's rootfs is a plain directory: it is bind-mounted for
+    CRIU under our container directory for the time of the restore.
+    """
+    if st.adopted_from:
+        target = store.path(st.id, "criu-root")
+        os.makedirs(target, exist_ok=True)
+        mounts.bind_mount(st.rootfs, target)
+        return target, True
+    if not os.path.ismount(st.rootfs):
+        d = os.path.dirname(st.rootfs)
+        spec = load_spec(st.bundle)
+        mounts.mount_overlay(spec.root.path, os.path.join(d, "overlay", "upper"),
+                             os.path.join(d, "overlay", "work"), st.rootfs)
+    return st.rootfs, False
 
 
 def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointMeta, image_dir: str,
-                        opts: RestoreOptions, criu_path: str | None) -> RestoreResult:
+                        opts: RestoreOptions, criu_path: str | None, criu_root: str) -> RestoreResult:
     cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
     if cg is not None:
         cg.create()
@@ -341,7 +357,7 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
         except Exception:  # noqa: BLE001 - fall back to the recorded sources
             pass
         ctx = crplan.CrContext(
-            rootfs=st.rootfs, namespaces=dict(meta.namespaces), mounts=meta.mounts,
+            rootfs=criu_root, namespaces=dict(meta.namespaces), mounts=meta.mounts,
             cgroup_paths=dict(cg.paths) if cg else {}, cg_roots=tuple(cg.cg_roots()) if cg else (),
             bind_sources=spec_binds, stdio_fds=stdio_fds,
             network_lock=opts.network_lock or choose_network_lock(criu_path),

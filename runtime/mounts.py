@@ -292,3 +292,8 @@ def extract_upper(tar_path: str, upper: str) -> None:
 
     with tarfile.open(tar_path, "r") as tar:
         tar.extractall(upper, numeric_owner=True, filter="tar")
+
+
+def bind_mount(source: str, target: str) -> None:
+    """Bind ``source`` (recursively) onto ``target`` in this mount namespace. Raises OSError."""
+    sc.mount(source, target, None, sc.MS_BIND | sc.MS_REC)

@@ -301,3 +301,6 @@ def test_adopted_runc_container_checkpoint_and_restore(runc_service, state_root,
     assert http_get(net.ip, 80) == (200, b"served by a runc container\n")
     after = until(lambda: (v := read_count(count_file)) > at_checkpoint and v, what="the counter to go on")
     assert at_checkpoint < after <= at_checkpoint + 40
+    # CRIU's root was a temporary bind mount: nothing is left mounted on the host.
+    assert not os.path.ismount(os.path.join(bundle, "rootfs"))
+    assert not os.path.exists(os.path.join(ctr.directory, "criu-root"))

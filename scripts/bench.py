@@ -1,0 +1,212 @@
+"""Benchmark: criu-cr vs runc checkpoint/restore of the same container, same CRIU, one run.
+
+The reference container: busybox httpd + a counter loop, in a pre-created
+network namespace. For each side, N rounds of checkpoint then restore (the
+service must answer after every restore); wall times per operation, CRIU's
+own time read from its log (last timestamp), and the difference ("outside
+CRIU": the runtime's own overhead). Reported as medians and as ratios to
+runc. Variants of criu-cr show what each runtime choice is worth.
+
+Run with scripts/bench [-n ROUNDS]; as root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from criu_rpc import locate  # noqa: E402
+from runtime import netns  # noqa: E402
+from runtime.checkpoint import CheckpointOptions, RestoreOptions  # noqa: E402
+from runtime.container import Container  # noqa: E402
+from runtime.testing.bundle import build_busybox_bundle  # noqa: E402
+from runtime.testing.net import http_get, wait_tcp  # noqa: E402
+
+NETNS, HOST_IF = "ccr-bench", "ccrbench0"
+HOST_IP, CTR_IP = "10.231.251.1", "10.231.251.2"
+SERVICE = "httpd -p 80 -h /www; i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done"
+_TS = re.compile(rb"^\((\d+\.\d+)\)")
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def criu_log_seconds(path: str) -> float | None:
+    """CRIU's own duration: the timestamp of the last line of its log."""
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        m = _TS.match(line)
+        if m:
+            return float(m.group(1))
+    return None
+
+
+class Side:
+    """One way of doing checkpoint + restore of the reference container."""
+
+    name = ""
+
+    def start(self) -> None: ...
+    def checkpoint(self) -> float | None: ...  # returns CRIU's logged seconds
+    def restore(self) -> float | None: ...
+    def stop(self) -> None: ...
+
+
+class Runc(Side):
+    def __init__(self, work: str, bundle: str, criu: str) -> None:
+        self.name = "runc 1.1 (CLI)"
+        self.root = os.path.join(work, "runc-root")
+        self.images = os.path.join(work, "runc-images")
+        self.bundle, self.criu, self.cid = bundle, criu, "bench-runc"
+
+    def _runc(self, *args: str) -> None:
+        subprocess.run(["runc", "--root", self.root, "--criu", self.criu, *args], check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        self._runc("run", "-d", "--bundle", self.bundle, self.cid)
+
+    def checkpoint(self) -> float | None:
+        shutil.rmtree(self.images, ignore_errors=True)
+        self._runc("checkpoint", "--image-path", self.images, "--work-path", self.images, self.cid)
+        return criu_log_seconds(os.path.join(self.images, "dump.log"))
+
+    def restore(self) -> float | None:
+        self._runc("restore", "-d", "--bundle", self.bundle, "--image-path", self.images,
+                   "--work-path", self.images, self.cid)
+        return criu_log_seconds(os.path.join(self.images, "restore.log"))
+
+    def stop(self) -> None:
+        subprocess.run(["runc", "--root", self.root, "delete", "-f", self.cid], capture_output=True)
+
+
+class CriuCrApi(Side):
+    def __init__(self, name: str, root: str, bundle: str, criu: str, **variant: object) -> None:
+        self.name, self.root, self.bundle, self.criu, self.variant = name, root, bundle, criu, variant
+        self.ctr: Container | None = None
+        self.cid = "bench-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+    def start(self) -> None:
+        self.ctr = Container.run(self.cid, self.bundle, self.root)
+
+    def checkpoint(self) -> float | None:
+        res = self.ctr.checkpoint(CheckpointOptions(keep=True, **self.variant), criu_path=self.criu)
+        return criu_log_seconds(res.log_path)
+
+    def restore(self) -> float | None:
+        res = self.ctr.restore(RestoreOptions(keep=True, network_lock=self.variant.get("network_lock")),
+                               criu_path=self.criu)
+        return criu_log_seconds(res.log_path)
+
+    def stop(self) -> None:
+        if self.ctr is not None:
+            self.ctr.delete(force=True)
+
+
+class CriuCrCli(CriuCrApi):
+    """The criu-cr command (a new Python process per operation), like runc's CLI."""
+
+    def _cli(self, *args: str) -> None:
+        env = dict(os.environ, CRIU_CR_ROOT=self.root, CRIU_CR_CRIU=self.criu)
+        subprocess.run([os.path.join(REPO, ".venv", "bin", "criu-cr"), *args], check=True, env=env,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+    def checkpoint(self) -> float | None:
+        self._cli("checkpoint", "--keep", self.cid)
+        return criu_log_seconds(os.path.join(self.root, self.cid, "checkpoint", "dump.log"))
+
+    def restore(self) -> float | None:
+        self._cli("restore", "--keep", self.cid)
+        return criu_log_seconds(os.path.join(self.root, self.cid, "checkpoint", "restore.log"))
+
+
+def measure(side: Side, rounds: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"ckpt": [], "ckpt_criu": [], "rst": [], "rst_criu": []}
+    side.start()
+    try:
+        wait_tcp(CTR_IP, 80, timeout=10)
+        for i in range(rounds + 1):  # round 0 warms caches and is not counted
+            t0 = time.perf_counter()
+            c_criu = side.checkpoint()
+            t1 = time.perf_counter()
+            r_criu = side.restore()
+            t2 = time.perf_counter()
+            wait_tcp(CTR_IP, 80, timeout=10)
+            if http_get(CTR_IP, 80)[0] != 200:
+                raise RuntimeError(f"{side.name}: the service did not answer after restore {i}")
+            if i == 0:
+                continue
+            out["ckpt"].append(t1 - t0)
+            out["rst"].append(t2 - t1)
+            out["ckpt_criu"].append(c_criu or 0.0)
+            out["rst_criu"].append(r_criu or 0.0)
+    finally:
+        side.stop()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", "--rounds", type=int, default=10)
+    ap.add_argument("--json", help="also write the raw figures to this file")
+    ap.add_argument("--quick", action="store_true", help="only runc and criu-cr's defaults")
+    args = ap.parse_args()
+    criu = locate()
+    work = tempfile.mkdtemp(prefix="criu-cr-bench-")
+    root = os.path.join(work, "state")
+    results: dict[str, dict[str, list[float]]] = {}
+    try:
+        netns.teardown(netns=NETNS, host_ifname=HOST_IF)
+        netns.create_netns(NETNS)
+        netns.setup_veth(netns=NETNS, host_ifname=HOST_IF, ns_ifname="eth0",
+                         host_addr=f"{HOST_IP}/30", ns_addr=f"{CTR_IP}/30")
+        bundle = build_busybox_bundle(os.path.join(work, "bundle"), ["sh", "-c", SERVICE],
+                                      netns_path=netns.netns_path(NETNS), files={"/www/index.html": "hi\n"})
+        sides: list[Side] = [Runc(work, bundle, criu), CriuCrApi("criu-cr API", root, bundle, criu),
+                             CriuCrCli("criu-cr CLI", root, bundle, criu)]
+        if not args.quick:
+            sides += [CriuCrApi("criu-cr API, nftables lock", root, bundle, criu, network_lock="nftables"),
+                      CriuCrApi("criu-cr API, no network lock", root, bundle, criu, network_lock="skip")]
+        for side in sides:
+            print(f"measuring {side.name} ({args.rounds} rounds)...", file=sys.stderr, flush=True)
+            results[side.name] = measure(side, args.rounds)
+    finally:
+        netns.teardown(netns=NETNS, host_ifname=HOST_IF)
+        shutil.rmtree(work, ignore_errors=True)
+    report(results, args.rounds, criu)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+def report(results: dict[str, dict[str, list[float]]], rounds: int, criu: str) -> None:
+    med = statistics.median
+    base = results[next(iter(results))]
+    print(f"\nCRIU: {criu}; {rounds} rounds each, medians in ms; ratio = this / runc (wall)")
+    hdr = f"{'side':34} {'ckpt':>7} {'CRIU':>7} {'outside':>8} {'ratio':>6} | {'restore':>7} {'CRIU':>7} {'outside':>8} {'ratio':>6}"
+    print(hdr)
+    print("-" * len(hdr))
+    for name, r in results.items():
+        ck, ckc, rs, rsc = (med(r[k]) * 1e3 for k in ("ckpt", "ckpt_criu", "rst", "rst_criu"))
+        ck_out = med([a - b for a, b in zip(r["ckpt"], r["ckpt_criu"])]) * 1e3
+        rs_out = med([a - b for a, b in zip(r["rst"], r["rst_criu"])]) * 1e3
+        print(f"{name:34} {ck:7.1f} {ckc:7.1f} {ck_out:8.1f} {ck / (med(base['ckpt']) * 1e3):6.2f} | "
+              f"{rs:7.1f} {rsc:7.1f} {rs_out:8.1f} {rs / (med(base['rst']) * 1e3):6.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
