@@ -76,6 +76,7 @@ def _collect(fds: list[int], out: dict[int, bytes], timeout: float | None, helpe
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 os.kill(helper, signal.SIGKILL)
+                os.waitpid(helper, 0)  # never leave a zombie behind
                 raise TimeoutError(f"exec did not finish within {timeout} s")
             ready, _, _ = select.select(open_fds, [], [], left)
             for fd in ready:

@@ -194,3 +194,12 @@ def test_exec_timeout_kills_the_process(busybox_bundle, container):
     with pytest.raises(TimeoutError):
         ctr.exec(["sleep", "77"], timeout=0.5)
     until(lambda: len(ctr.ps()) == 1, what="the timed-out exec to be killed")
+    # ...and reaped: no zombie child of ours is left.
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            assert not (fields[0] == "Z" and int(fields[1]) == os.getpid()), f"zombie {entry}"
