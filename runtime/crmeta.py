@@ -23,7 +23,7 @@ from .errors import RestoreError
 __all__ = [
     "IMAGE_DIR_MODE", "METADATA_FILE", "NETWORK_FILE", "META_VERSION", "CheckpointMeta",
     "read_meta", "fresh_image_dir", "install_image_dir", "remove_logs", "stats_dict",
-    "choose_network_lock", "DUMP_STATS_FIELDS", "RESTORE_STATS_FIELDS",
+    "choose_network_lock", "pick_network_lock", "nftables_supported", "DUMP_STATS_FIELDS", "RESTORE_STATS_FIELDS",
 ]
 
 IMAGE_DIR_MODE = 0o700  # memory pages hold secrets
@@ -135,19 +135,27 @@ def stats_dict(image_dir: str, kind: str) -> dict[str, int]:
     return {n: getattr(stats, n) for n in names if getattr(stats, n, None) is not None}
 
 
-def choose_network_lock(criu_path: str | None = None) -> str:
-    """CRIU's network-lock method for this host.
+def pick_network_lock(iptables: bool, nftables: bool) -> str | None:
+    """The network-lock method for a host with these methods usable (None: neither).
 
-    ``iptables`` when ``iptables-restore`` is installed (CRIU's default);
-    else ``nftables`` when CRIU supports it here; else ``skip`` is *not*
-    chosen silently -- ``iptables`` is returned and CRIU's error will say
-    that iptables-restore is missing.
+    iptables when ``iptables-restore`` is installed (CRIU's default), else
+    nftables when CRIU supports it on this kernel.
     """
-    if shutil.which("iptables-restore"):
+    if iptables:
         return "iptables"
-    if nftables_supported(criu_path):
+    if nftables:
         return "nftables"
-    return "iptables"
+    return None
+
+
+def choose_network_lock(criu_path: str | None = None) -> str:
+    """:func:`pick_network_lock` for this host; ``iptables`` when neither works.
+
+    ``skip`` is never chosen silently: with neither method CRIU's own error
+    will say that iptables-restore is missing.
+    """
+    iptables = shutil.which("iptables-restore") is not None
+    return pick_network_lock(iptables, not iptables and nftables_supported(criu_path)) or "iptables"
 
 
 def nftables_supported(criu_path: str | None = None) -> bool:

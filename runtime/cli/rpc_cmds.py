@@ -158,6 +158,10 @@ def _gather(criu_arg: str | None) -> dict[str, Any]:
     except CriuError as exc:
         facts["features_error"] = str(exc)
     facts["network_lock"]["nftables"] = _criu_feature(path, "network_lock_nftables")
+    from runtime.crmeta import pick_network_lock
+
+    facts["network_lock"]["chosen"] = pick_network_lock(facts["network_lock"]["iptables"],
+                                                        facts["network_lock"]["nftables"])
     return facts
 
 
@@ -177,7 +181,9 @@ def _check(args: argparse.Namespace) -> int:
         print("features:    " + ", ".join(f"{k}={_yes(v)}" for k, v in facts["features"].items()))
     lock = facts["network_lock"]
     usable = [m for m in ("iptables", "nftables") if lock[m]]
-    print(f"net lock:    {', '.join(usable) if usable else 'none usable'}")
+    chosen = lock.get("chosen")
+    print(f"net lock:    {', '.join(usable) if usable else 'none usable'}"
+          + (f"; containers are checkpointed with {chosen}" if chosen else ""))
     for f in found:
         print(f"{f.severity}: {f.finding} -> {f.meaning}")
     print("checkpoint/restore: " + ("works" if ok else "CANNOT work here"))
