@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -134,21 +135,24 @@ def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
         work_dir = fresh_image_dir(final_dir)
         cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
         try:
-            meta = _describe(st, final_dir, opts)
+            lock = opts.network_lock or choose_network_lock(criu_path, store.root)
+            meta = dataclasses.replace(_describe(st, final_dir, opts), network_lock=lock)
             _write_sidecars(work_dir, st, meta)
             ctx = crplan.CrContext(
                 rootfs=st.rootfs, pid=st.init_pid, namespaces=dict(st.joined_namespaces),
                 ns_inodes={t: os.stat(p).st_ino for t, p in st.joined_namespaces.items()},
                 mounts=meta.mounts, freezer_path=cg.freezer_path() if cg else None,
-                network_lock=opts.network_lock or choose_network_lock(criu_path),
-                tcp_established=opts.tcp_established, file_locks=opts.file_locks,
+                network_lock=lock, tcp_established=opts.tcp_established, file_locks=opts.file_locks,
                 leave_running=opts.leave_running)
             kwargs, _ = crplan.build(ctx, crplan.DUMP)
             criu_opts = CriuOptions(images_dir=work_dir, log_file=DUMP_LOG, log_level=opts.log_level, **kwargs)
+            # The netns snapshot (netlink, ~30 ms) runs while CRIU dumps.
+            snapshot = _Background(_snapshot_network, work_dir, st)
             if cg is not None:
                 cg.freeze()  # faster than CRIU's 100 ms polling; CRIU finds it frozen
             try:
                 CriuClient(criu_path).dump(criu_opts)
+                snapshot.result()
             finally:
                 if cg is not None:
                     # Thawed even when CRIU killed the tree: the empty cgroup must not
@@ -202,16 +206,42 @@ def _describe(st: ContainerState, image_dir: str, opts: CheckpointOptions) -> Ch
 
 
 def _write_sidecars(work_dir: str, st: ContainerState, meta: CheckpointMeta) -> None:
-    net = st.joined_namespaces.get("network")
-    if net:
-        status = {"netns": net, "interfaces": [i.to_dict() for i in netns.snapshot_interfaces(net)]}
-        with open(os.path.join(work_dir, NETWORK_FILE), "w", encoding="utf-8") as f:
-            json.dump(status, f, indent=2)
+    """criu-cr.json, and the filesystem changes of a checkpoint that leaves the container running."""
     if meta.leave_running and os.path.isdir(meta.upper_dir):
         # A copy that outlives the container: keep its filesystem changes with the images.
         mounts.archive_upper(meta.upper_dir, os.path.join(work_dir, "rootfs-diff.tar"))
         meta = dataclasses.replace(meta, rootfs_diff=True)
     meta.write(work_dir)
+
+
+def _snapshot_network(work_dir: str, st: ContainerState) -> None:
+    """network.status: the pre-created netns' interfaces, to recreate it if it is gone at restore."""
+    net = st.joined_namespaces.get("network")
+    if net:
+        status = {"netns": net, "interfaces": [i.to_dict() for i in netns.snapshot_interfaces(net)]}
+        with open(os.path.join(work_dir, NETWORK_FILE), "w", encoding="utf-8") as f:
+            json.dump(status, f, indent=2)
+
+
+class _Background:
+    """Run a function in a thread (here: while CRIU dumps); ``result()`` re-raises its error."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to result()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="criu-cr-snapshot", daemon=True)
+        self._thread.start()
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _checkpoint_error(cid: str, work_dir: str, exc: CriuError) -> CheckpointError:
@@ -360,7 +390,8 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
             rootfs=criu_root, namespaces=dict(meta.namespaces), mounts=meta.mounts,
             cgroup_paths=dict(cg.paths) if cg else {}, cg_roots=tuple(cg.cg_roots()) if cg else (),
             bind_sources=spec_binds, stdio_fds=stdio_fds,
-            network_lock=opts.network_lock or choose_network_lock(criu_path),
+            # Unlock with the method the dump locked with: the other one would leave the lock in place.
+            network_lock=opts.network_lock or meta.network_lock or choose_network_lock(criu_path, store.root),
             tcp_established=opts.tcp_established, tcp_close=opts.tcp_close, file_locks=opts.file_locks)
         try:
             kwargs, open_paths = crplan.build(ctx, crplan.RESTORE)

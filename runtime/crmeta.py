@@ -30,6 +30,7 @@ IMAGE_DIR_MODE = 0o700  # memory pages hold secrets
 METADATA_FILE = "criu-cr.json"
 NETWORK_FILE = "network.status"
 META_VERSION = 1
+FEATURE_CACHE = ".criu-features.json"  # in the state root
 # podman's --print-stats names, read from CRIU's stats images.
 DUMP_STATS_FIELDS = ("freezing_time", "frozen_time", "memdump_time", "memwrite_time",
                      "pages_scanned", "pages_written")
@@ -54,6 +55,7 @@ class CheckpointMeta:
     leave_running: bool = False
     tcp_established: bool = False
     file_locks: bool = False
+    network_lock: str = ""
     created: float = 0.0
 
     def to_dict(self) -> dict[str, object]:
@@ -63,7 +65,7 @@ class CheckpointMeta:
                 "cgroups_path": self.cgroups_path, "upper_dir": self.upper_dir,
                 "rootfs_diff": self.rootfs_diff, "leave_running": self.leave_running,
                 "tcp_established": self.tcp_established, "file_locks": self.file_locks,
-                "created": self.created}
+                "network_lock": self.network_lock, "created": self.created}
 
     def write(self, image_dir: str) -> None:
         with open(os.path.join(image_dir, METADATA_FILE), "w", encoding="utf-8") as f:
@@ -91,7 +93,8 @@ def read_meta(image_dir: str) -> CheckpointMeta:
         stdio=dict(data.get("stdio") or {}), cgroups_path=data.get("cgroups_path", ""),
         upper_dir=data.get("upper_dir", ""), rootfs_diff=bool(data.get("rootfs_diff")),
         leave_running=bool(data.get("leave_running")), tcp_established=bool(data.get("tcp_established")),
-        file_locks=bool(data.get("file_locks")), created=float(data.get("created") or 0.0))
+        file_locks=bool(data.get("file_locks")), network_lock=str(data.get("network_lock") or ""),
+        created=float(data.get("created") or 0.0))
 
 
 def fresh_image_dir(final_dir: str) -> str:
@@ -138,32 +141,59 @@ def stats_dict(image_dir: str, kind: str) -> dict[str, int]:
 def pick_network_lock(iptables: bool, nftables: bool) -> str | None:
     """The network-lock method for a host with these methods usable (None: neither).
 
-    iptables when ``iptables-restore`` is installed (CRIU's default), else
-    nftables when CRIU supports it on this kernel.
+    nftables when CRIU supports it here: CRIU drives it in-process, while the
+    iptables method runs ``iptables-restore`` to lock and again to unlock --
+    measured here, a restore took ~45 ms longer with iptables (see
+    scripts/bench). iptables when only ``iptables-restore`` works.
     """
-    if iptables:
-        return "iptables"
     if nftables:
         return "nftables"
+    if iptables:
+        return "iptables"
     return None
 
 
-def choose_network_lock(criu_path: str | None = None) -> str:
+def choose_network_lock(criu_path: str | None = None, cache_dir: str | None = None) -> str:
     """:func:`pick_network_lock` for this host; ``iptables`` when neither works.
 
     ``skip`` is never chosen silently: with neither method CRIU's own error
-    will say that iptables-restore is missing.
+    will say that iptables-restore is missing. CRIU's nftables answer is
+    cached in ``cache_dir`` (per CRIU binary and kernel), since asking costs
+    a CRIU run.
     """
     iptables = shutil.which("iptables-restore") is not None
-    return pick_network_lock(iptables, not iptables and nftables_supported(criu_path)) or "iptables"
+    return pick_network_lock(iptables, nftables_supported(criu_path, cache_dir)) or "iptables"
 
 
-def nftables_supported(criu_path: str | None = None) -> bool:
+def nftables_supported(criu_path: str | None = None, cache_dir: str | None = None) -> bool:
     """Whether CRIU can lock the network with nftables on this kernel (``criu check --feature``)."""
     try:
         path = locate(criu_path)
+        st = os.stat(os.path.realpath(path))
+    except Exception:  # noqa: BLE001 - no CRIU: not supported
+        return False
+    key = f"{os.path.realpath(path)}:{st.st_mtime_ns}:{os.uname().release}"
+    cache = os.path.join(cache_dir, FEATURE_CACHE) if cache_dir else None
+    if cache:
+        try:
+            with open(cache, encoding="utf-8") as f:
+                cached = json.load(f)
+            if cached.get("key") == key:
+                return bool(cached["network_lock_nftables"])
+        except (OSError, ValueError, KeyError):
+            pass
+    try:
         res = subprocess.run([path, "check", "--feature", "network_lock_nftables"],
                              stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired, Exception):  # noqa: BLE001 - no CRIU: not supported
+    except (OSError, subprocess.TimeoutExpired):
         return False
-    return res.returncode == 0
+    ok = res.returncode == 0
+    if cache:
+        try:
+            tmp = f"{cache}.{os.getpid()}"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"key": key, "network_lock_nftables": ok}, f)
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # a cache we cannot write only costs time
+    return ok

@@ -23,9 +23,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pyroute2 import IPRoute
-from pyroute2 import netns as _pr_netns
-from pyroute2.netlink.exceptions import NetlinkError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 from .errors import NetnsError
 
@@ -122,7 +123,7 @@ def create_netns(name: str, *, exist_ok: bool = False) -> str:
     if os.path.lexists(path):
         raise NetnsError(name, f"{path} exists but is not a network namespace (stale file?); remove it")
     try:
-        _pr_netns.create(name)  # in a forked child: unshare + bind mount, as `ip netns add`
+        _pyroute2_netns().create(name)  # in a forked child: unshare + bind mount, as `ip netns add`
     except (OSError, RuntimeError, TypeError) as exc:  # pyroute2 re-raises the child's error by class
         _remove_stale(path)  # the file did not exist before (checked above): it is ours
         raise NetnsError(name, f"cannot create {path}: {getattr(exc, 'strerror', None) or exc}") from exc
@@ -146,7 +147,7 @@ def delete_netns(name: str, *, missing_ok: bool = True) -> None:
             return
         raise NetnsError(name, f"{path} does not exist")
     try:
-        _pr_netns.remove(name)
+        _pyroute2_netns().remove(name)
     except FileNotFoundError:
         if not missing_ok:
             raise NetnsError(name, f"{path} does not exist") from None
@@ -183,7 +184,7 @@ def _setup_veth(netns: str, ns_fd: int, host_ifname: str, ns_ifname: str, host_a
     peer: dict[str, Any] = {"ifname": ns_ifname, "net_ns_fd": ns_fd}
     if ns_mac:
         peer["address"] = ns_mac
-    with IPRoute() as ipr:
+    with _iproute() as ipr:
         if ipr.link_lookup(ifname=host_ifname):
             raise NetnsError(host_ifname, "a link with this name already exists in the host namespace")
         link: dict[str, Any] = {"ifname": host_ifname, "kind": "veth", "peer": peer}
@@ -221,7 +222,7 @@ def teardown(pair: VethPair | None = None, *, netns: str | None = None,
         netns = netns or pair.netns
         host_ifname = host_ifname or pair.host_ifname
     if host_ifname:
-        with IPRoute() as ipr:
+        with _iproute() as ipr:
             _delete_link(ipr, host_ifname)
     if netns:
         delete_netns(netns, missing_ok=True)
@@ -239,7 +240,7 @@ def snapshot_interfaces(netns: str) -> list[InterfaceInfo]:
         links = list(ns.get_links())
         addrs = _addresses_by_index(ns.get_addr())
     out = []
-    with IPRoute() as ipr:
+    with _iproute() as ipr:
         host_addrs = None
         for link in links:
             idx = link["index"]
@@ -315,7 +316,7 @@ def recreate_from_snapshot(netns: str, interfaces: Iterable[InterfaceInfo | dict
                 host_addr=info.peer_addresses[0] if info.peer_addresses else None,
                 ns_addr=info.addresses, ns_mac=info.mac or None, host_mac=info.peer_mac or None))
             if len(info.peer_addresses) > 1:
-                with IPRoute() as ipr:
+                with _iproute() as ipr:
                     idx = ipr.link_lookup(ifname=info.peer_ifname)[0]
                     for cidr in info.peer_addresses[1:]:
                         _add_addr(ipr, info.peer_ifname, idx, cidr)
@@ -333,15 +334,15 @@ def recreate_from_snapshot(netns: str, interfaces: Iterable[InterfaceInfo | dict
 def _ipr(netns: str) -> IPRoute:
     """An IPRoute socket opened inside ``netns`` (flags=0: never create it by accident)."""
     try:
-        return IPRoute(netns=netns_path(netns), flags=0)
-    except (OSError, NetlinkError) as exc:
+        return _iproute(netns=netns_path(netns), flags=0)
+    except (OSError, _netlink_error()) as exc:
         raise NetnsError(netns, f"cannot open a netlink socket in it: {exc}") from exc
 
 
 def _call(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
-    except NetlinkError as exc:
+    except _netlink_error() as exc:
         raise NetnsError(name, f"netlink {args[0] if args else ''} failed: {os.strerror(exc.code)}") from exc
 
 
@@ -379,7 +380,7 @@ def _addresses_by_index(addr_msgs: Iterable[Any]) -> dict[int, list[str]]:
 def _links_by_index(ipr: IPRoute, index: int) -> list[Any]:
     try:
         return list(ipr.get_links(index))
-    except NetlinkError as exc:
+    except _netlink_error() as exc:
         if exc.code in (errno.ENODEV, errno.ENOENT):
             return []
         raise NetnsError(str(index), f"cannot read link: {os.strerror(exc.code)}") from exc
@@ -388,7 +389,7 @@ def _links_by_index(ipr: IPRoute, index: int) -> list[Any]:
 def _delete_link(ipr: IPRoute, ifname: str) -> None:
     try:
         ipr.link("del", ifname=ifname)
-    except NetlinkError as exc:
+    except _netlink_error() as exc:
         if exc.code not in (errno.ENODEV, errno.ENOENT):
             raise NetnsError(ifname, f"cannot delete link: {os.strerror(exc.code)}") from exc
 
@@ -398,3 +399,25 @@ def _remove_stale(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+# -- pyroute2, imported on first use -----------------------------------------
+# Importing pyroute2 costs ~0.25 s; a checkpoint or restore whose netns is
+# still there never needs it on its critical path.
+
+def _iproute(**kwargs: Any) -> "IPRoute":
+    from pyroute2 import IPRoute
+
+    return IPRoute(**kwargs)
+
+
+def _pyroute2_netns() -> Any:
+    from pyroute2 import netns
+
+    return netns
+
+
+def _netlink_error() -> type[Exception]:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return NetlinkError

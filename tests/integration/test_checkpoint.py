@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from pyroute2 import IPRoute
+
 from runtime import netns as netns_mod
 from runtime.checkpoint import CheckpointOptions, RestoreOptions
 from runtime.container import Container
@@ -244,7 +246,7 @@ def test_keep_print_stats_and_image_dir_mode(service, state_root):
 
 def test_netns_deleted_between_checkpoint_and_restore_is_recreated(service):
     ctr, net = service
-    with netns_mod.IPRoute(netns=net.path, flags=0) as ipr:
+    with IPRoute(netns=net.path, flags=0) as ipr:
         mac = ipr.get_links(ifname=net.ns_ifname)[0].get_attr("IFLA_ADDRESS")
     ctr.checkpoint()
     netns_mod.teardown(netns=net.name, host_ifname=net.host_ifname)
@@ -253,7 +255,7 @@ def test_netns_deleted_between_checkpoint_and_restore_is_recreated(service):
     assert netns_mod.netns_exists(net.name)
     wait_tcp(net.ip, 80, timeout=10)
     assert http_get(net.ip, 80) == (200, b"hello from the container\n")
-    with netns_mod.IPRoute(netns=net.path, flags=0) as ipr:
+    with IPRoute(netns=net.path, flags=0) as ipr:
         assert ipr.get_links(ifname=net.ns_ifname)[0].get_attr("IFLA_ADDRESS") == mac
 
 
