@@ -117,8 +117,12 @@ class RestoreResult:
 # -- checkpoint -----------------------------------------------------------------------
 
 def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
-               criu_path: str | None = None) -> CheckpointResult:
+               criu_path: str | None = None, client: CriuClient | None = None) -> CheckpointResult:
     """Checkpoint the running container ``ctr``.
+
+    ``client`` lets the caller choose how CRIU is reached, e.g. a
+    ``CriuClient(service_address=...)`` of a ``criu service`` kept warm
+    (it saves CRIU's start-up and kernel probing on every dump).
 
     Raises ContainerStateError (not running), ContainerBusyError,
     CheckpointError (CRIU refused: ``.log_path``, ``.log_errors``; the
@@ -151,7 +155,7 @@ def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
             if cg is not None:
                 cg.freeze()  # faster than CRIU's 100 ms polling; CRIU finds it frozen
             try:
-                CriuClient(criu_path).dump(criu_opts)
+                (client or CriuClient(criu_path)).dump(criu_opts)
                 snapshot.result()
             finally:
                 if cg is not None:

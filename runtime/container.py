@@ -293,7 +293,8 @@ class Container:
         """
         from . import checkpoint as cr
 
-        return cr.checkpoint(self, opts or cr.CheckpointOptions(**kwargs), criu_path=criu_path)
+        client = kwargs.pop("client", None)
+        return cr.checkpoint(self, opts or cr.CheckpointOptions(**kwargs), criu_path=criu_path, client=client)
 
     def restore(self, opts: Any = None, *, criu_path: str | None = None, **kwargs: Any) -> Any:
         """Restore this checkpointed container; see :func:`runtime.checkpoint.restore`.
