@@ -24,12 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("id", help="container id")
     p.add_argument("-e", "--image-path", help="where to write the checkpoint (default: <state>/<id>/checkpoint)")
     p.add_argument("-R", "--leave-running", action="store_true", help="leave the container running")
-    p.add_argument("--tcp-established", action="store_true", help="checkpoint established TCP connections")
-    p.add_argument("--file-locks", action="store_true", help="checkpoint file locks")
-    p.add_argument("-k", "--keep", action="store_true", help="keep CRIU's log and statistics files")
-    p.add_argument("--print-stats", action="store_true", help="print statistics as JSON")
-    p.add_argument("--network-lock", choices=("iptables", "nftables", "skip"),
-                   help="CRIU's network-lock method (default: chosen by what the host has)")
+    _common(p, "checkpoint")
     p.set_defaults(func=_checkpoint)
 
     p = subparsers.add_parser("restore", help="restore a checkpointed container",
@@ -37,14 +32,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("id", help="container id")
     p.add_argument("-e", "--image-path", help="the checkpoint to restore (default: the container's last one)")
     p.add_argument("-b", "--bundle", help="bundle for a new container (default: the checkpointed one's)")
-    p.add_argument("--tcp-established", action="store_true", help="restore established TCP connections")
     p.add_argument("--tcp-close", action="store_true", help="restore established TCP connections closed")
-    p.add_argument("--file-locks", action="store_true", help="restore file locks")
+    _common(p, "restore")
+    p.set_defaults(func=_restore)
+
+
+def _common(p: argparse.ArgumentParser, verb: str) -> None:
+    """The flags checkpoint and restore share (podman's names)."""
+    p.add_argument("--tcp-established", action="store_true", help=f"{verb} established TCP connections")
+    p.add_argument("--file-locks", action="store_true", help=f"{verb} file locks")
     p.add_argument("-k", "--keep", action="store_true", help="keep CRIU's log and statistics files")
     p.add_argument("--print-stats", action="store_true", help="print statistics as JSON")
     p.add_argument("--network-lock", choices=("iptables", "nftables", "skip"),
-                   help="CRIU's network-lock method (default: chosen by what the host has)")
-    p.set_defaults(func=_restore)
+                   help="CRIU's network-lock method (default: nftables if CRIU supports it, else iptables; "
+                        "a restore uses the checkpoint's)")
 
 
 def stats_json(kind: str, result: Any) -> dict[str, Any]:
