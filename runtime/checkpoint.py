@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, has_inventory, read_stats
+from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, NotifyHandler, has_inventory
 
 from . import crplan, mounts, netns
 from .cgroups import Cgroups
@@ -350,6 +350,20 @@ def _ensure_network(meta: CheckpointMeta, image_dir: str) -> None:
     netns.recreate_from_snapshot(os.path.basename(path), status["interfaces"])
 
 
+class _RestoreHooks(NotifyHandler):
+    """CRIU's restore callbacks: the restored init's pid arrives with post-restore.
+
+    Nothing is needed at setup-namespaces: the joined netns is handed in as
+    an fd and the cgroups exist before CRIU starts.
+    """
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+
+    def post_restore(self, ctx: Any) -> None:
+        self.pid = ctx.pid
+
+
 def _restore_root(store: StateStore, st: ContainerState) -> tuple[str, bool]:
     """The restore root as a host mount point: (path, whether it is a temporary bind mount).
 
@@ -414,8 +428,12 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
         client.criu_path  # locate CRIU here, so a missing binary is reported before forking
 
         def produce_init() -> int:
+            hooks = _RestoreHooks()
             try:
-                return client.restore(criu_opts).pid
+                res = client.restore(criu_opts, notify=hooks)
+                if hooks.pid is not None and hooks.pid != res.pid:
+                    raise RestoreError(st.id, f"CRIU announced pid {hooks.pid} after restore but answered {res.pid}")
+                return res.pid
             except CriuError as exc:
                 report(rep_w, criu={"message": str(exc), "log_path": getattr(exc, "log_path", None),
                                     "log_errors": list(getattr(exc, "log_errors", []) or [])})
