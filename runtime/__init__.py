@@ -1,3 +1,47 @@
-"""runtime: OCI bundles, containers and their checkpoint/restore, without runc."""
+"""runtime: OCI bundles, containers and their checkpoint/restore, without runc.
 
-__all__: list[str] = []
+The public names are imported on first use (PEP 562), so ``criu-cr`` commands
+load only the modules they need.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module that defines it
+_EXPORTS = {
+    "Container": "container",
+    "ContainerStartError": "container",
+    "CheckpointOptions": "checkpoint",
+    "RestoreOptions": "checkpoint",
+    "CheckpointResult": "checkpoint",
+    "RestoreResult": "checkpoint",
+    "load_spec": "spec",
+    "Spec": "spec",
+    "Cgroups": "cgroups",
+    "ContainerError": "errors",
+    "SpecError": "errors",
+    "CgroupError": "errors",
+    "NetnsError": "errors",
+    "ContainerNotFoundError": "errors",
+    "ContainerExistsError": "errors",
+    "ContainerBusyError": "errors",
+    "ContainerStateError": "errors",
+    "CheckpointError": "errors",
+    "RestoreError": "errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'runtime' has no attribute {name!r}") from None
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -117,3 +117,12 @@ def test_restore_names_a_cgroup_it_cannot_place():
 def test_unknown_direction():
     with pytest.raises(ValueError, match="direction"):
         crplan.build(_ctx(), "sideways")
+
+
+def test_runtime_exports_every_public_name():
+    import runtime
+
+    for name in runtime.__all__:
+        assert getattr(runtime, name).__name__ == name
+    with pytest.raises(AttributeError):
+        runtime.NoSuchThing  # noqa: B018
