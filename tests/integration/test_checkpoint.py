@@ -305,3 +305,28 @@ def test_adopted_runc_container_checkpoint_and_restore(runc_service, state_root,
     # CRIU's root was a temporary bind mount: nothing is left mounted on the host.
     assert not os.path.ismount(os.path.join(bundle, "rootfs"))
     assert not os.path.exists(os.path.join(ctr.directory, "criu-root"))
+
+
+def test_failed_restore_keeps_the_checkpoint_and_leaves_nothing_behind(service, busybox_bundle, container):
+    ctr, net = service
+    res = ctr.checkpoint()
+    images_before = sorted(os.listdir(res.image_dir))
+    # Another container takes port 80 in the same netns: CRIU cannot rebind the listener.
+    # (The netns is still locked by the checkpoint, so the blocker cannot be reached: watch its log.)
+    blocker = container(busybox_bundle(["sh", "-c", "httpd -p 80 -h /www && echo listening; sleep 1000"],
+                                       files={"/www/index.html": "blocker\n"}, netns_path=net.path))
+    until(lambda: b"listening" in blocker.logs(), what="the blocker to listen")
+    with pytest.raises(RestoreError) as info:
+        ctr.restore()
+    err = info.value
+    assert "intact" in str(err) and err.log_path and os.path.exists(err.log_path)
+    assert any("Address already in use" in line or "bind" in line.lower() for line in err.log_errors), err.log_errors
+    # Nothing restored is left running, the status and the images are as they were.
+    assert ctr.status == "checkpointed"
+    assert ctr.ps() == []
+    assert sorted(n for n in os.listdir(res.image_dir) if n != "restore.log") == images_before
+    # Once the port is free, the same checkpoint restores.
+    blocker.delete(force=True)
+    ctr.restore()
+    wait_tcp(net.ip, 80, timeout=10)
+    assert http_get(net.ip, 80) == (200, b"hello from the container\n")
