@@ -265,6 +265,8 @@ class Container:
             if st.status in ("running", "paused") and not force:
                 raise ContainerStateError(self.id, st.status, "delete", "stop it first, or force")
             _destroy(self._store, st, adopted=st.adopted_from is not None)
+            if st.status == "checkpointed":
+                _release_network_lock(st)
             self._store.remove(self.id)
 
     def exec(self, argv: list[str], *, env: list[str] | None = None, cwd: str | None = None,
@@ -457,6 +459,22 @@ def _destroy(store: StateStore, st: ContainerState, *, adopted: bool) -> None:
         cg.remove()
     for mp in sorted(mounts.mounts_under(store.dir(st.id)), key=len, reverse=True):
         mounts.unmount(mp)
+
+
+def _release_network_lock(st: ContainerState) -> None:
+    """No restore will unlock the joined netns CRIU locked at checkpoint: unlock it (best effort)."""
+    path = st.joined_namespaces.get("network")
+    if not path or not os.path.exists(path):
+        return
+    from .netlock import release
+
+    try:
+        release(path)
+    except OSError as exc:
+        import warnings
+
+        warnings.warn(f"container {st.id!r}: could not remove CRIU's network lock from {path}: {exc}",
+                      RuntimeWarning, stacklevel=3)
 
 
 def _frozen(cg: Cgroups) -> bool:

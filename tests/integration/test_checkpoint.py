@@ -330,3 +330,17 @@ def test_failed_restore_keeps_the_checkpoint_and_leaves_nothing_behind(service, 
     ctr.restore()
     wait_tcp(net.ip, 80, timeout=10)
     assert http_get(net.ip, 80) == (200, b"hello from the container\n")
+
+
+@pytest.mark.parametrize("method", ["nftables", "iptables"])
+def test_deleting_a_checkpointed_container_unlocks_its_netns(method, service, busybox_bundle, container):
+    ctr, net = service
+    ctr.checkpoint(network_lock=method)
+    # While checkpointed, CRIU's lock drops the netns' traffic (no reset reaches peers).
+    assert not answers(net.ip)
+    ctr.delete()
+    # No restore will come: the pre-created netns works again for the next container.
+    container(busybox_bundle(["httpd", "-f", "-p", "80", "-h", "/www"], files={"/www/index.html": "next\n"},
+                             netns_path=net.path))
+    wait_tcp(net.ip, 80, timeout=10)
+    assert http_get(net.ip, 80) == (200, b"next\n")
