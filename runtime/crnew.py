@@ -23,7 +23,7 @@ from .state import ContainerState, StateStore, now_rfc3339, validate_id
 from .syscalls import PROC_NS_NAMES
 
 if TYPE_CHECKING:
-    from .checkpoint import RestoreOptions
+    from .crtypes import RestoreOptions
 
 __all__ = ["prepare_new_container", "ROOTFS_DIFF"]
 

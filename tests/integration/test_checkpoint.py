@@ -19,7 +19,6 @@ import pytest
 from pyroute2 import IPRoute
 
 from runtime import netns as netns_mod
-from runtime.checkpoint import CheckpointOptions, RestoreOptions
 from runtime.container import Container
 from runtime.errors import CheckpointError, ContainerStateError, RestoreError
 from runtime.testing.net import http_get, wait_tcp

@@ -1,0 +1,89 @@
+"""Options and results of container checkpoint/restore (runtime.checkpoint, runtime.restore)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+__all__ = ["CheckpointOptions", "RestoreOptions", "CheckpointResult", "RestoreResult", "criu_us",
+           "RESTORE_TIMEOUT", "DEFAULT_IMAGE_DIR", "LOG_LEVEL", "DUMP_LOG", "RESTORE_LOG", "CTR_LOG"]
+
+RESTORE_TIMEOUT = 300.0  # seconds for CRIU to restore a tree (large memory takes long)
+DEFAULT_IMAGE_DIR = "checkpoint"  # under the container's directory, as podman does
+LOG_LEVEL = 4  # CRIU's most detailed: the logs are what an operator debugs with
+DUMP_LOG = "dump.log"
+RESTORE_LOG = "restore.log"
+CTR_LOG = "ctr.log"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointOptions:
+    """How to checkpoint (podman's flag names). ``image_path`` defaults to ``<ctr>/checkpoint``."""
+
+    image_path: str | None = None
+    leave_running: bool = False
+    tcp_established: bool = False
+    file_locks: bool = False
+    keep: bool = False
+    network_lock: str | None = None  # None: chosen by what the host has
+    log_level: int = LOG_LEVEL
+
+    def __post_init__(self) -> None:
+        if self.image_path is not None and not os.path.isabs(self.image_path):
+            object.__setattr__(self, "image_path", os.path.abspath(self.image_path))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestoreOptions:
+    """How to restore. ``bundle`` is needed only to restore into a new container."""
+
+    image_path: str | None = None
+    tcp_established: bool = False
+    tcp_close: bool = False
+    file_locks: bool = False
+    keep: bool = False
+    network_lock: str | None = None
+    bundle: str | None = None
+    log_level: int = LOG_LEVEL
+
+    def __post_init__(self) -> None:
+        if self.tcp_established and self.tcp_close:
+            raise ValueError("tcp_established and tcp_close exclude each other: restore the "
+                             "connections, or close them")
+        if self.image_path is not None and not os.path.isabs(self.image_path):
+            object.__setattr__(self, "image_path", os.path.abspath(self.image_path))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointResult:
+    """A finished checkpoint. ``stats``: CRIU's dump statistics (podman's field names)."""
+
+    container_id: str
+    image_dir: str
+    log_path: str | None
+    stats: dict[str, int]
+    duration_us: int
+    criu_duration_us: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoreResult:
+    """A finished restore: ``pid`` is the restored init, on the host."""
+
+    container_id: str
+    pid: int
+    image_dir: str
+    log_path: str | None
+    stats: dict[str, int]
+    duration_us: int
+    criu_duration_us: int | None
+
+
+def criu_us(stats: dict[str, int], kind: str) -> int | None:
+    """CRIU's own duration from its statistics (dump: frozen_time, restore: restore_time)."""
+    if kind == "dump":
+        keys = ("frozen_time",)
+    else:
+        keys = ("restore_time",)
+    vals = [stats[k] for k in keys if stats.get(k) is not None]
+    return vals[0] if vals else None

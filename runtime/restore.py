@@ -1,0 +1,229 @@
+"""Restore of whole containers over CRIU's RPC (no runc).
+
+The restore runs inside a fresh monitor process (see :mod:`runtime.monitor`):
+it is the subreaper and the parent of the restored init, holds the new
+stdout/stderr pipes and hands them to CRIU with ``inherit_fd`` under the old
+pipes' names. A failed restore leaves the images untouched and the container
+checkpointed. See docs/checkpoint.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from typing import Any
+
+from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, has_inventory
+
+from . import crplan, mounts, netns
+from .cgroups import Cgroups
+from .container import Container, _live
+from .crmeta import NETWORK_FILE, CheckpointMeta, choose_network_lock, read_meta, remove_logs, stats_dict
+from .crtypes import (CTR_LOG, DEFAULT_IMAGE_DIR, RESTORE_LOG, RESTORE_TIMEOUT, RestoreOptions, RestoreResult,
+                      criu_us)
+from .errors import ContainerStateError, RestoreError
+from .init import report
+from .monitor import read_report, spawn_monitor
+from .spec import load_spec
+from .state import ContainerState, StateStore, mark_stopped, proc_start_time
+from .syscalls import PROC_NS_NAMES
+
+__all__ = ["restore"]
+
+
+# -- restore --------------------------------------------------------------------------
+
+def restore(ctr: Container | None, opts: RestoreOptions = RestoreOptions(), *, container_id: str | None = None,
+            root: str | None = None, criu_path: str | None = None) -> RestoreResult:
+    """Restore a checkpointed container (``ctr``), or a new one (``container_id`` + ``opts.bundle``).
+
+    Raises ContainerStateError ("container X is running"), RestoreError (no
+    complete checkpoint; CRIU failed: ``.log_path``, ``.log_errors`` -- the
+    images stay for another try), ContainerExistsError, SpecError, OSError.
+    """
+    from .crnew import prepare_new_container  # restore into a container that does not exist yet
+
+    started = time.monotonic()
+    if ctr is None:
+        if not container_id:
+            raise ValueError("restore needs a container or a container_id")
+        ctr = prepare_new_container(container_id, opts, root)
+        fresh = True
+    else:
+        fresh = False
+    store: StateStore = ctr.store
+    try:
+        with store.lock(ctr.id):
+            st = _live(store.read(ctr.id))
+            if st.status in ("running", "paused", "created"):
+                raise ContainerStateError(ctr.id, st.status, "restore",
+                                          f"container {ctr.id} is {st.status}; checkpoint or delete it first")
+            image_dir = opts.image_path or (st.extra.get("checkpoint") or {}).get("image_dir") \
+                or store.path(ctr.id, DEFAULT_IMAGE_DIR)
+            if not has_inventory(image_dir):
+                raise RestoreError(ctr.id, f"no complete checkpoint for {ctr.id} at {image_dir}",
+                                   hint="checkpoint the container first, or give --image-path")
+            meta = read_meta(image_dir)
+            _ensure_network(meta, image_dir)
+            criu_root, temporary = _restore_root(store, st)
+            try:
+                result = _restore_in_monitor(store, st, meta, image_dir, opts, criu_path, criu_root)
+            finally:
+                if temporary:
+                    # The restored tree has its own copy of the mount; ours was only for CRIU.
+                    mounts.unmount(criu_root)
+                    os.rmdir(criu_root)
+    except BaseException:
+        if fresh:
+            _discard(ctr)
+        raise
+    return dataclasses.replace(result, duration_us=int((time.monotonic() - started) * 1e6))
+
+
+def _discard(ctr: Container) -> None:
+    try:
+        ctr.delete(force=True)
+    except Exception:  # noqa: BLE001 - best effort: the original error matters more
+        pass
+
+
+def _ensure_network(meta: CheckpointMeta, image_dir: str) -> None:
+    """Restore into the pre-created netns; recreate it (same name, IPs, MACs) when it is gone."""
+    path = meta.namespaces.get("network")
+    if not path or netns.netns_exists(path):
+        return
+    try:
+        with open(os.path.join(image_dir, NETWORK_FILE), encoding="utf-8") as f:
+            status = json.load(f)
+    except FileNotFoundError:
+        raise RestoreError(meta.container_id, f"network namespace {path} is gone and the checkpoint "
+                           f"has no {NETWORK_FILE} to recreate it", hint=f"create {path} again") from None
+    if not path.startswith(netns.NETNS_DIR + "/"):
+        raise RestoreError(meta.container_id, f"network namespace {path} is gone; only namespaces under "
+                           f"{netns.NETNS_DIR} can be recreated", hint=f"create {path} again")
+    netns.recreate_from_snapshot(os.path.basename(path), status["interfaces"])
+
+
+class _RestoreHooks(NotifyHandler):
+    """CRIU's restore callbacks: the restored init's pid arrives with post-restore.
+
+    Nothing is needed at setup-namespaces: the joined netns is handed in as
+    an fd and the cgroups exist before CRIU starts.
+    """
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+
+    def post_restore(self, ctx: Any) -> None:
+        self.pid = ctx.pid
+
+
+def _restore_root(store: StateStore, st: ContainerState) -> tuple[str, bool]:
+    """The restore root as a host mount point: (path, whether it is a temporary bind mount).
+
+    Our containers' overlay is mounted again if it was unmounted. An adopted
+    runc container's rootfs is a plain directory: it is bind-mounted for
+    CRIU under our container directory for the time of the restore.
+    """
+    if st.adopted_from:
+        target = store.path(st.id, "criu-root")
+        os.makedirs(target, exist_ok=True)
+        mounts.bind_mount(st.rootfs, target)
+        return target, True
+    if not os.path.ismount(st.rootfs):
+        d = os.path.dirname(st.rootfs)
+        spec = load_spec(st.bundle)
+        mounts.mount_overlay(spec.root.path, os.path.join(d, "overlay", "upper"),
+                             os.path.join(d, "overlay", "work"), st.rootfs)
+    return st.rootfs, False
+
+
+def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointMeta, image_dir: str,
+                        opts: RestoreOptions, criu_path: str | None, criu_root: str) -> RestoreResult:
+    cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
+    if cg is not None:
+        cg.create()
+    opened: list[int] = []
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        stdio_fds = {}
+        if "stdout" in meta.stdio:
+            stdio_fds[meta.stdio["stdout"]] = out_w
+        if "stderr" in meta.stdio:
+            stdio_fds[meta.stdio["stderr"]] = err_w
+        spec_binds = {}
+        try:
+            spec_binds = {m.destination: m.source for m in load_spec(st.bundle).mounts if m.is_bind}
+        except Exception:  # noqa: BLE001 - fall back to the recorded sources
+            pass
+        ctx = crplan.CrContext(
+            rootfs=criu_root, namespaces=dict(meta.namespaces), mounts=meta.mounts,
+            cgroup_paths=dict(cg.paths) if cg else {}, cg_roots=tuple(cg.cg_roots()) if cg else (),
+            bind_sources=spec_binds, stdio_fds=stdio_fds,
+            # Unlock with the method the dump locked with: the other one would leave the lock in place.
+            network_lock=opts.network_lock or meta.network_lock or choose_network_lock(criu_path, store.root),
+            tcp_established=opts.tcp_established, tcp_close=opts.tcp_close, file_locks=opts.file_locks)
+        try:
+            kwargs, open_paths = crplan.build(ctx, crplan.RESTORE)
+        except LookupError as exc:
+            raise RestoreError(st.id, str(exc)) from exc
+        inherit = list(kwargs.pop("inherit_fd", ()))
+        for key, path in open_paths:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            opened.append(fd)
+            inherit.append(InheritFd(key=key, fd=fd))
+        criu_opts = CriuOptions(images_dir=image_dir, log_file=RESTORE_LOG, log_level=opts.log_level,
+                                inherit_fd=tuple(inherit), **kwargs)
+        client = CriuClient(criu_path)
+        client.criu_path  # locate CRIU here, so a missing binary is reported before forking
+
+        def produce_init() -> int:
+            hooks = _RestoreHooks()
+            try:
+                res = client.restore(criu_opts, notify=hooks)
+                if hooks.pid is not None and hooks.pid != res.pid:
+                    raise RestoreError(st.id, f"CRIU announced pid {hooks.pid} after restore but answered {res.pid}")
+                return res.pid
+            except CriuError as exc:
+                report(rep_w, criu={"message": str(exc), "log_path": getattr(exc, "log_path", None),
+                                    "log_errors": list(getattr(exc, "log_errors", []) or [])})
+                raise
+            finally:
+                for fd in [out_w, err_w, *opened]:
+                    os.close(fd)
+
+        new_stdio = {"stdin": "/dev/null", "stdout": f"pipe:[{os.fstat(out_w).st_ino}]",
+                     "stderr": f"pipe:[{os.fstat(err_w).st_ino}]"}
+        spawn_monitor(log_path=store.path(st.id, CTR_LOG), output_fds=(out_r, err_r), report_w=rep_w,
+                      keep_fds=(out_w, err_w, *opened), produce_init=produce_init,
+                      on_exit=functools.partial(mark_stopped, store.root, st.id))
+    finally:
+        for fd in (out_r, out_w, err_r, err_w, rep_w, *opened):
+            os.close(fd)
+    messages = read_report(rep_r, RESTORE_TIMEOUT)
+    init_pid = int(messages.get("init", 0))
+    if "error" in messages or not init_pid:
+        crit = messages.get("criu") or {}
+        cause = CriuRpcError("RESTORE", log_path=crit.get("log_path"), log_errors=crit.get("log_errors"))
+        raise RestoreError(st.id, crit.get("message") or messages.get("error", "restore failed"),
+                           log_path=crit.get("log_path"), log_errors=crit.get("log_errors") or [],
+                           hint=f"the checkpoint at {image_dir} is intact: fix the cause and restore again") from cause
+    namespaces = {t: (p if t in meta.namespaces else f"/proc/{init_pid}/ns/{PROC_NS_NAMES[t]}")
+                  for t, p in st.namespaces.items()}
+    st = st.replace(status="running", init_pid=init_pid, init_start_time=proc_start_time(init_pid) or 0,
+                    monitor_pid=int(messages.get("monitor", 0)), namespaces=namespaces, stdio=new_stdio,
+                    exit_status=None)
+    store.write(st)
+    stats = stats_dict(image_dir, "restore")
+    log_path: str | None = os.path.join(image_dir, RESTORE_LOG)
+    if not opts.keep:
+        remove_logs(image_dir, "restore")
+        log_path = None
+    return RestoreResult(container_id=st.id, pid=init_pid, image_dir=image_dir, log_path=log_path,
+                         stats=stats, duration_us=0, criu_duration_us=criu_us(stats, "restore"))
+
