@@ -6,12 +6,14 @@ interpreter's grpcio-tools) and compares byte for byte.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+
+from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
 PB_DIR = ROOT / "criu_rpc" / "_pb"
@@ -27,7 +29,8 @@ def _generated_files(directory: Path) -> dict[str, bytes]:
 
 
 def test_generated_code_is_fresh(tmp_path: Path) -> None:
-    pytest.importorskip("grpc_tools", reason="grpcio-tools (dev extra) not installed")
+    require(importlib.util.find_spec("grpc_tools") is not None,
+            "grpcio-tools (the dev extra) is not installed: pip install -e '.[dev]'")
     env = dict(os.environ, PYTHON=sys.executable)
     subprocess.run(
         [str(ROOT / "scripts" / "gen-proto"), str(tmp_path)],

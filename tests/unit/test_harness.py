@@ -8,6 +8,8 @@ import signal
 
 import pytest
 
+from tests.conftest import require
+
 from runtime.cli.container_cmds import parse_signal
 from runtime.monitor import exit_status_of
 from runtime.spec import load_spec
@@ -24,8 +26,8 @@ def test_default_spec_is_runc_like_and_parses(tmp_path):
     assert default_spec()["process"]["args"] == ["sh"]  # a fresh copy each time
 
 
-@pytest.mark.skipif(not os.path.exists("/bin/busybox"), reason="needs /bin/busybox")
 def test_build_busybox_bundle(tmp_path):
+    require(os.path.exists("/bin/busybox"), "needs /bin/busybox (apt-get install busybox-static)")
     bundle = build_busybox_bundle(str(tmp_path / "b"), ["httpd", "-f"], applets=("sh", "httpd"),
                                   netns_path="/run/netns/x", cgroups_path="/criu-cr/x", hostname="h",
                                   memory_limit=1 << 26, pids_limit=20, files={"/www/index.html": "hi"})
