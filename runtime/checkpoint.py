@@ -18,6 +18,7 @@ import os
 import shutil
 import threading
 import time
+import warnings
 from typing import Any
 
 from criu_rpc import CriuClient, CriuError, CriuOptions
@@ -64,7 +65,9 @@ def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
         try:
             lock = opts.network_lock or choose_network_lock(criu_path, store.root)
             meta = dataclasses.replace(_describe(st, final_dir, opts), network_lock=lock)
-            _write_sidecars(work_dir, st, meta)
+            if meta.leave_running and os.path.isdir(meta.upper_dir):
+                meta = dataclasses.replace(meta, rootfs_diff=True)  # a copy that may outlive the container
+            meta.write(work_dir)
             ctx = crplan.CrContext(
                 rootfs=st.rootfs, pid=st.init_pid, namespaces=dict(st.joined_namespaces),
                 ns_inodes={t: os.stat(p).st_ino for t, p in st.joined_namespaces.items()},
@@ -73,18 +76,26 @@ def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
                 leave_running=opts.leave_running)
             kwargs, _ = crplan.build(ctx, crplan.DUMP)
             criu_opts = CriuOptions(images_dir=work_dir, log_file=DUMP_LOG, log_level=opts.log_level, **kwargs)
-            # The netns snapshot (netlink, ~30 ms) runs while CRIU dumps.
-            snapshot = _Background(_snapshot_network, work_dir, st)
             if cg is not None:
                 cg.freeze()  # faster than CRIU's 100 ms polling; CRIU finds it frozen
+            # While the tree is frozen -- the moment the images hold -- and beside
+            # CRIU's dump: the netns snapshot and, for a copy, the filesystem changes.
+            side = _Background(_side_files, work_dir, st, meta)
             try:
                 (client or CriuClient(criu_path)).dump(criu_opts)
-                snapshot.result()
             finally:
+                side.join()  # before the thaw: the archive must not see files change
                 if cg is not None:
                     # Thawed even when CRIU killed the tree: the empty cgroup must not
                     # stay frozen, or the restored tasks would land frozen.
                     cg.thaw()
+            try:
+                side.result()
+            except Exception as exc:  # noqa: BLE001
+                if opts.leave_running:
+                    raise  # the container still runs: fail the checkpoint, nothing is lost
+                # CRIU has already stopped the container: keep its images, lose only the extra.
+                warnings.warn(f"container {ctr.id!r}: checkpoint taken, but {exc}", RuntimeWarning, stacklevel=2)
         except CriuError as exc:
             raise _checkpoint_error(ctr.id, work_dir, exc) from exc
         except BaseException:
@@ -132,22 +143,16 @@ def _describe(st: ContainerState, image_dir: str, opts: CheckpointOptions) -> Ch
                           file_locks=opts.file_locks, created=time.time())
 
 
-def _write_sidecars(work_dir: str, st: ContainerState, meta: CheckpointMeta) -> None:
-    """criu-cr.json, and the filesystem changes of a checkpoint that leaves the container running."""
-    if meta.leave_running and os.path.isdir(meta.upper_dir):
-        # A copy that outlives the container: keep its filesystem changes with the images.
-        mounts.archive_upper(meta.upper_dir, os.path.join(work_dir, "rootfs-diff.tar"))
-        meta = dataclasses.replace(meta, rootfs_diff=True)
-    meta.write(work_dir)
-
-
-def _snapshot_network(work_dir: str, st: ContainerState) -> None:
-    """network.status: the pre-created netns' interfaces, to recreate it if it is gone at restore."""
+def _side_files(work_dir: str, st: ContainerState, meta: CheckpointMeta) -> None:
+    """network.status (the pre-created netns' interfaces, to recreate it if it is gone at
+    restore) and, for a copy, rootfs-diff.tar (the overlay's upper dir)."""
     net = st.joined_namespaces.get("network")
     if net:
         status = {"netns": net, "interfaces": [i.to_dict() for i in netns.snapshot_interfaces(net)]}
         with open(os.path.join(work_dir, NETWORK_FILE), "w", encoding="utf-8") as f:
             json.dump(status, f, indent=2)
+    if meta.rootfs_diff:
+        mounts.archive_upper(meta.upper_dir, os.path.join(work_dir, "rootfs-diff.tar"))
 
 
 class _Background:
@@ -164,6 +169,9 @@ class _Background:
 
         self._thread = threading.Thread(target=run, name="criu-cr-snapshot", daemon=True)
         self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
 
     def result(self) -> None:
         self._thread.join()
