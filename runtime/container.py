@@ -264,7 +264,7 @@ class Container:
             st = _live(self._store.read(self.id))
             if st.status in ("running", "paused") and not force:
                 raise ContainerStateError(self.id, st.status, "delete", "stop it first, or force")
-            _destroy(self._store, st, adopted=st.adopted_from is not None)
+            _destroy(self._store, st, adopted=st.adopted_from is not None, force=force)
             if st.status == "checkpointed":
                 _release_network_lock(st)
             self._store.remove(self.id)
@@ -433,14 +433,18 @@ def _release_exec(fifo: str, st: ContainerState) -> None:
     os.unlink(fifo)
 
 
-def _destroy(store: StateStore, st: ContainerState, *, adopted: bool) -> None:
-    """Kill what is left and release everything the container holds on the host."""
+def _destroy(store: StateStore, st: ContainerState, *, adopted: bool, force: bool = False) -> None:
+    """Kill what is left and release everything the container holds on the host.
+
+    An adopted container's cgroup is runc's: its processes are killed only
+    with ``force`` or while its init lives.
+    """
     cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
     alive = process_alive(st.init_pid, st.init_start_time)
     if alive:
         os.kill(st.init_pid, signal.SIGKILL)
     if cg is not None and cg.exists():
-        if not adopted or alive:
+        if not adopted or alive or force:
             for pid in cg.pids():
                 try:
                     os.kill(pid, signal.SIGKILL)

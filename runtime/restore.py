@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -213,12 +214,18 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
         raise RestoreError(st.id, crit.get("message") or messages.get("error", "restore failed"),
                            log_path=crit.get("log_path"), log_errors=crit.get("log_errors") or [],
                            hint=f"the checkpoint at {image_dir} is intact: fix the cause and restore again") from cause
-    namespaces = {t: (p if t in meta.namespaces else f"/proc/{init_pid}/ns/{PROC_NS_NAMES[t]}")
-                  for t, p in st.namespaces.items()}
-    st = st.replace(status="running", init_pid=init_pid, init_start_time=proc_start_time(init_pid) or 0,
-                    monitor_pid=int(messages.get("monitor", 0)), namespaces=namespaces, stdio=new_stdio,
-                    exit_status=None)
-    store.write(st)
+    try:
+        namespaces = {t: (p if t in meta.namespaces else f"/proc/{init_pid}/ns/{PROC_NS_NAMES[t]}")
+                      for t, p in st.namespaces.items()}
+        st = st.replace(status="running", init_pid=init_pid, init_start_time=proc_start_time(init_pid) or 0,
+                        monitor_pid=int(messages.get("monitor", 0)), namespaces=namespaces, stdio=new_stdio,
+                        exit_status=None)
+        store.write(st)
+    except BaseException:
+        # Unrecorded, the restored tree would run on out of anyone's reach: end it (its
+        # pid namespace goes with its init; the monitor then exits).
+        os.kill(init_pid, signal.SIGKILL)
+        raise
     stats = stats_dict(image_dir, "restore")
     log_path: str | None = os.path.join(image_dir, RESTORE_LOG)
     if not opts.keep:
