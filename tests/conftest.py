@@ -41,3 +41,47 @@ def _plugin_autoloaded() -> bool:
 # loaded here when the package's entry point did not already load it.
 if not _plugin_autoloaded():
     pytest_plugins = ["runtime.testing.plugin"]
+
+
+# -- nothing left behind ---------------------------------------------------------
+# Every test cleans up in its fixtures; this checks it at the end of the run:
+# network namespaces and veths the harness names, mounts under pytest's
+# temporary directories or our state roots, and the tests' cgroups. In CI a
+# leftover fails the run.
+
+def _leftovers() -> list[str]:
+    found = []
+    try:
+        found += [f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(("ccr-test-", "ccrt-"))]
+    except FileNotFoundError:
+        pass
+    try:
+        found += [f"link {n}" for n in os.listdir("/sys/class/net") if n.startswith("ccrh")]
+    except FileNotFoundError:
+        pass
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        found += [f"mount {line.split()[4]}" for line in f
+                  if "/pytest-of-" in line.split()[4] or "/criu-cr-state-" in line.split()[4]]
+    for hierarchy in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        if not os.path.isdir(hierarchy):
+            continue
+        for name in os.listdir(hierarchy):
+            path = os.path.join(hierarchy, name)
+            if name.startswith("criu-cr-test-") and os.path.isdir(path):
+                found.append(f"cgroup {path}")
+            elif name in ("criu-cr-runc-test", "criu-cr-adopt-test") and os.path.isdir(path):
+                found += [f"cgroup {path}/{d}" for d in os.listdir(path)
+                          if os.path.isdir(os.path.join(path, d))]
+        break
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.geteuid() != 0:
+        return
+    left = _leftovers()
+    if not left:
+        return
+    print("\nleft behind by the tests:\n  " + "\n  ".join(left))
+    if IN_CI and exitstatus == 0:
+        session.exitstatus = 1
