@@ -181,7 +181,7 @@ class Podman(Side):
 
     @staticmethod
     def _version() -> str:
-        out = subprocess.run(["podman", "--version"], capture_output=True, text=True).stdout.split()
+        out = subprocess.run(["podman", "--version"], capture_output=True, text=True, check=False).stdout.split()
         return ".".join(out[-1].split(".")[:2]) if out else "?"
 
     def _env(self) -> dict[str, str]:
@@ -197,7 +197,7 @@ class Podman(Side):
 
     def _podman(self, *args: str, check: bool = True) -> str:
         res = subprocess.run([*self.base, *args], env=self._env(), stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, check=False)
         if check and res.returncode != 0:
             raise RuntimeError(f"podman {args[0]} failed ({res.returncode}): {res.stderr.strip()[-2000:]}")
         return res.stdout
@@ -233,7 +233,7 @@ class Podman(Side):
 
     def _check_criu(self, log: str) -> None:
         """The dump must have been CRIU 4.2 (the same CRIU as the other sides), not a system criu."""
-        want = subprocess.run([self.criu, "--version"], capture_output=True, text=True).stdout
+        want = subprocess.run([self.criu, "--version"], capture_output=True, text=True, check=False).stdout
         want_v = re.search(r"Version:\s*(\S+)", want)
         try:
             with open(log, "rb") as f:
@@ -248,17 +248,17 @@ class Podman(Side):
         if not os.path.isdir(self.dir):
             return
         rm = subprocess.run([*self.base, "rm", "-f", "-t", "0", self.cid], env=self._env(),
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True)
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
         if rm.returncode != 0 and "no such container" not in rm.stderr:
             # podman could not: kill and delete the container through its runc state (only ours)
-            runc = ["runc", "--root", os.path.join(self.dir, "runc")]
-            for cid in os.listdir(os.path.join(self.dir, "runc")) if os.path.isdir(os.path.join(self.dir, "runc")) else []:
-                subprocess.run([*runc, "delete", "-f", cid], capture_output=True)
+            state = os.path.join(self.dir, "runc")
+            for cid in os.listdir(state) if os.path.isdir(state) else []:
+                subprocess.run(["runc", "--root", state, "delete", "-f", cid], capture_output=True, check=False)
             print(f"podman rm failed: {rm.stderr.strip()}", file=sys.stderr)
         subprocess.run([*self.base, "rmi", "-f", self.IMAGE], env=self._env(),
-                       stdin=subprocess.DEVNULL, capture_output=True)
+                       stdin=subprocess.DEVNULL, capture_output=True, check=False)
         for mnt in reversed(_mounts_under(self.dir)):  # innermost first
-            subprocess.run(["umount", "-l", mnt], capture_output=True)
+            subprocess.run(["umount", "-l", mnt], capture_output=True, check=False)
         if self.created_system_cache:
             shutil.rmtree(PODMAN_SYSTEM_CACHE, ignore_errors=True)
 
