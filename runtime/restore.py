@@ -108,6 +108,21 @@ def _ensure_network(meta: CheckpointMeta, image_dir: str) -> None:
     netns.recreate_from_snapshot(os.path.basename(path), status["interfaces"])
 
 
+def _tcp_mode(opts: RestoreOptions, meta: CheckpointMeta) -> dict[str, bool]:
+    """What to do with TCP connections in the images, when the caller did not say.
+
+    A checkpoint taken with --tcp-established restores its connections. One
+    taken without can still hold connections CRIU caught half-closed (a
+    client that just hung up); CRIU refuses to restore those unless told, and
+    the only sensible choice for them is to restore them closed.
+    """
+    if opts.tcp_established or opts.tcp_close:
+        return {"tcp_established": opts.tcp_established, "tcp_close": opts.tcp_close}
+    if meta.tcp_established:
+        return {"tcp_established": True, "tcp_close": False}
+    return {"tcp_established": False, "tcp_close": True}
+
+
 class _RestoreHooks(NotifyHandler):
     """CRIU's restore callbacks: the restored init's pid arrives with post-restore.
 
@@ -168,7 +183,7 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
             bind_sources=spec_binds, stdio_fds=stdio_fds,
             # Unlock with the method the dump locked with: the other one would leave the lock in place.
             network_lock=opts.network_lock or meta.network_lock or choose_network_lock(criu_path, store.root),
-            tcp_established=opts.tcp_established, tcp_close=opts.tcp_close, file_locks=opts.file_locks)
+            **_tcp_mode(opts, meta), file_locks=opts.file_locks)
         try:
             kwargs, open_paths = crplan.build(ctx, crplan.RESTORE)
         except LookupError as exc:

@@ -343,3 +343,29 @@ def test_deleting_a_checkpointed_container_unlocks_its_netns(method, service, bu
                              netns_path=net.path))
     wait_tcp(net.ip, 80, timeout=10)
     assert http_get(net.ip, 80) == (200, b"next\n")
+
+
+def test_restore_keeps_the_checkpoints_tcp_mode_or_closes_on_request(service, state_root):
+    ctr, net = service
+    wait_tcp(net.ip, 7000, timeout=10)
+    with socket.create_connection((net.ip, 7000), timeout=5) as sock:
+        assert _echo(sock, b"one\n") == b"one\n"
+        assert cli(state_root, "checkpoint", "--tcp-established", ctr.id).returncode == 0
+        # Restored without a flag: what was checkpointed with its connections comes back with them.
+        r = cli(state_root, "restore", ctr.id)
+        assert r.returncode == 0, r.stderr
+        assert _echo(sock, b"two\n") == b"two\n"
+        assert cli(state_root, "checkpoint", "--tcp-established", ctr.id).returncode == 0
+        r = cli(state_root, "restore", "--tcp-close", ctr.id)
+        assert r.returncode == 0, r.stderr
+        # --tcp-close: the old connection is gone (reset or closed, not silently hanging).
+        try:
+            got = _echo(sock, b"three\n")
+        except socket.timeout:
+            pytest.fail("the closed connection hung instead of being reset")
+        except OSError:
+            got = b""
+        assert got == b""
+    wait_tcp(net.ip, 7000, timeout=10)
+    with socket.create_connection((net.ip, 7000), timeout=5) as sock:
+        assert _echo(sock, b"four\n") == b"four\n"
