@@ -72,7 +72,8 @@ def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
                 rootfs=st.rootfs, pid=st.init_pid, namespaces=dict(st.joined_namespaces),
                 ns_inodes={t: os.stat(p).st_ino for t, p in st.joined_namespaces.items()},
                 mounts=meta.mounts, freezer_path=cg.freezer_path() if cg else None,
-                network_lock=lock, tcp_established=opts.tcp_established, file_locks=opts.file_locks,
+                network_lock=lock, tcp_established=opts.tcp_established,
+                tcp_skip_in_flight=opts.tcp_skip_in_flight, file_locks=opts.file_locks,
                 leave_running=opts.leave_running)
             kwargs, _ = crplan.build(ctx, crplan.DUMP)
             criu_opts = CriuOptions(images_dir=work_dir, log_file=DUMP_LOG, log_level=opts.log_level, **kwargs)
@@ -184,9 +185,13 @@ def _checkpoint_error(cid: str, work_dir: str, exc: CriuError) -> CheckpointErro
     errors = list(getattr(exc, "log_errors", []) or [])
     hint = ""
     text = "\n".join(errors)
-    if "--tcp-established" in text or "tcp-established" in _log_text(log):
+    logged = _log_text(log)
+    if "--tcp-established" in text or "tcp-established" in logged:
         hint = ("the container has established TCP connections: checkpoint with --tcp-established "
                 "(and restore with --tcp-established or --tcp-close)")
+    elif "In-flight connection" in text or "In-flight connection" in logged:
+        hint = ("a connection was still being accepted by the container: retry, or checkpoint with "
+                "--tcp-skip-in-flight to drop such connections")
     return CheckpointError(cid, str(exc), log_path=log if os.path.exists(log) else None,
                            log_errors=errors, hint=hint)
 

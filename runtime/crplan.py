@@ -81,6 +81,7 @@ class CrContext:
     stdio_fds: dict[str, int] = field(default_factory=dict)
     network_lock: str | None = None
     tcp_established: bool = False
+    tcp_skip_in_flight: bool = False
     tcp_close: bool = False
     file_locks: bool = False
     leave_running: bool = False
@@ -242,6 +243,8 @@ def network_part(ctx: CrContext, direction: str) -> Part:
         opts["network_lock"] = ctx.network_lock
     if ctx.tcp_established:
         opts["tcp_established"] = True
+    if direction == DUMP and ctx.tcp_skip_in_flight:
+        opts["tcp_skip_in_flight"] = True
     if direction == RESTORE and ctx.tcp_close:
         opts["tcp_close"] = True
     return Part(opts=opts)

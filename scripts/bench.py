@@ -288,6 +288,7 @@ def measure(side: Side, rounds: int) -> dict[str, list[float]]:
             wait_tcp(CTR_IP, 80, timeout=10)
             if http_get(CTR_IP, 80)[0] != 200:
                 raise RuntimeError(f"{side.name}: the service did not answer after restore {i}")
+            time.sleep(0.05)  # let the check's connections close before the next checkpoint (untimed)
             if i == 0:
                 continue
             out["ckpt"].append(t1 - t0)
@@ -313,6 +314,7 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="criu-cr-bench-")
     root = os.path.join(work, "state")
     results: dict[str, dict[str, list[float]]] = {}
+    failures: dict[str, str] = {}
     try:
         netns.teardown(netns=NETNS, host_ifname=HOST_IF)
         netns.create_netns(NETNS)
@@ -329,15 +331,21 @@ def main() -> int:
             sides.append(Podman(work, bundle, criu, netns.netns_path(NETNS)))
         for side in sides:
             print(f"measuring {side.name} ({args.rounds} rounds)...", file=sys.stderr, flush=True)
-            results[side.name] = measure(side, args.rounds)
+            try:
+                results[side.name] = measure(side, args.rounds)
+            except Exception as exc:  # noqa: BLE001 - one failing side must not lose the others' figures
+                print(f"{side.name} failed: {exc}", file=sys.stderr, flush=True)
+                failures[side.name] = str(exc).splitlines()[0][:160]
     finally:
         netns.teardown(netns=NETNS, host_ifname=HOST_IF)
         shutil.rmtree(work, ignore_errors=True)
     report(results, args.rounds, criu)
+    for name, why in failures.items():
+        print(f"{name:34} FAILED: {why}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
-    return 0
+    return 1 if failures else 0
 
 
 def report(results: dict[str, dict[str, list[float]]], rounds: int, criu: str) -> None:

@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("id", help="container id")
     p.add_argument("-e", "--image-path", help="where to write the checkpoint (default: <state>/<id>/checkpoint)")
     p.add_argument("-R", "--leave-running", action="store_true", help="leave the container running")
+    p.add_argument("--tcp-skip-in-flight", action="store_true",
+                   help="drop connections the container has not accepted yet instead of failing")
     _common(p, "checkpoint")
     p.set_defaults(func=_checkpoint)
 
@@ -67,6 +69,7 @@ def _checkpoint(args: argparse.Namespace) -> int:
     ctr = Container.load(args.id, args.root)
     res = ctr.checkpoint(CheckpointOptions(
         image_path=args.image_path, leave_running=args.leave_running, tcp_established=args.tcp_established,
+        tcp_skip_in_flight=args.tcp_skip_in_flight,
         file_locks=args.file_locks, keep=args.keep, network_lock=args.network_lock), criu_path=args.criu)
     if args.print_stats:
         json.dump(stats_json("checkpoint", res), sys.stdout, indent=2)
