@@ -102,10 +102,11 @@ def test_restore_direction():
 
 
 def test_leave_running_and_tcp_close_only_where_they_belong():
-    dump, _ = crplan.build(_ctx(leave_running=True, tcp_close=True), DUMP)
-    assert dump["leave_running"] is True and "tcp_close" not in dump
-    rst, _ = crplan.build(_ctx(leave_running=True, tcp_close=True), RESTORE)
-    assert "leave_running" not in rst and rst["tcp_close"] is True
+    ctx = _ctx(leave_running=True, tcp_close=True, tcp_skip_in_flight=True)
+    dump, _ = crplan.build(ctx, DUMP)
+    assert dump["leave_running"] is True and dump["tcp_skip_in_flight"] is True and "tcp_close" not in dump
+    rst, _ = crplan.build(ctx, RESTORE)
+    assert "leave_running" not in rst and "tcp_skip_in_flight" not in rst and rst["tcp_close"] is True
 
 
 def test_restore_names_a_cgroup_it_cannot_place():
