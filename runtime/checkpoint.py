@@ -27,7 +27,7 @@ from . import crplan, mounts, netns
 from .cgroups import Cgroups
 from .container import Container, _live
 from .crmeta import (IMAGE_DIR_MODE, METADATA_FILE, NETWORK_FILE, CheckpointMeta, choose_network_lock,
-                     fresh_image_dir, install_image_dir, remove_logs, stats_dict)
+                     fresh_image_dir, install_image_dir, remove_logs, require_usable_criu, stats_dict)
 from .crtypes import (DEFAULT_IMAGE_DIR, DUMP_LOG, RESTORE_TIMEOUT, CheckpointOptions, CheckpointResult,
                       RestoreOptions, RestoreResult, criu_us)
 from .errors import CheckpointError, ContainerStateError
@@ -59,6 +59,7 @@ def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
         if st.status != "running":
             hint = "resume it first" if st.status == "paused" else ""
             raise ContainerStateError(ctr.id, st.status, "checkpoint", hint)
+        require_usable_criu(criu_path, store.root)
         final_dir = opts.image_path or store.path(ctr.id, DEFAULT_IMAGE_DIR)
         work_dir = fresh_image_dir(final_dir)
         cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None

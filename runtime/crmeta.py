@@ -14,8 +14,10 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from typing import Any
 
-from criu_rpc import ImageError, locate, read_stats
+from criu_rpc import CriuError, CriuVersion, ImageError, locate, read_stats
+from criu_rpc.locate import MIN_VERSION, binary_version, require_version, required_version
 
 from .crplan import MountRecord
 from .errors import RestoreError
@@ -23,7 +25,7 @@ from .errors import RestoreError
 __all__ = [
     "IMAGE_DIR_MODE", "METADATA_FILE", "NETWORK_FILE", "META_VERSION", "CheckpointMeta",
     "read_meta", "fresh_image_dir", "install_image_dir", "remove_logs", "stats_dict",
-    "choose_network_lock", "pick_network_lock", "nftables_supported", "DUMP_STATS_FIELDS", "RESTORE_STATS_FIELDS",
+    "choose_network_lock", "pick_network_lock", "nftables_supported", "require_usable_criu", "criu_facts", "DUMP_STATS_FIELDS", "RESTORE_STATS_FIELDS",
 ]
 
 IMAGE_DIR_MODE = 0o700  # memory pages hold secrets
@@ -167,33 +169,62 @@ def choose_network_lock(criu_path: str | None = None, cache_dir: str | None = No
 
 def nftables_supported(criu_path: str | None = None, cache_dir: str | None = None) -> bool:
     """Whether CRIU can lock the network with nftables on this kernel (``criu check --feature``)."""
+    return bool(criu_facts(criu_path, cache_dir).get("network_lock_nftables"))
+
+
+def require_usable_criu(criu_path: str | None = None, cache_dir: str | None = None) -> None:
+    """Refuse a CRIU too old for containers on this kernel, before anything is frozen.
+
+    Raises CriuNotFoundError, CriuVersionError (naming the version needed).
+    """
+    facts = criu_facts(criu_path, cache_dir)
+    if "version" not in facts:
+        locate(criu_path)  # raises CriuNotFoundError naming where it looked
+        return
+    major, minor, sublevel = (list(facts["version"]) + [0, 0, 0])[:3]
+    found = CriuVersion(major=major, minor=minor, sublevel=sublevel)
+    needed = required_version()
+    why = ("checkpointing containers with network sockets on Linux >= 6.16"
+           if needed > MIN_VERSION else "criu-cr")
+    require_version(found, needed, why, facts.get("path", ""))
+
+
+def criu_facts(criu_path: str | None = None, cache_dir: str | None = None) -> dict[str, Any]:
+    """CRIU's version and nftables locking support, cached in ``cache_dir`` per binary and kernel.
+
+    Asking costs CRIU runs (~30 ms each); the answer changes only with the
+    binary or the kernel. ``{}`` when there is no usable CRIU.
+    """
     try:
         path = locate(criu_path)
         st = os.stat(os.path.realpath(path))
-    except Exception:  # noqa: BLE001 - no CRIU: not supported
-        return False
-    key = f"{os.path.realpath(path)}:{st.st_mtime_ns}:{os.uname().release}"
+    except Exception:  # noqa: BLE001 - no CRIU: no facts
+        return {}
+    key = f"{os.path.realpath(path)}:{st.st_mtime_ns}:{st.st_size}:{os.uname().release}"
     cache = os.path.join(cache_dir, FEATURE_CACHE) if cache_dir else None
     if cache:
         try:
             with open(cache, encoding="utf-8") as f:
                 cached = json.load(f)
             if cached.get("key") == key:
-                return bool(cached["network_lock_nftables"])
-        except (OSError, ValueError, KeyError):
+                return cached
+        except (OSError, ValueError):
             pass
+    facts: dict[str, Any] = {"key": key, "path": path}
     try:
+        facts["version"] = list(binary_version(path).numbers[:3])
         res = subprocess.run([path, "check", "--feature", "network_lock_nftables"],
                              stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    ok = res.returncode == 0
+        facts["network_lock_nftables"] = res.returncode == 0
+    except (CriuError, OSError, subprocess.TimeoutExpired):
+        return {}
     if cache:
         try:
+            os.makedirs(cache_dir, exist_ok=True)
             tmp = f"{cache}.{os.getpid()}"
             with open(tmp, "w", encoding="utf-8") as f:
-                json.dump({"key": key, "network_lock_nftables": ok}, f)
+                json.dump(facts, f)
             os.replace(tmp, cache)
         except OSError:
             pass  # a cache we cannot write only costs time
-    return ok
+    return facts

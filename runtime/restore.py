@@ -22,7 +22,8 @@ from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd
 from . import crplan, mounts, netns
 from .cgroups import Cgroups
 from .container import Container, _live
-from .crmeta import NETWORK_FILE, CheckpointMeta, choose_network_lock, read_meta, remove_logs, stats_dict
+from .crmeta import (NETWORK_FILE, CheckpointMeta, choose_network_lock, read_meta, remove_logs,
+                     require_usable_criu, stats_dict)
 from .crtypes import (CTR_LOG, DEFAULT_IMAGE_DIR, RESTORE_LOG, RESTORE_TIMEOUT, RestoreOptions, RestoreResult,
                       criu_us)
 from .errors import ContainerStateError, RestoreError
@@ -64,6 +65,7 @@ def restore(ctr: Container | None, opts: RestoreOptions = RestoreOptions(), *, c
                                           f"container {ctr.id} is {st.status}; checkpoint or delete it first")
             image_dir = opts.image_path or (st.extra.get("checkpoint") or {}).get("image_dir") \
                 or store.path(ctr.id, DEFAULT_IMAGE_DIR)
+            require_usable_criu(criu_path, store.root)
             if not has_inventory(image_dir):
                 raise RestoreError(ctr.id, f"no complete checkpoint for {ctr.id} at {image_dir}",
                                    hint="checkpoint the container first, or give --image-path")

@@ -20,6 +20,7 @@ from pyroute2 import IPRoute
 
 from runtime import netns as netns_mod
 from runtime.container import Container
+from criu_rpc import CriuVersionError
 from runtime.errors import CheckpointError, ContainerStateError, RestoreError
 from runtime.testing.net import http_get, wait_tcp
 from tests.conftest import require
@@ -369,3 +370,16 @@ def test_restore_keeps_the_checkpoints_tcp_mode_or_closes_on_request(service, st
     wait_tcp(net.ip, 7000, timeout=10)
     with socket.create_connection((net.ip, 7000), timeout=5) as sock:
         assert _echo(sock, b"four\n") == b"four\n"
+
+
+def test_too_old_criu_is_refused_before_anything_happens(service, tmp_path):
+    ctr, net = service
+    old = tmp_path / "criu"
+    old.write_text("#!/bin/sh\n[ \"$1\" = --version ] && echo 'Version: 4.1' && exit 0\nexit 1\n")
+    old.chmod(0o755)
+    with pytest.raises(CriuVersionError, match="4.1.0 .* needs CRIU >= 4.2.*install-criu"):
+        ctr.checkpoint(criu_path=str(old))
+    assert ctr.status == "running"
+    before = counter(ctr)
+    until(lambda: counter(ctr) > before + 2, what="the counter to keep going")
+    assert http_get(net.ip, 80)[0] == 200
