@@ -10,7 +10,7 @@ import pytest
 from runtime.cgroups import read_proc_cgroup
 from runtime.testing import http_get, wait_tcp
 
-from .container_helpers import need_container_prereqs
+from .container_helpers import need_container_prereqs, until
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +56,7 @@ def test_processes_sit_in_cgroups_path_with_limits(cgroup_parent, busybox_bundle
     bundle = busybox_bundle(["sh", "-c", "sleep 1000 & sleep 1000"], cgroups_path=path,
                             memory_limit=limit, pids_limit=50)
     ctr = container(bundle)
+    until(lambda: len(ctr.ps()) == 2, what="the shell to start its background sleep")
     for pid in [ctr.init_pid, *ctr.ps()]:
         groups = read_proc_cgroup(pid)
         assert groups["memory"] == path, groups  # v1 line
