@@ -30,6 +30,7 @@ _EXPORTS = {
     "ContainerStateError": "errors",
     "CheckpointError": "errors",
     "RestoreError": "errors",
+    "ImageDirError": "crmeta",
 }
 
 __all__ = sorted(_EXPORTS)

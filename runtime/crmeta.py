@@ -20,10 +20,10 @@ from criu_rpc import CriuError, CriuVersion, ImageError, locate, read_stats
 from criu_rpc.locate import MIN_VERSION, binary_version, require_version, required_version
 
 from .crplan import MountRecord
-from .errors import RestoreError
+from .errors import ContainerError, RestoreError
 
 __all__ = [
-    "IMAGE_DIR_MODE", "METADATA_FILE", "NETWORK_FILE", "META_VERSION", "CheckpointMeta",
+    "IMAGE_DIR_MODE", "METADATA_FILE", "ImageDirError", "NETWORK_FILE", "META_VERSION", "CheckpointMeta",
     "read_meta", "fresh_image_dir", "install_image_dir", "remove_logs", "stats_dict",
     "choose_network_lock", "pick_network_lock", "nftables_supported", "require_usable_criu", "criu_facts", "DUMP_STATS_FIELDS", "RESTORE_STATS_FIELDS",
 ]
@@ -100,7 +100,18 @@ def read_meta(image_dir: str) -> CheckpointMeta:
 
 
 def fresh_image_dir(final_dir: str) -> str:
-    """An empty 0700 directory beside ``final_dir`` to dump into. Raises OSError."""
+    """An empty 0700 directory beside ``final_dir`` to dump into.
+
+    ``final_dir`` may be missing, empty, or an earlier checkpoint (it is
+    replaced once the dump succeeds); anything else is refused, since it
+    would be replaced too. Raises ImageDirError, OSError.
+    """
+    if os.path.lexists(final_dir):
+        if not os.path.isdir(final_dir) or os.path.islink(final_dir):
+            raise ImageDirError(final_dir, "exists and is not a directory")
+        entries = os.listdir(final_dir)
+        if entries and METADATA_FILE not in entries and "inventory.img" not in entries:
+            raise ImageDirError(final_dir, "holds files that are not a checkpoint (they would be replaced)")
     parent = os.path.dirname(os.path.abspath(final_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = f"{final_dir}.new-{os.getpid()}"
@@ -108,6 +119,15 @@ def fresh_image_dir(final_dir: str) -> str:
     os.mkdir(tmp, IMAGE_DIR_MODE)
     os.chmod(tmp, IMAGE_DIR_MODE)  # whatever the umask
     return tmp
+
+
+class ImageDirError(ContainerError, ValueError):
+    """An image directory that cannot be used; ``path`` names it."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        super().__init__(f"image path {path} {problem}: give a new or empty directory, "
+                         "or one that holds an earlier checkpoint")
 
 
 def install_image_dir(tmp: str, final_dir: str) -> None:

@@ -21,6 +21,7 @@ from pyroute2 import IPRoute
 from runtime import netns as netns_mod
 from runtime.container import Container
 from criu_rpc import CriuVersionError
+from runtime.crmeta import ImageDirError
 from runtime.errors import CheckpointError, ContainerStateError, RestoreError
 from runtime.testing.net import http_get, wait_tcp
 from tests.conftest import require
@@ -383,3 +384,21 @@ def test_too_old_criu_is_refused_before_anything_happens(service, tmp_path):
     before = counter(ctr)
     until(lambda: counter(ctr) > before + 2, what="the counter to keep going")
     assert http_get(net.ip, 80)[0] == 200
+
+
+def test_image_path_holding_other_files_is_refused_and_kept(service, tmp_path):
+    ctr, net = service
+    precious = tmp_path / "documents"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work\n")
+    with pytest.raises(ImageDirError, match="not a checkpoint"):
+        ctr.checkpoint(image_path=str(precious))
+    assert (precious / "thesis.txt").read_text() == "years of work\n"
+    assert ctr.status == "running" and http_get(net.ip, 80)[0] == 200
+    # An earlier checkpoint there is replaced by the new one.
+    images = tmp_path / "images"
+    ctr.checkpoint(image_path=str(images), leave_running=True)
+    first = (images / "criu-cr.json").stat().st_mtime_ns
+    ctr.checkpoint(image_path=str(images), leave_running=True)
+    assert (images / "criu-cr.json").stat().st_mtime_ns != first
+    assert not list(tmp_path.glob("images.*"))  # no temporary or old directories left
