@@ -457,12 +457,15 @@ def _destroy(store: StateStore, st: ContainerState, *, adopted: bool, force: boo
         if time.monotonic() > deadline:
             raise ContainerStateError(st.id, "running", "delete", f"init {st.init_pid} did not die")
         time.sleep(0.02)
-    if adopted:
-        return  # the cgroups and mounts belong to runc
-    if cg is not None:
-        cg.remove()
+    # Mounts under our own directory are always ours (for an adopted container: a
+    # restore's temporary bind of runc's rootfs), and must go before the directory is
+    # removed -- removing it through a bind mount would delete what the mount shows.
     for mp in sorted(mounts.mounts_under(store.dir(st.id)), key=len, reverse=True):
         mounts.unmount(mp)
+    if adopted:
+        return  # the cgroups and other mounts belong to runc
+    if cg is not None:
+        cg.remove()
 
 
 def _release_network_lock(st: ContainerState) -> None:

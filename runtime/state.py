@@ -198,8 +198,17 @@ class StateStore:
         return sorted(n for n in names if _ID_RE.match(n) and os.path.isfile(os.path.join(self.root, n, STATE_FILE)))
 
     def remove(self, container_id: str) -> None:
-        """Remove the container's directory and everything in it (must be unmounted first)."""
-        shutil.rmtree(self.dir(container_id), ignore_errors=False)
+        """Remove the container's directory and everything in it (must be unmounted first).
+
+        Raises OSError (EBUSY) rather than descend into something still mounted there.
+        """
+        top = self.dir(container_id)
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                mp = line.split()[4].replace("\\040", " ")
+                if mp == top or mp.startswith(top + "/"):
+                    raise OSError(errno.EBUSY, "still mounted; not removing what it shows", mp)
+        shutil.rmtree(top, ignore_errors=False)
 
     def iter_states(self) -> Iterator[ContainerState]:
         for cid in self.ids():

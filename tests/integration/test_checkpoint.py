@@ -18,6 +18,7 @@ import pytest
 
 from pyroute2 import IPRoute
 
+from runtime import mounts
 from runtime import netns as netns_mod
 from runtime.container import Container
 from criu_rpc import CriuVersionError
@@ -402,3 +403,16 @@ def test_image_path_holding_other_files_is_refused_and_kept(service, tmp_path):
     ctr.checkpoint(image_path=str(images), leave_running=True)
     assert (images / "criu-cr.json").stat().st_mtime_ns != first
     assert not list(tmp_path.glob("images.*"))  # no temporary or old directories left
+
+
+def test_delete_never_removes_through_a_leftover_mount(runc_service, state_root, cleanup_ids):
+    cid, runc_root, bundle, net = runc_service
+    cleanup_ids.append(cid)
+    ctr = Container.adopt_runc(cid, runc_root=runc_root, root=state_root)
+    # As if a restore had been interrupted while runc's rootfs was bound for CRIU.
+    target = os.path.join(ctr.directory, "criu-root")
+    os.mkdir(target)
+    mounts.bind_mount(os.path.join(bundle, "rootfs"), target)
+    ctr.delete(force=True)
+    assert not os.path.exists(ctr.directory)
+    assert os.path.isfile(os.path.join(bundle, "rootfs", "bin", "busybox"))  # runc's rootfs is intact
