@@ -71,22 +71,17 @@ def _checkpoint(args: argparse.Namespace) -> int:
         image_path=args.image_path, leave_running=args.leave_running, tcp_established=args.tcp_established,
         tcp_skip_in_flight=args.tcp_skip_in_flight,
         file_locks=args.file_locks, keep=args.keep, network_lock=args.network_lock), criu_path=args.criu)
-    if args.print_stats:
-        json.dump(stats_json("checkpoint", res), sys.stdout, indent=2)
-        print()
-    else:
-        print(res.image_dir)
-    return 0
+    return _print_result(args, "checkpoint", res, res.image_dir)
 
 
 def _restore(args: argparse.Namespace) -> int:
     from ..checkpoint import RestoreOptions
     from ..container import Container
 
-    fields = dict(tcp_established=args.tcp_established, tcp_close=args.tcp_close, file_locks=args.file_locks,
-                  keep=args.keep, network_lock=args.network_lock)
     from ..state import StateStore
 
+    fields = dict(tcp_established=args.tcp_established, tcp_close=args.tcp_close, file_locks=args.file_locks,
+                  keep=args.keep, network_lock=args.network_lock)
     if not StateStore(args.root).exists(args.id) and args.image_path:
         res = Container.restore_new(args.id, args.image_path, bundle=args.bundle, root=args.root,
                                     criu_path=args.criu, **fields)
@@ -94,9 +89,14 @@ def _restore(args: argparse.Namespace) -> int:
         ctr = Container.load(args.id, args.root)
         res = ctr.restore(RestoreOptions(image_path=args.image_path, bundle=args.bundle, **fields),
                           criu_path=args.criu)
+    return _print_result(args, "restore", res, res.pid)
+
+
+def _print_result(args: argparse.Namespace, kind: str, res: Any, plain: object) -> int:
+    """--print-stats: podman-shaped JSON; else one line (the image dir, or the restored pid)."""
     if args.print_stats:
-        json.dump(stats_json("restore", res), sys.stdout, indent=2)
+        json.dump(stats_json(kind, res), sys.stdout, indent=2)
         print()
     else:
-        print(res.pid)
+        print(plain)
     return 0

@@ -416,3 +416,20 @@ def test_delete_never_removes_through_a_leftover_mount(runc_service, state_root,
     ctr.delete(force=True)
     assert not os.path.exists(ctr.directory)
     assert os.path.isfile(os.path.join(bundle, "rootfs", "bin", "busybox"))  # runc's rootfs is intact
+
+
+def test_cli_copy_into_a_new_container(service, tmp_path, state_root, cleanup_ids):
+    ctr, net = service
+    images = str(tmp_path / "copy-images")
+    r = cli(state_root, "checkpoint", "--leave-running", "--image-path", images, ctr.id)
+    assert r.returncode == 0 and r.stdout.strip() == images, r.stderr
+    assert cli(state_root, "delete", "--force", ctr.id).returncode == 0
+    cleanup_ids.append("clicopy")
+    r = cli(state_root, "restore", "--image-path", images, "clicopy")
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) == Container.load("clicopy", state_root).state()["pid"]
+    wait_tcp(net.ip, 80, timeout=10)
+    assert http_get(net.ip, 80) == (200, b"hello from the container\n")
+    # A restore that cannot be done is one clear line, and an exit status.
+    r = cli(state_root, "restore", "--image-path", images, "clicopy")
+    assert r.returncode == 1 and "is running" in r.stderr and len(r.stderr.strip().splitlines()) == 1
