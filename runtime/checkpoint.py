@@ -74,7 +74,9 @@ def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
                 ns_inodes={t: os.stat(p).st_ino for t, p in st.joined_namespaces.items()},
                 mounts=meta.mounts, freezer_path=cg.freezer_path() if cg else None,
                 network_lock=lock, tcp_established=opts.tcp_established,
-                tcp_skip_in_flight=opts.tcp_skip_in_flight, file_locks=opts.file_locks,
+                tcp_skip_in_flight=(opts.leave_running if opts.tcp_skip_in_flight is None
+                                    else opts.tcp_skip_in_flight),
+                file_locks=opts.file_locks,
                 leave_running=opts.leave_running)
             kwargs, _ = crplan.build(ctx, crplan.DUMP)
             criu_opts = CriuOptions(images_dir=work_dir, log_file=DUMP_LOG, log_level=opts.log_level, **kwargs)

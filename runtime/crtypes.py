@@ -23,7 +23,9 @@ class CheckpointOptions:
     image_path: str | None = None
     leave_running: bool = False
     tcp_established: bool = False
-    tcp_skip_in_flight: bool = False  # drop connections not yet accepted instead of failing
+    # Drop connections not yet accepted instead of failing. None: only with
+    # leave_running, where the running container keeps them anyway.
+    tcp_skip_in_flight: bool | None = None
     file_locks: bool = False
     keep: bool = False
     network_lock: str | None = None  # None: chosen by what the host has

@@ -24,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("id", help="container id")
     p.add_argument("-e", "--image-path", help="where to write the checkpoint (default: <state>/<id>/checkpoint)")
     p.add_argument("-R", "--leave-running", action="store_true", help="leave the container running")
-    p.add_argument("--tcp-skip-in-flight", action="store_true",
-                   help="drop connections the container has not accepted yet instead of failing")
+    p.add_argument("--tcp-skip-in-flight", action="store_true", default=None,
+                   help="drop connections the container has not accepted yet instead of failing "
+                        "(the default with --leave-running, where the container keeps them)")
     _common(p, "checkpoint")
     p.set_defaults(func=_checkpoint)
 

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import stat
+import threading
 import time
 
 import pytest
@@ -167,9 +168,38 @@ def test_established_tcp_without_flag_is_refused_and_container_keeps_running(ser
 def test_leave_running_then_restore_copy_after_delete(service, tmp_path, state_root, cleanup_ids):
     ctr, net = service
     images = str(tmp_path / "ckpt")
-    res = ctr.checkpoint(leave_running=True, image_path=images)
+    # A client keeps asking while the checkpoint runs: every request is answered
+    # (at worst delayed while the tree is frozen and the network locked).
+    results: list[tuple[float, float, int | str]] = []
+    stop = threading.Event()
+
+    def ask() -> None:
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                status = http_get(net.ip, 80, timeout=5)[0]
+            except OSError as exc:
+                status = repr(exc)
+            results.append((t0, time.monotonic(), status))
+            time.sleep(0.01)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        time.sleep(0.2)
+        started = time.monotonic()
+        # Under load: connections being served go into the images too.
+        res = ctr.checkpoint(leave_running=True, tcp_established=True, image_path=images)
+        ended = time.monotonic()
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        asker.join()
     assert res.image_dir == images
     assert ctr.status == "running"
+    assert all(status == 200 for _, _, status in results), results
+    assert any(t0 < ended and t1 > started for t0, t1, _ in results), "no request overlapped the checkpoint"
+    assert any(t0 > ended for t0, _, _ in results)
     assert http_get(net.ip, 80)[0] == 200
     before = counter(ctr)
     until(lambda: counter(ctr) > before + 2, what="the counter to keep going after the checkpoint")
