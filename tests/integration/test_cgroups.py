@@ -34,8 +34,10 @@ while True:
             time.sleep(600)
             os._exit(0)
     n += 1
-    with open(sys.argv[1], "w") as f:
+    # Write then rename: a freeze between truncate and write would leave the file empty.
+    with open(sys.argv[1] + ".tmp", "w") as f:
         f.write(str(n))
+    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
     time.sleep(0.01)
 """
 

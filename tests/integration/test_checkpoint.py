@@ -31,10 +31,12 @@ from tests.integration.container_helpers import cli, need_container_prereqs, unt
 
 pytestmark = pytest.mark.integration
 
-# httpd on :80, an echo server on :7000, and a counter ticking every 50 ms.
+# httpd on :80, an echo server on :7000, and a counter ticking every 50 ms (written
+# then renamed: a checkpoint between truncate and write would leave it empty).
 SERVICE = ("httpd -p 80 -h /www; "
            "nc -ll -p 7000 -e cat & "
-           "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; echo tick $i; sleep 0.05; done")
+           "i=0; while true; do i=$((i+1)); echo $i > /tmp/count.new; busybox mv /tmp/count.new /tmp/count; "
+           "echo tick $i; sleep 0.05; done")
 
 
 @pytest.fixture(autouse=True)
