@@ -465,3 +465,25 @@ def test_cli_copy_into_a_new_container(service, tmp_path, state_root, cleanup_id
     # A restore that cannot be done is one clear line, and an exit status.
     r = cli(state_root, "restore", "--image-path", images, "clicopy")
     assert r.returncode == 1 and "is running" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bind_mount_from_the_host_is_restored(busybox_bundle, netns, container, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    bundle = busybox_bundle(["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /data/n.new; "
+                                         "busybox mv /data/n.new /data/n; sleep 0.05; done"],
+                            netns_path=netns.path)
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    config["mounts"].append({"destination": "/data", "type": "bind", "source": str(shared),
+                             "options": ["rbind", "rw"]})
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    ctr = container(bundle)
+    until(lambda: read_count(str(shared / "n")) > 2, what="the container to write into the bind mount")
+    ctr.checkpoint()
+    at_checkpoint = read_count(str(shared / "n"))
+    ctr.restore()
+    # The restored process writes on into the same host directory, from where it was.
+    after = until(lambda: (v := read_count(str(shared / "n"))) > at_checkpoint and v, what="writes to go on")
+    assert at_checkpoint < after <= at_checkpoint + 40
