@@ -23,7 +23,7 @@ from typing import Any
 
 from criu_rpc import CriuClient, CriuError, CriuOptions
 
-from . import crplan, mounts, netns
+from . import crplan, mounts
 from .cgroups import Cgroups
 from .container import Container, _live
 from .crmeta import (IMAGE_DIR_MODE, METADATA_FILE, NETWORK_FILE, CheckpointMeta, choose_network_lock,
@@ -152,6 +152,8 @@ def _side_files(work_dir: str, st: ContainerState, meta: CheckpointMeta) -> None
     restore) and, for a copy, rootfs-diff.tar (the overlay's upper dir)."""
     net = st.joined_namespaces.get("network")
     if net:
+        from . import netns  # imported here, in the thread beside CRIU's dump
+
         status = {"netns": net, "interfaces": [i.to_dict() for i in netns.snapshot_interfaces(net)]}
         with open(os.path.join(work_dir, NETWORK_FILE), "w", encoding="utf-8") as f:
             json.dump(status, f, indent=2)

@@ -19,7 +19,7 @@ from typing import Any
 
 from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, has_inventory
 
-from . import crplan, mounts, netns
+from . import crplan, mounts
 from .cgroups import Cgroups
 from .container import Container, _live
 from .crmeta import (NETWORK_FILE, CheckpointMeta, choose_network_lock, read_meta, remove_logs,
@@ -93,10 +93,18 @@ def _discard(ctr: Container) -> None:
         pass
 
 
+def _netns_mounted(path: str) -> bool:
+    """A netns file (bind-mounted nsfs), without importing the netns module on the fast path."""
+    try:
+        return os.stat(path).st_dev == os.stat("/proc/self/ns/net").st_dev
+    except FileNotFoundError:
+        return False
+
+
 def _ensure_network(meta: CheckpointMeta, image_dir: str) -> None:
     """Restore into the pre-created netns; recreate it (same name, IPs, MACs) when it is gone."""
     path = meta.namespaces.get("network")
-    if not path or netns.netns_exists(path):
+    if not path or _netns_mounted(path):
         return
     try:
         with open(os.path.join(image_dir, NETWORK_FILE), encoding="utf-8") as f:
@@ -104,6 +112,8 @@ def _ensure_network(meta: CheckpointMeta, image_dir: str) -> None:
     except FileNotFoundError:
         raise RestoreError(meta.container_id, f"network namespace {path} is gone and the checkpoint "
                            f"has no {NETWORK_FILE} to recreate it", hint=f"create {path} again") from None
+    from . import netns
+
     if not path.startswith(netns.NETNS_DIR + "/"):
         raise RestoreError(meta.container_id, f"network namespace {path} is gone; only namespaces under "
                            f"{netns.NETNS_DIR} can be recreated", hint=f"create {path} again")

@@ -11,7 +11,6 @@ import ctypes
 import errno as _errno
 import fcntl
 import os
-import platform
 import socket
 import struct
 
@@ -139,9 +138,9 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2). Raises OSError naming ``new_root``."""
-    nr = _SYS_PIVOT_ROOT.get(platform.machine())
+    nr = _SYS_PIVOT_ROOT.get(os.uname().machine)
     if nr is None:
-        raise OSError(_errno.ENOSYS, f"pivot_root: unsupported architecture {platform.machine()}")
+        raise OSError(_errno.ENOSYS, f"pivot_root: unsupported architecture {os.uname().machine}")
     _check(_libc().syscall(ctypes.c_long(nr), _b(new_root), _b(put_old)), "pivot_root", new_root)
 
 
