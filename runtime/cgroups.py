@@ -43,6 +43,7 @@ _V2_WANTED = ("cpu", "cpuset", "memory", "pids")
 FREEZE_TIMEOUT = 5.0
 REMOVE_TIMEOUT = 2.0
 _POLL = 0.01
+_FIRST_POLL = 0.0002  # freezing polls from 0.2 ms, doubling up to _POLL
 
 
 def detect_layout(root: str = DEFAULT_ROOT) -> str:
@@ -307,6 +308,7 @@ class Cgroups:
         target = os.path.join(path, "freezer.state" if v1 else "cgroup.freeze")
         value = ("FROZEN" if frozen else "THAWED") if v1 else ("1" if frozen else "0")
         deadline = time.monotonic() + timeout
+        pause = _FIRST_POLL  # a small tree settles in well under a millisecond: start short
         while True:
             _write(target, value)  # v1: re-writing FROZEN retries tasks that were mid-fork
             if self.is_frozen() == frozen:
@@ -315,7 +317,8 @@ class Cgroups:
                 if frozen:
                     self._set_frozen(False, timeout)
                 raise CgroupError(path, f"did not become {'frozen' if frozen else 'thawed'} in {timeout:g} s")
-            time.sleep(_POLL)
+            time.sleep(pause)
+            pause = min(pause * 2, _POLL)
 
     def _apply_v1(self, r: Resources) -> None:
         mem = self.paths.get("memory")
