@@ -23,9 +23,9 @@ from typing import Any
 
 from criu_rpc import CriuClient, CriuError, CriuOptions
 
-from . import crplan, mounts
+from . import crplan, mounts, netns
 from .cgroups import Cgroups
-from .container import Container, _live
+from .container import Container, _live, overlay_dirs
 from .crmeta import (IMAGE_DIR_MODE, METADATA_FILE, NETWORK_FILE, CheckpointMeta, choose_network_lock,
                      fresh_image_dir, install_image_dir, remove_logs, require_usable_criu, stats_dict)
 from .crtypes import (DEFAULT_IMAGE_DIR, DUMP_LOG, RESTORE_TIMEOUT, CheckpointOptions, CheckpointResult,
@@ -33,7 +33,7 @@ from .crtypes import (DEFAULT_IMAGE_DIR, DUMP_LOG, RESTORE_TIMEOUT, CheckpointOp
 from .errors import CheckpointError, ContainerStateError
 from .restore import restore
 from .spec import load_spec
-from .state import ContainerState, StateStore, proc_start_time
+from .state import ContainerState, StateStore, process_alive
 
 __all__ = ["CheckpointOptions", "RestoreOptions", "CheckpointResult", "RestoreResult",
            "checkpoint", "restore", "RESTORE_TIMEOUT", "DEFAULT_IMAGE_DIR", "IMAGE_DIR_MODE", "METADATA_FILE"]
@@ -59,13 +59,13 @@ def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
         if st.status != "running":
             hint = "resume it first" if st.status == "paused" else ""
             raise ContainerStateError(ctr.id, st.status, "checkpoint", hint)
-        require_usable_criu(criu_path, store.root)
+        facts = require_usable_criu(criu_path, store.root)
         final_dir = opts.image_path or store.path(ctr.id, DEFAULT_IMAGE_DIR)
         work_dir = fresh_image_dir(final_dir)
         cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
         try:
-            lock = opts.network_lock or choose_network_lock(criu_path, store.root)
-            meta = dataclasses.replace(_describe(st, final_dir, opts), network_lock=lock)
+            lock = opts.network_lock or choose_network_lock(facts=facts)
+            meta = dataclasses.replace(_describe(st, opts), network_lock=lock)
             if meta.leave_running and os.path.isdir(meta.upper_dir):
                 meta = dataclasses.replace(meta, rootfs_diff=True)  # a copy that may outlive the container
             meta.write(work_dir)
@@ -103,7 +103,7 @@ def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
         except CriuError as exc:
             raise _checkpoint_error(ctr.id, work_dir, exc) from exc
         except BaseException:
-            if cg is not None and _alive(st):
+            if cg is not None and process_alive(st.init_pid, st.init_start_time):
                 cg.thaw()
             shutil.rmtree(work_dir, ignore_errors=True)
             raise
@@ -125,11 +125,7 @@ def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
                             criu_duration_us=criu_us(stats, "dump"))
 
 
-def _alive(st: ContainerState) -> bool:
-    return proc_start_time(st.init_pid) == st.init_start_time
-
-
-def _describe(st: ContainerState, image_dir: str, opts: CheckpointOptions) -> CheckpointMeta:
+def _describe(st: ContainerState, opts: CheckpointOptions) -> CheckpointMeta:
     binds = {}
     try:
         spec = load_spec(st.bundle)
@@ -142,7 +138,7 @@ def _describe(st: ContainerState, image_dir: str, opts: CheckpointOptions) -> Ch
                           namespaces=dict(st.joined_namespaces), mounts=records,
                           stdio={k: v for k, v in st.stdio.items() if v.startswith("pipe:")},
                           cgroups_path=st.cgroups.get("path", "") if st.cgroups else "",
-                          upper_dir=os.path.join(os.path.dirname(st.rootfs), "overlay", "upper"),
+                          upper_dir=overlay_dirs(os.path.dirname(st.rootfs))[0],
                           leave_running=opts.leave_running, tcp_established=opts.tcp_established,
                           file_locks=opts.file_locks, created=time.time())
 
@@ -152,8 +148,6 @@ def _side_files(work_dir: str, st: ContainerState, meta: CheckpointMeta) -> None
     restore) and, for a copy, rootfs-diff.tar (the overlay's upper dir)."""
     net = st.joined_namespaces.get("network")
     if net:
-        from . import netns  # imported here, in the thread beside CRIU's dump
-
         status = {"netns": net, "interfaces": [i.to_dict() for i in netns.snapshot_interfaces(net)]}
         with open(os.path.join(work_dir, NETWORK_FILE), "w", encoding="utf-8") as f:
             json.dump(status, f, indent=2)

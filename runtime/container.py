@@ -13,6 +13,7 @@ import os
 import select
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import caps, mounts
@@ -353,16 +354,42 @@ def _live(st: ContainerState) -> ContainerState:
     return st
 
 
-def _create(store: StateStore, state: ContainerState, spec: Spec) -> ContainerState:
-    cid = state.id
-    cg = Cgroups(spec.cgroups_path, cid)
+def overlay_dirs(container_dir: str) -> tuple[str, str]:
+    """The upper (the container's filesystem changes) and work directories of its overlay root."""
+    return os.path.join(container_dir, "overlay", "upper"), os.path.join(container_dir, "overlay", "work")
+
+
+def process_record(spec: Spec) -> dict[str, Any]:
+    """What exec needs of the spec's process, kept in the state."""
+    p = spec.process
+    return {"env": list(p.env), "cwd": p.cwd, "uid": p.uid, "gid": p.gid}
+
+
+def prepare_host(store: StateStore, state: ContainerState, spec: Spec,
+                 seed_upper: Callable[[str], None] | None = None) -> tuple[ContainerState, Cgroups]:
+    """The host side of a container: its cgroups with the spec's resources, its overlay root.
+
+    ``seed_upper`` fills the overlay's upper directory before the mount (a
+    restored copy's filesystem changes). The cgroups are recorded in the
+    state first, so a failure can clean them up. Raises CgroupError, OSError.
+    """
+    cg = Cgroups(spec.cgroups_path, state.id)
     state = state.replace(cgroups=cg.to_dict())
     store.write(state)
     cg.create()
     cg.apply(spec.resources)
+    upper, work = overlay_dirs(store.dir(state.id))
+    if seed_upper is not None:
+        os.makedirs(upper, exist_ok=True)
+        seed_upper(upper)
+    mounts.mount_overlay(spec.root.path, upper, work, state.rootfs)
+    return state, cg
+
+
+def _create(store: StateStore, state: ContainerState, spec: Spec) -> ContainerState:
+    cid = state.id
+    state, cg = prepare_host(store, state, spec)
     d = store.dir(cid)
-    mounts.mount_overlay(spec.root.path, os.path.join(d, "overlay", "upper"), os.path.join(d, "overlay", "work"),
-                         state.rootfs)
     fifo = os.path.join(d, EXEC_FIFO)
     os.mkfifo(fifo, 0o600)
     os.chown(fifo, spec.process.uid, spec.process.gid)  # init opens it after its uid switch
@@ -406,8 +433,7 @@ def _create(store: StateStore, state: ContainerState, spec: Spec) -> ContainerSt
     state = state.replace(
         status="created", namespaces=namespaces,
         joined_namespaces={ns.type: ns.path for ns in spec.namespaces if ns.path}, stdio=stdio,
-        extra={"process": {"env": list(spec.process.env), "cwd": spec.process.cwd,
-                           "uid": spec.process.uid, "gid": spec.process.gid}})
+        extra={"process": process_record(spec)})
     store.write(state)
     return state
 

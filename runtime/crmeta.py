@@ -175,7 +175,8 @@ def pick_network_lock(iptables: bool, nftables: bool) -> str | None:
     return None
 
 
-def choose_network_lock(criu_path: str | None = None, cache_dir: str | None = None) -> str:
+def choose_network_lock(criu_path: str | None = None, cache_dir: str | None = None, *,
+                        facts: dict[str, Any] | None = None) -> str:
     """:func:`pick_network_lock` for this host; ``iptables`` when neither works.
 
     ``skip`` is never chosen silently: with neither method CRIU's own error
@@ -183,8 +184,10 @@ def choose_network_lock(criu_path: str | None = None, cache_dir: str | None = No
     cached in ``cache_dir`` (per CRIU binary and kernel), since asking costs
     a CRIU run.
     """
+    if facts is None:
+        facts = criu_facts(criu_path, cache_dir)
     iptables = shutil.which("iptables-restore") is not None
-    return pick_network_lock(iptables, nftables_supported(criu_path, cache_dir)) or "iptables"
+    return pick_network_lock(iptables, bool(facts.get("network_lock_nftables"))) or "iptables"
 
 
 def nftables_supported(criu_path: str | None = None, cache_dir: str | None = None) -> bool:
@@ -192,21 +195,23 @@ def nftables_supported(criu_path: str | None = None, cache_dir: str | None = Non
     return bool(criu_facts(criu_path, cache_dir).get("network_lock_nftables"))
 
 
-def require_usable_criu(criu_path: str | None = None, cache_dir: str | None = None) -> None:
+def require_usable_criu(criu_path: str | None = None, cache_dir: str | None = None) -> dict[str, Any]:
     """Refuse a CRIU too old for containers on this kernel, before anything is frozen.
 
-    Raises CriuNotFoundError, CriuVersionError (naming the version needed).
+    Returns :func:`criu_facts` (for :func:`choose_network_lock`). Raises
+    CriuNotFoundError, CriuVersionError (naming the version needed).
     """
     facts = criu_facts(criu_path, cache_dir)
     if "version" not in facts:
         locate(criu_path)  # raises CriuNotFoundError naming where it looked
-        return
+        return facts
     major, minor, sublevel = (list(facts["version"]) + [0, 0, 0])[:3]
     found = CriuVersion(major=major, minor=minor, sublevel=sublevel)
     needed = required_version()
     why = ("checkpointing containers with network sockets on Linux >= 6.16"
            if needed > MIN_VERSION else "criu-cr")
     require_version(found, needed, why, facts.get("path", ""))
+    return facts
 
 
 def criu_facts(criu_path: str | None = None, cache_dir: str | None = None) -> dict[str, Any]:

@@ -14,8 +14,7 @@ import os
 from typing import TYPE_CHECKING
 
 from . import mounts
-from .cgroups import Cgroups
-from .container import Container, _check_supported
+from .container import Container, _check_supported, prepare_host, process_record
 from .crmeta import read_meta
 from .errors import RestoreError
 from .spec import load_spec
@@ -49,27 +48,19 @@ def prepare_new_container(container_id: str, opts: "RestoreOptions", root: str |
     _check_supported(spec)
     store = StateStore(root)
     store.create_dir(container_id)
-    d = store.dir(container_id)
     try:
         with store.lock(container_id):
-            cg = Cgroups(spec.cgroups_path, container_id)
             st = ContainerState(id=container_id, status="checkpointed", bundle=spec.bundle,
                                 rootfs=store.path(container_id, "rootfs"), created=now_rfc3339(),
-                                cgroups=cg.to_dict(), annotations=dict(spec.annotations))
+                                annotations=dict(spec.annotations))
             store.write(st)
-            cg.create()
-            cg.apply(spec.resources)
-            upper = os.path.join(d, "overlay", "upper")
-            os.makedirs(upper, exist_ok=True)
             diff = os.path.join(opts.image_path, ROOTFS_DIFF)
-            if os.path.exists(diff):
-                mounts.extract_upper(diff, upper)
-            mounts.mount_overlay(spec.root.path, upper, os.path.join(d, "overlay", "work"), st.rootfs)
+            seed = (lambda upper: mounts.extract_upper(diff, upper)) if os.path.exists(diff) else None
+            st, _ = prepare_host(store, st, spec, seed_upper=seed)
             joined = {ns.type: ns.path for ns in spec.namespaces if ns.path}
             namespaces = {ns.type: ns.path or f"/proc/0/ns/{PROC_NS_NAMES[ns.type]}" for ns in spec.namespaces}
             st = st.replace(namespaces=namespaces, joined_namespaces=joined,
-                            extra={"process": {"env": list(spec.process.env), "cwd": spec.process.cwd,
-                                               "uid": spec.process.uid, "gid": spec.process.gid},
+                            extra={"process": process_record(spec),
                                    "checkpoint": {"image_dir": opts.image_path}})
             store.write(st)
     except BaseException:

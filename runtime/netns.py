@@ -21,20 +21,20 @@ changes network state stays with pyroute2, imported on first use.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from typing import TYPE_CHECKING
+from .errors import NetnsError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # both imported where used: a checkpoint or restore whose netns is there needs neither
+    import ipaddress
+
     from pyroute2 import IPRoute
 
-from . import rtnl
-from .errors import NetnsError
+    from . import rtnl
 
 __all__ = [
     "NETNS_DIR", "VethPair", "InterfaceInfo",
@@ -241,6 +241,8 @@ def snapshot_interfaces(netns: str) -> list[InterfaceInfo]:
     addresses are recorded too. Read with :mod:`runtime.rtnl`, not pyroute2 (see
     there why). Raises :class:`NetnsError`.
     """
+    from . import rtnl
+
     if not netns_exists(netns):
         raise NetnsError(netns, "network namespace does not exist")
     try:
@@ -347,6 +349,8 @@ def _lookup(ipr: IPRoute, netns: str, ifname: str) -> int:
 
 
 def _parse_cidr(cidr: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    import ipaddress
+
     if "/" not in cidr:
         raise NetnsError(cidr, "address needs a prefix length, e.g. 10.231.1.2/24")
     try:
@@ -361,6 +365,8 @@ def _add_addr(ipr: IPRoute, ifname: str, index: int, cidr: str) -> None:
 
 
 def _addresses_by_index(addrs: Iterable[rtnl.Address]) -> dict[int, list[str]]:
+    import ipaddress
+
     out: dict[int, list[str]] = {}
     for addr in addrs:
         if addr.address is None or ipaddress.ip_address(addr.address).is_link_local:
@@ -375,6 +381,8 @@ def _veth_peers(veths: Sequence[rtnl.Link]) -> dict[int, dict[str, Any]]:
     IFLA_LINK is the peer's index in its own netns; the peer is ours only if
     our link with that index points back (IFLA_LINK) at the veth.
     """
+    from . import rtnl
+
     if not veths:
         return {}
     out: dict[int, dict[str, Any]] = {}

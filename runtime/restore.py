@@ -19,9 +19,9 @@ from typing import Any
 
 from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, has_inventory
 
-from . import crplan, mounts
+from . import crplan, mounts, netns
 from .cgroups import Cgroups
-from .container import Container, _live
+from .container import Container, _live, overlay_dirs
 from .crmeta import (NETWORK_FILE, CheckpointMeta, choose_network_lock, read_meta, remove_logs,
                      require_usable_criu, stats_dict)
 from .crtypes import (CTR_LOG, DEFAULT_IMAGE_DIR, RESTORE_LOG, RESTORE_TIMEOUT, RestoreOptions, RestoreResult,
@@ -65,7 +65,7 @@ def restore(ctr: Container | None, opts: RestoreOptions = RestoreOptions(), *, c
                                           f"container {ctr.id} is {st.status}; checkpoint or delete it first")
             image_dir = opts.image_path or (st.extra.get("checkpoint") or {}).get("image_dir") \
                 or store.path(ctr.id, DEFAULT_IMAGE_DIR)
-            require_usable_criu(criu_path, store.root)
+            facts = require_usable_criu(criu_path, store.root)
             if not has_inventory(image_dir):
                 raise RestoreError(ctr.id, f"no complete checkpoint for {ctr.id} at {image_dir}",
                                    hint="checkpoint the container first, or give --image-path")
@@ -73,7 +73,9 @@ def restore(ctr: Container | None, opts: RestoreOptions = RestoreOptions(), *, c
             _ensure_network(meta, image_dir)
             criu_root, temporary = _restore_root(store, st)
             try:
-                result = _restore_in_monitor(store, st, meta, image_dir, opts, criu_path, criu_root)
+                # Unlock with the method the dump locked with: the other one would leave the lock.
+                lock = opts.network_lock or meta.network_lock or choose_network_lock(facts=facts)
+                result = _restore_in_monitor(store, st, meta, image_dir, opts, criu_path, criu_root, lock)
             finally:
                 if temporary:
                     # The restored tree has its own copy of the mount; ours was only for CRIU.
@@ -93,18 +95,10 @@ def _discard(ctr: Container) -> None:
         pass
 
 
-def _netns_mounted(path: str) -> bool:
-    """A netns file (bind-mounted nsfs), without importing the netns module on the fast path."""
-    try:
-        return os.stat(path).st_dev == os.stat("/proc/self/ns/net").st_dev
-    except FileNotFoundError:
-        return False
-
-
 def _ensure_network(meta: CheckpointMeta, image_dir: str) -> None:
     """Restore into the pre-created netns; recreate it (same name, IPs, MACs) when it is gone."""
     path = meta.namespaces.get("network")
-    if not path or _netns_mounted(path):
+    if not path or netns.netns_exists(path):
         return
     try:
         with open(os.path.join(image_dir, NETWORK_FILE), encoding="utf-8") as f:
@@ -112,8 +106,6 @@ def _ensure_network(meta: CheckpointMeta, image_dir: str) -> None:
     except FileNotFoundError:
         raise RestoreError(meta.container_id, f"network namespace {path} is gone and the checkpoint "
                            f"has no {NETWORK_FILE} to recreate it", hint=f"create {path} again") from None
-    from . import netns
-
     if not path.startswith(netns.NETNS_DIR + "/"):
         raise RestoreError(meta.container_id, f"network namespace {path} is gone; only namespaces under "
                            f"{netns.NETNS_DIR} can be recreated", hint=f"create {path} again")
@@ -162,15 +154,14 @@ def _restore_root(store: StateStore, st: ContainerState) -> tuple[str, bool]:
         mounts.bind_mount(st.rootfs, target)
         return target, True
     if not os.path.ismount(st.rootfs):
-        d = os.path.dirname(st.rootfs)
-        spec = load_spec(st.bundle)
-        mounts.mount_overlay(spec.root.path, os.path.join(d, "overlay", "upper"),
-                             os.path.join(d, "overlay", "work"), st.rootfs)
+        upper, work = overlay_dirs(store.dir(st.id))
+        mounts.mount_overlay(load_spec(st.bundle).root.path, upper, work, st.rootfs)
     return st.rootfs, False
 
 
 def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointMeta, image_dir: str,
-                        opts: RestoreOptions, criu_path: str | None, criu_root: str) -> RestoreResult:
+                        opts: RestoreOptions, criu_path: str | None, criu_root: str,
+                        network_lock: str) -> RestoreResult:
     cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
     if cg is not None:
         cg.create()
@@ -193,8 +184,7 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
             rootfs=criu_root, namespaces=dict(meta.namespaces), mounts=meta.mounts,
             cgroup_paths=dict(cg.paths) if cg else {}, cg_roots=tuple(cg.cg_roots()) if cg else (),
             bind_sources=spec_binds, stdio_fds=stdio_fds,
-            # Unlock with the method the dump locked with: the other one would leave the lock in place.
-            network_lock=opts.network_lock or meta.network_lock or choose_network_lock(criu_path, store.root),
+            network_lock=network_lock,
             **_tcp_mode(opts, meta), file_locks=opts.file_locks)
         try:
             kwargs, open_paths = crplan.build(ctx, crplan.RESTORE)

@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -117,15 +116,6 @@ def _dotted(numbers: tuple[int, ...]) -> str:
     return ".".join(map(str, numbers))
 
 
-def _criu_feature(criu: str, name: str) -> bool:
-    # CHECK over RPC takes no feature name; `criu check --feature` is CRIU itself.
-    try:
-        return subprocess.run([criu, "check", "--feature", name], stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=60).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 def _gather(criu_arg: str | None) -> dict[str, Any]:
     from criu_rpc import CriuClient, CriuError, CriuOptions, locate
     from criu_rpc.locate import kernel_release
@@ -157,9 +147,10 @@ def _gather(criu_arg: str | None) -> dict[str, Any]:
         facts["features"] = {k: v for k, v in asdict(client.feature_check()).items()}
     except CriuError as exc:
         facts["features_error"] = str(exc)
-    facts["network_lock"]["nftables"] = _criu_feature(path, "network_lock_nftables")
-    from runtime.crmeta import pick_network_lock
+    from runtime.crmeta import criu_facts, pick_network_lock
 
+    # Asked afresh (no cache): `check` reports what CRIU says now.
+    facts["network_lock"]["nftables"] = bool(criu_facts(path).get("network_lock_nftables"))
     facts["network_lock"]["chosen"] = pick_network_lock(facts["network_lock"]["iptables"],
                                                         facts["network_lock"]["nftables"])
     return facts
