@@ -15,17 +15,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import threading
 import time
 import warnings
 from typing import Any
 
-from criu_rpc import CriuClient, CriuError, CriuOptions
+from criu_rpc import CriuClient, CriuError, CriuOptions, NotifyHandler
 
-from . import crplan, mounts, netns
+from . import crplan, mounts, netns, pending
 from .cgroups import Cgroups
-from .container import Container, _live, overlay_dirs
+from .container import Container, current, overlay_dirs
 from .crmeta import (IMAGE_DIR_MODE, METADATA_FILE, NETWORK_FILE, CheckpointMeta, choose_network_lock,
                      fresh_image_dir, install_image_dir, remove_logs, require_usable_criu, stats_dict)
 from .crtypes import (DEFAULT_IMAGE_DIR, DUMP_LOG, RESTORE_TIMEOUT, CheckpointOptions, CheckpointResult,
@@ -33,6 +32,7 @@ from .crtypes import (DEFAULT_IMAGE_DIR, DUMP_LOG, RESTORE_TIMEOUT, CheckpointOp
 from .errors import CheckpointError, ContainerStateError
 from .restore import restore
 from .spec import load_spec
+from .signals import deferred
 from .state import ContainerState, StateStore, process_alive
 
 __all__ = ["CheckpointOptions", "RestoreOptions", "CheckpointResult", "RestoreResult",
@@ -41,88 +41,159 @@ __all__ = ["CheckpointOptions", "RestoreOptions", "CheckpointResult", "RestoreRe
 # -- checkpoint -----------------------------------------------------------------------
 
 def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
-               criu_path: str | None = None, client: CriuClient | None = None) -> CheckpointResult:
+               criu_path: str | None = None, client: CriuClient | None = None,
+               notify: NotifyHandler | None = None) -> CheckpointResult:
     """Checkpoint the running container ``ctr``.
 
     ``client`` lets the caller choose how CRIU is reached, e.g. a
     ``CriuClient(service_address=...)`` of a ``criu service`` kept warm
-    (it saves CRIU's start-up and kernel probing on every dump).
+    (it saves CRIU's start-up and kernel probing on every dump). ``notify``
+    receives CRIU's dump callbacks (a hook that raises aborts the dump).
+
+    SIGINT/SIGTERM/SIGHUP arriving while CRIU works are held until the
+    checkpoint is complete and recorded (see :mod:`runtime.signals`); a
+    killed criu-cr is settled by the next command (:mod:`runtime.pending`).
 
     Raises ContainerStateError (not running), ContainerBusyError,
     CheckpointError (CRIU refused: ``.log_path``, ``.log_errors``; the
-    container keeps running, thawed), OSError.
+    container keeps running, thawed), ImageDirError, OSError.
     """
     started = time.monotonic()
     store: StateStore = ctr.store
     with store.lock(ctr.id):
-        st = _live(store.read(ctr.id))
+        st = current(store, ctr.id)
         if st.status != "running":
             hint = "resume it first" if st.status == "paused" else ""
             raise ContainerStateError(ctr.id, st.status, "checkpoint", hint)
         facts = require_usable_criu(criu_path, store.root)
         final_dir = opts.image_path or store.path(ctr.id, DEFAULT_IMAGE_DIR)
         work_dir = fresh_image_dir(final_dir)
-        cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
-        try:
-            lock = opts.network_lock or choose_network_lock(facts=facts)
-            meta = dataclasses.replace(_describe(st, opts), network_lock=lock)
-            if meta.leave_running and os.path.isdir(meta.upper_dir):
-                meta = dataclasses.replace(meta, rootfs_diff=True)  # a copy that may outlive the container
-            meta.write(work_dir)
-            ctx = crplan.CrContext(
-                rootfs=st.rootfs, pid=st.init_pid, namespaces=dict(st.joined_namespaces),
-                ns_inodes={t: os.stat(p).st_ino for t, p in st.joined_namespaces.items()},
-                mounts=meta.mounts, freezer_path=cg.freezer_path() if cg else None,
-                network_lock=lock, tcp_established=opts.tcp_established,
-                tcp_skip_in_flight=(opts.leave_running if opts.tcp_skip_in_flight is None
-                                    else opts.tcp_skip_in_flight),
-                file_locks=opts.file_locks,
-                leave_running=opts.leave_running)
-            kwargs, _ = crplan.build(ctx, crplan.DUMP)
-            criu_opts = CriuOptions(images_dir=work_dir, log_file=DUMP_LOG, log_level=opts.log_level, **kwargs)
-            if cg is not None:
-                cg.freeze()  # faster than CRIU's 100 ms polling; CRIU finds it frozen
-            # While the tree is frozen -- the moment the images hold -- and beside
-            # CRIU's dump: the netns snapshot and, for a copy, the filesystem changes.
-            side = _Background(_side_files, work_dir, st, meta)
+        st = pending.begin(store, st, "checkpoint", work_dir=work_dir, final_dir=final_dir,
+                           leave_running=opts.leave_running)
+        with deferred("the checkpoint"):
             try:
-                (client or CriuClient(criu_path)).dump(criu_opts)
-            finally:
-                side.join()  # before the thaw: the archive must not see files change
-                if cg is not None:
-                    # Thawed even when CRIU killed the tree: the empty cgroup must not
-                    # stay frozen, or the restored tasks would land frozen.
-                    cg.thaw()
-            try:
-                side.result()
-            except Exception as exc:  # noqa: BLE001
-                if opts.leave_running:
-                    raise  # the container still runs: fail the checkpoint, nothing is lost
-                # CRIU has already stopped the container: keep its images, lose only the extra.
-                warnings.warn(f"container {ctr.id!r}: checkpoint taken, but {exc}", RuntimeWarning, stacklevel=2)
-        except CriuError as exc:
-            raise _checkpoint_error(ctr.id, work_dir, exc) from exc
-        except BaseException:
-            if cg is not None and process_alive(st.init_pid, st.init_start_time):
-                cg.thaw()
-            shutil.rmtree(work_dir, ignore_errors=True)
-            raise
-        install_image_dir(work_dir, final_dir)
+                _dump(st, opts, facts, work_dir, criu_path, client, notify)
+            except CriuError as exc:
+                raise _failed(store, st, work_dir, exc) from exc
+            except BaseException:
+                _abandon(store, st, work_dir)
+                raise
+            final_dir = _install(ctr.id, work_dir, final_dir, opts.leave_running)
+            extra = dict(pending.finish(st).extra)
+            extra["checkpoint"] = {"image_dir": final_dir, "time": time.time(),
+                                   "leave_running": opts.leave_running}
+            store.write(st.replace(status="running" if opts.leave_running else "checkpointed", extra=extra))
         stats = stats_dict(final_dir, "dump")
-        log_path = os.path.join(final_dir, DUMP_LOG)
+        log_path: str | None = os.path.join(final_dir, DUMP_LOG)
         if not opts.keep:
             remove_logs(final_dir, "dump")
             log_path = None
-        extra = dict(st.extra)
-        extra["checkpoint"] = {"image_dir": final_dir, "time": time.time(),
-                               "leave_running": opts.leave_running}
-        if opts.leave_running:
-            store.write(st.replace(extra=extra))
-        else:
-            store.write(st.replace(status="checkpointed", extra=extra))
     return CheckpointResult(container_id=ctr.id, image_dir=final_dir, log_path=log_path, stats=stats,
                             duration_us=int((time.monotonic() - started) * 1e6),
                             criu_duration_us=criu_us(stats, "dump"))
+
+
+def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], work_dir: str,
+          criu_path: str | None, client: CriuClient | None, notify: NotifyHandler | None) -> None:
+    """Freeze, dump into ``work_dir`` with the side files, thaw. Raises CriuError, OSError."""
+    cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
+    lock = opts.network_lock or choose_network_lock(facts=facts)
+    meta = dataclasses.replace(_describe(st, opts), network_lock=lock)
+    if meta.leave_running and os.path.isdir(meta.upper_dir):
+        meta = dataclasses.replace(meta, rootfs_diff=True)  # a copy that may outlive the container
+    meta.write(work_dir)
+    ctx = crplan.CrContext(
+        rootfs=st.rootfs, pid=st.init_pid, namespaces=dict(st.joined_namespaces),
+        ns_inodes={t: os.stat(p).st_ino for t, p in st.joined_namespaces.items()},
+        mounts=meta.mounts, freezer_path=cg.freezer_path() if cg else None,
+        network_lock=lock, tcp_established=opts.tcp_established,
+        tcp_skip_in_flight=(opts.leave_running if opts.tcp_skip_in_flight is None
+                            else opts.tcp_skip_in_flight),
+        file_locks=opts.file_locks,
+        leave_running=opts.leave_running)
+    kwargs, _ = crplan.build(ctx, crplan.DUMP)
+    criu_opts = CriuOptions(images_dir=work_dir, log_file=DUMP_LOG, log_level=opts.log_level, **kwargs)
+    if cg is not None:
+        cg.freeze()  # faster than CRIU's 100 ms polling; CRIU finds it frozen
+    # While the tree is frozen -- the moment the images hold -- and beside
+    # CRIU's dump: the netns snapshot and, for a copy, the filesystem changes.
+    side = _Background(_side_files, work_dir, st, meta)
+    try:
+        (client or CriuClient(criu_path)).dump(criu_opts, notify=notify)
+    finally:
+        side.join()  # before the thaw: the archive must not see files change
+        if cg is not None:
+            # Thawed even when CRIU killed the tree: the empty cgroup must not
+            # stay frozen, or the restored tasks would land frozen.
+            cg.thaw()
+    try:
+        side.result()
+    except Exception as exc:  # noqa: BLE001
+        if opts.leave_running:
+            raise  # the container still runs: fail the checkpoint, nothing is lost
+        # CRIU has already stopped the container: keep its images, lose only the extra.
+        warnings.warn(f"container {st.id!r}: checkpoint taken, but {exc}", RuntimeWarning, stacklevel=3)
+
+
+def _install(cid: str, work_dir: str, final_dir: str, leave_running: bool) -> str:
+    """Swap the finished images in; returns where they are.
+
+    When the swap fails after CRIU stopped the container, the images stay
+    where they are and are recorded there: they are the container now.
+    """
+    try:
+        install_image_dir(work_dir, final_dir)
+        return final_dir
+    except OSError as exc:
+        if leave_running:
+            mounts.remove_tree(work_dir)
+            raise
+        warnings.warn(f"container {cid!r}: could not move the checkpoint to {final_dir} ({exc}); "
+                      f"it stays at {work_dir}", RuntimeWarning, stacklevel=3)
+        return work_dir
+
+
+def _failed(store: StateStore, st: ContainerState, work_dir: str, exc: CriuError) -> CheckpointError:
+    """After CRIU failed: the container runs on (thawed, unlocked) unless its tree died."""
+    alive = process_alive(st.init_pid, st.init_start_time)
+    if alive:
+        _unlock_quietly(st)  # a CRIU that was killed did not unlock
+    err = _checkpoint_error(st.id, work_dir, exc, init_died=not alive)
+    _prune_failed(work_dir)
+    store.write(pending.finish(st).replace(status="running" if alive else "stopped"))
+    return err
+
+
+def _abandon(store: StateStore, st: ContainerState, work_dir: str) -> None:
+    """Not CRIU's failure (our own error, an interrupt before CRIU ran): undo everything."""
+    if st.cgroups and process_alive(st.init_pid, st.init_start_time):
+        Cgroups.from_dict(st.cgroups).thaw()
+        _unlock_quietly(st)
+    try:
+        mounts.remove_tree(work_dir)
+    finally:
+        store.write(pending.finish(st))
+
+
+def _unlock_quietly(st: ContainerState) -> None:
+    try:
+        pending.release_network_lock(st)
+    except OSError as exc:
+        warnings.warn(f"container {st.id!r}: could not remove CRIU's network lock: {exc}",
+                      RuntimeWarning, stacklevel=4)
+
+
+def _prune_failed(work_dir: str) -> None:
+    """Keep only CRIU's log of a failed dump (its pages can be hundreds of MB)."""
+    mounts.unmount_under(work_dir)
+    for name in os.listdir(work_dir):
+        if name == DUMP_LOG:
+            continue
+        path = os.path.join(work_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            mounts.remove_tree(path)
+        else:
+            os.unlink(path)
 
 
 def _describe(st: ContainerState, opts: CheckpointOptions) -> CheckpointMeta:
@@ -179,13 +250,17 @@ class _Background:
             raise self._error
 
 
-def _checkpoint_error(cid: str, work_dir: str, exc: CriuError) -> CheckpointError:
+def _checkpoint_error(cid: str, work_dir: str, exc: CriuError, *, init_died: bool = False) -> CheckpointError:
     log = os.path.join(work_dir, DUMP_LOG)
     errors = list(getattr(exc, "log_errors", []) or [])
     hint = ""
+    if init_died:
+        hint = "the container's init died during the checkpoint: the container is stopped"
     text = "\n".join(errors)
     logged = _log_text(log)
-    if "--tcp-established" in text or "tcp-established" in logged:
+    if init_died:
+        pass
+    elif "--tcp-established" in text or "tcp-established" in logged:
         hint = ("the container has established TCP connections: checkpoint with --tcp-established "
                 "(and restore with --tcp-established or --tcp-close)")
     elif "In-flight connection" in text or "In-flight connection" in logged:

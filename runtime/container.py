@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import caps, mounts
+from . import caps, mounts, pending
 from . import exec_in as _exec
 from .cgroups import Cgroups
-from .errors import ContainerError, ContainerNotFoundError, ContainerStateError, SpecError
+from .errors import ContainerBusyError, ContainerError, ContainerNotFoundError, ContainerStateError, SpecError
 from .init import EXEC_FIFO, InitConfig, spawn_init
 from .monitor import read_report, spawn_monitor
 from .spec import Spec, load_spec
@@ -160,8 +160,19 @@ class Container:
     # -- inspection -----------------------------------------------------------
 
     def refresh(self) -> ContainerState:
-        """Re-read state.json (no lock); returns the record with its live status."""
-        self._state = _live(self._store.read(self.id))
+        """Re-read state.json; returns the record with its live status.
+
+        A record of an interrupted operation is settled first when the
+        container's lock is free (see :mod:`runtime.pending`).
+        """
+        st = self._store.read(self.id)
+        if st.extra.get(pending.PENDING_KEY):
+            try:
+                with self._store.lock(self.id):
+                    st = pending.settle(self._store, self._store.read(self.id))
+            except ContainerBusyError:
+                pass  # in progress: show the record as it is
+        self._state = _live(st)
         return self._state
 
     @property
@@ -221,7 +232,7 @@ class Container:
     def start(self) -> None:
         """Let the created process exec. Raises ContainerStateError, ContainerBusyError."""
         with self._store.lock(self.id):
-            st = _live(self._store.read(self.id))
+            st = current(self._store, self.id)
             if st.status != "created":
                 raise ContainerStateError(self.id, st.status, "start")
             fifo_dir = st.extra.get("runc_state_dir") or self._store.dir(self.id)
@@ -262,12 +273,13 @@ class Container:
         Raises ContainerStateError, ContainerBusyError, CgroupError.
         """
         with self._store.lock(self.id):
-            st = _live(self._store.read(self.id))
+            st = current(self._store, self.id)
             if st.status in ("running", "paused") and not force:
                 raise ContainerStateError(self.id, st.status, "delete", "stop it first, or force")
             _destroy(self._store, st, adopted=st.adopted_from is not None, force=force)
-            if st.status == "checkpointed":
-                _release_network_lock(st)
+            # A checkpointed container's netns is locked until its restore; a CRIU that
+            # died mid-checkpoint leaves the lock too. Nothing of it may outlive the container.
+            _release_network_lock(st)
             self._store.remove(self.id)
 
     def exec(self, argv: list[str], *, env: list[str] | None = None, cwd: str | None = None,
@@ -324,7 +336,7 @@ class Container:
         return cr.restore(None, opts, container_id=container_id, root=root, criu_path=criu_path)
 
     def _need(self, statuses: tuple[str, ...], action: str) -> ContainerState:
-        st = _live(self._store.read(self.id))
+        st = current(self._store, self.id)
         if st.status not in statuses:
             raise ContainerStateError(self.id, st.status, action)
         self._state = st
@@ -352,6 +364,15 @@ def _live(st: ContainerState) -> ContainerState:
         if not process_alive(st.init_pid, st.init_start_time):
             return st.replace(status="stopped")
     return st
+
+
+def current(store: StateStore, container_id: str) -> ContainerState:
+    """The container's state with its live status, after settling an interrupted operation.
+
+    Call with the container's lock held. Raises ContainerNotFoundError,
+    ContainerBusyError (an orphaned CRIU or restore still at work), OSError.
+    """
+    return _live(pending.settle(store, store.read(container_id)))
 
 
 def overlay_dirs(container_dir: str) -> tuple[str, str]:
@@ -495,7 +516,7 @@ def _destroy(store: StateStore, st: ContainerState, *, adopted: bool, force: boo
 
 
 def _release_network_lock(st: ContainerState) -> None:
-    """No restore will unlock the joined netns CRIU locked at checkpoint: unlock it (best effort)."""
+    """No restore will unlock the joined netns CRIU may have locked: unlock it (best effort)."""
     path = st.joined_namespaces.get("network")
     if not path or not os.path.exists(path):
         return

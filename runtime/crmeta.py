@@ -20,6 +20,7 @@ from criu_rpc import CriuError, CriuVersion, ImageError, locate, read_stats
 from criu_rpc.locate import MIN_VERSION, binary_version, require_version, required_version
 
 from .crplan import MountRecord
+from .mounts import remove_tree
 from .errors import ContainerError, RestoreError
 
 __all__ = [
@@ -115,7 +116,7 @@ def fresh_image_dir(final_dir: str) -> str:
     parent = os.path.dirname(os.path.abspath(final_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = f"{final_dir}.new-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_tree(tmp)  # never through a mount CRIU left there
     os.mkdir(tmp, IMAGE_DIR_MODE)
     os.chmod(tmp, IMAGE_DIR_MODE)  # whatever the umask
     return tmp
@@ -138,7 +139,7 @@ def install_image_dir(tmp: str, final_dir: str) -> None:
         os.rename(final_dir, old)
     os.rename(tmp, final_dir)
     if old:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_tree(old)  # unmounts what a killed CRIU left there first
 
 
 def remove_logs(image_dir: str, kind: str) -> None:

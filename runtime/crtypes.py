@@ -32,7 +32,8 @@ class CheckpointOptions:
     log_level: int = LOG_LEVEL
 
     def __post_init__(self) -> None:
-        if self.image_path is not None and not os.path.isabs(self.image_path):
+        if self.image_path is not None:
+            # abspath also drops a trailing slash ("DIR/" would make "DIR/.new-PID" a child of DIR)
             object.__setattr__(self, "image_path", os.path.abspath(self.image_path))
 
 
@@ -53,7 +54,8 @@ class RestoreOptions:
         if self.tcp_established and self.tcp_close:
             raise ValueError("tcp_established and tcp_close exclude each other: restore the "
                              "connections, or close them")
-        if self.image_path is not None and not os.path.isabs(self.image_path):
+        if self.image_path is not None:
+            # abspath also drops a trailing slash ("DIR/" would make "DIR/.new-PID" a child of DIR)
             object.__setattr__(self, "image_path", os.path.abspath(self.image_path))
 
 

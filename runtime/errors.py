@@ -84,9 +84,11 @@ class ContainerExistsError(ContainerError):
 class ContainerBusyError(ContainerError):
     """Another operation holds the lock of container ``container_id``."""
 
-    def __init__(self, container_id: str) -> None:
+    def __init__(self, container_id: str, detail: str = "") -> None:
         self.container_id = container_id
-        super().__init__(f"container {container_id!r} is busy: another operation on it is in progress; retry later")
+        self.detail = detail
+        what = detail or "another operation on it is in progress"
+        super().__init__(f"container {container_id!r} is busy: {what}; retry later")
 
 
 class ContainerStateError(ContainerError):

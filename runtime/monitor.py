@@ -73,32 +73,63 @@ def spawn_monitor(*, log_path: str, output_fds: Iterable[int], report_w: int, ke
     return int(data)
 
 
-def read_report(fd: int, timeout: float) -> dict[str, Any]:
+def read_report(fd: int, timeout: float, *, watch_pid: int | None = None) -> dict[str, Any]:
     """Collect the JSON lines of a report pipe until every writer closed it; closes ``fd``.
 
-    Later keys win, except that the first ``error`` (the most specific) is kept.
-    Raises TimeoutError.
+    With ``watch_pid`` (the monitor) the read also ends when that process
+    is gone, even if a child it left behind still holds the pipe open.
+    Later keys win, except that the first ``error`` (the most specific) is
+    kept. Raises TimeoutError.
     """
     buf = b""
     deadline = time.monotonic() + timeout
+    pidfd = -1
+    if watch_pid:
+        try:
+            pidfd = os.pidfd_open(watch_pid)
+        except ProcessLookupError:
+            pidfd = -2  # already gone: read what is there
     try:
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            watched = [fd] + ([pidfd] if pidfd >= 0 else [])
+            ready = select.select(watched, [], [], max(left, 0))[0] if pidfd != -2 else [pidfd]
+            if not ready:
                 raise TimeoutError(f"the container's init did not report within {timeout} s")
+            if fd not in ready:  # the monitor is gone: take what it wrote, then stop
+                buf += _read_available(fd)
+                break
             chunk = os.read(fd, 65536)
             if not chunk:
                 break
             buf += chunk
     finally:
         os.close(fd)
+        if pidfd >= 0:
+            os.close(pidfd)
     messages: dict[str, Any] = {}
     for line in buf.splitlines():
-        msg = json.loads(line)
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a killed writer
         if "error" in msg and "error" in messages:
             continue
         messages.update(msg)
     return messages
+
+
+def _read_available(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
 
 
 def _close_all_but(keep: set[int]) -> None:

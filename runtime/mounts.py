@@ -297,3 +297,38 @@ def extract_upper(tar_path: str, upper: str) -> None:
 def bind_mount(source: str, target: str) -> None:
     """Bind ``source`` (recursively) onto ``target`` in this mount namespace. Raises OSError."""
     sc.mount(source, target, None, sc.MS_BIND | sc.MS_REC)
+
+
+# -- removing a directory that something may be mounted under ---------------------
+
+def unmount_under(path: str) -> list[str]:
+    """Unmount everything mounted at or below ``path``, deepest first; return what was unmounted.
+
+    CRIU leaves its ``.criu.cgyard.*`` mounts of the host's cgroup
+    hierarchies in the image directory when it is killed during a restore;
+    this is how they go. Raises OSError when a mount point cannot be unmounted.
+    """
+    done = []
+    for mp in sorted(mounts_under(path), key=len, reverse=True):
+        unmount(mp)
+        done.append(mp)
+    return done
+
+
+def remove_tree(path: str) -> None:
+    """Remove the directory ``path`` and everything in it, never through a mount point.
+
+    What is mounted below ``path`` is unmounted first (a recursive remove
+    would otherwise delete what the mount shows: a host cgroup tree, a
+    bind-mounted directory); if anything is still mounted there, nothing is
+    removed. A missing ``path`` is fine. Raises OSError (EBUSY naming the mount).
+    """
+    import shutil
+
+    if not os.path.lexists(path):
+        return
+    unmount_under(path)
+    left = mounts_under(path)
+    if left:
+        raise OSError(errno.EBUSY, "still mounted; not removing what it shows", left[0])
+    shutil.rmtree(path)

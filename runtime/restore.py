@@ -18,10 +18,11 @@ import time
 from typing import Any
 
 from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, has_inventory
+from criu_rpc.notify import NOTIFY_SCRIPTS
 
-from . import crplan, mounts, netns
+from . import crplan, mounts, netns, pending
 from .cgroups import Cgroups
-from .container import Container, _live, overlay_dirs
+from .container import Container, current, overlay_dirs
 from .crmeta import (NETWORK_FILE, CheckpointMeta, choose_network_lock, read_meta, remove_logs,
                      require_usable_criu, stats_dict)
 from .crtypes import (CTR_LOG, DEFAULT_IMAGE_DIR, RESTORE_LOG, RESTORE_TIMEOUT, RestoreOptions, RestoreResult,
@@ -30,6 +31,7 @@ from .errors import ContainerStateError, RestoreError
 from .init import report
 from .monitor import read_report, spawn_monitor
 from .spec import load_spec
+from .signals import deferred
 from .state import ContainerState, StateStore, mark_stopped, proc_start_time
 from .syscalls import PROC_NS_NAMES
 
@@ -39,8 +41,13 @@ __all__ = ["restore"]
 # -- restore --------------------------------------------------------------------------
 
 def restore(ctr: Container | None, opts: RestoreOptions = RestoreOptions(), *, container_id: str | None = None,
-            root: str | None = None, criu_path: str | None = None) -> RestoreResult:
+            root: str | None = None, criu_path: str | None = None,
+            notify: NotifyHandler | None = None) -> RestoreResult:
     """Restore a checkpointed container (``ctr``), or a new one (``container_id`` + ``opts.bundle``).
+
+    ``notify`` receives CRIU's restore callbacks; they run in the container's
+    new monitor process, not in the caller. Signals are held while CRIU
+    restores, as for :func:`runtime.checkpoint.checkpoint`.
 
     Raises ContainerStateError ("container X is running"), RestoreError (no
     complete checkpoint; CRIU failed: ``.log_path``, ``.log_errors`` -- the
@@ -59,7 +66,7 @@ def restore(ctr: Container | None, opts: RestoreOptions = RestoreOptions(), *, c
     store: StateStore = ctr.store
     try:
         with store.lock(ctr.id):
-            st = _live(store.read(ctr.id))
+            st = current(store, ctr.id)
             if st.status in ("running", "paused", "created"):
                 raise ContainerStateError(ctr.id, st.status, "restore",
                                           f"container {ctr.id} is {st.status}; checkpoint or delete it first")
@@ -75,7 +82,14 @@ def restore(ctr: Container | None, opts: RestoreOptions = RestoreOptions(), *, c
             try:
                 # Unlock with the method the dump locked with: the other one would leave the lock.
                 lock = opts.network_lock or meta.network_lock or choose_network_lock(facts=facts)
-                result = _restore_in_monitor(store, st, meta, image_dir, opts, criu_path, criu_root, lock)
+                st = pending.begin(store, st, "restore", image_dir=image_dir, joined=sorted(meta.namespaces))
+                with deferred("the restore"):
+                    try:
+                        result = _restore_in_monitor(store, st, meta, image_dir, opts, criu_path, criu_root,
+                                                     lock, notify)
+                    except BaseException:
+                        _undo(store, st, image_dir)
+                        raise
             finally:
                 if temporary:
                     # The restored tree has its own copy of the mount; ours was only for CRIU.
@@ -86,6 +100,29 @@ def restore(ctr: Container | None, opts: RestoreOptions = RestoreOptions(), *, c
             _discard(ctr)
         raise
     return dataclasses.replace(result, duration_us=int((time.monotonic() - started) * 1e6))
+
+
+def _undo(store: StateStore, st: ContainerState, image_dir: str) -> None:
+    """After a failed or interrupted restore: nothing of it may run, no mount of CRIU's stay."""
+    try:
+        pending.kill_cgroup(st)
+        mounts.unmount_under(image_dir)
+    finally:
+        store.write(pending.finish(st))
+    pending.remove_journal(store.path(st.id, pending.RESTORE_JOURNAL))
+
+
+def record_restored(store: StateStore, st: ContainerState, init_pid: int, monitor_pid: int,
+                    joined: list[str] | tuple[str, ...], stdio: dict[str, str]) -> ContainerState:
+    """Record a restored init as the container's (written); returns the new state."""
+    namespaces = {t: (p if t in joined else f"/proc/{init_pid}/ns/{PROC_NS_NAMES[t]}")
+                  for t, p in st.namespaces.items()}
+    st = pending.finish(st).replace(status="running", init_pid=init_pid,
+                                    init_start_time=proc_start_time(init_pid) or 0,
+                                    monitor_pid=monitor_pid, namespaces=namespaces, stdio=stdio,
+                                    exit_status=None)
+    store.write(st)
+    return st
 
 
 def _discard(ctr: Container) -> None:
@@ -131,14 +168,21 @@ class _RestoreHooks(NotifyHandler):
     """CRIU's restore callbacks: the restored init's pid arrives with post-restore.
 
     Nothing is needed at setup-namespaces: the joined netns is handed in as
-    an fd and the cgroups exist before CRIU starts.
+    an fd and the cgroups exist before CRIU starts. A caller's handler sees
+    every callback first.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, user: NotifyHandler | None = None) -> None:
         self.pid: int | None = None
+        self._user = user
+        if user is not None:  # every other callback is the caller's
+            for name in set(NOTIFY_SCRIPTS.values()) - {"post_restore"}:
+                setattr(self, name, getattr(user, name))
 
     def post_restore(self, ctx: Any) -> None:
         self.pid = ctx.pid
+        if self._user is not None:
+            self._user.post_restore(ctx)
 
 
 def _restore_root(store: StateStore, st: ContainerState) -> tuple[str, bool]:
@@ -161,10 +205,12 @@ def _restore_root(store: StateStore, st: ContainerState) -> tuple[str, bool]:
 
 def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointMeta, image_dir: str,
                         opts: RestoreOptions, criu_path: str | None, criu_root: str,
-                        network_lock: str) -> RestoreResult:
+                        network_lock: str, notify: NotifyHandler | None = None) -> RestoreResult:
     cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
     if cg is not None:
         cg.create()
+    journal = store.path(st.id, pending.RESTORE_JOURNAL)
+    pending.remove_journal(journal)
     opened: list[int] = []
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -199,50 +245,61 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
                                 inherit_fd=tuple(inherit), **kwargs)
         client = CriuClient(criu_path)
         client.criu_path  # locate CRIU here, so a missing binary is reported before forking
+        new_stdio = {"stdin": "/dev/null", "stdout": f"pipe:[{os.fstat(out_w).st_ino}]",
+                     "stderr": f"pipe:[{os.fstat(err_w).st_ino}]"}
 
         def produce_init() -> int:
-            hooks = _RestoreHooks()
+            # The journal outlives a killed criu-cr: the next command settles from it.
+            me = os.getpid()
+            pending.write_journal(journal, monitor=me, monitor_start=proc_start_time(me) or 0)
+            hooks = _RestoreHooks(notify)
             try:
                 res = client.restore(criu_opts, notify=hooks)
                 if hooks.pid is not None and hooks.pid != res.pid:
                     raise RestoreError(st.id, f"CRIU announced pid {hooks.pid} after restore but answered {res.pid}")
+                pending.write_journal(journal, init=res.pid, init_start=proc_start_time(res.pid) or 0,
+                                      stdio=new_stdio)
                 return res.pid
-            except CriuError as exc:
-                report(rep_w, criu={"message": str(exc), "log_path": getattr(exc, "log_path", None),
-                                    "log_errors": list(getattr(exc, "log_errors", []) or [])})
+            except BaseException as exc:
+                pending.write_journal(journal, error=str(exc) or type(exc).__name__)
+                if isinstance(exc, CriuError):
+                    report(rep_w, criu={"message": str(exc), "log_path": getattr(exc, "log_path", None),
+                                        "log_errors": list(getattr(exc, "log_errors", []) or [])})
                 raise
             finally:
                 for fd in [out_w, err_w, *opened]:
                     os.close(fd)
 
-        new_stdio = {"stdin": "/dev/null", "stdout": f"pipe:[{os.fstat(out_w).st_ino}]",
-                     "stderr": f"pipe:[{os.fstat(err_w).st_ino}]"}
-        spawn_monitor(log_path=store.path(st.id, CTR_LOG), output_fds=(out_r, err_r), report_w=rep_w,
-                      keep_fds=(out_w, err_w, *opened), produce_init=produce_init,
-                      on_exit=functools.partial(mark_stopped, store.root, st.id))
+        monitor_pid = spawn_monitor(log_path=store.path(st.id, CTR_LOG), output_fds=(out_r, err_r),
+                                    report_w=rep_w, keep_fds=(out_w, err_w, *opened), produce_init=produce_init,
+                                    on_exit=functools.partial(mark_stopped, store.root, st.id))
     finally:
         for fd in (out_r, out_w, err_r, err_w, rep_w, *opened):
             os.close(fd)
-    messages = read_report(rep_r, RESTORE_TIMEOUT)
+    st = pending.update(store, st, monitor=monitor_pid)
+    try:
+        messages = read_report(rep_r, RESTORE_TIMEOUT, watch_pid=monitor_pid)
+    except TimeoutError:
+        _kill_monitor(monitor_pid)
+        raise RestoreError(st.id, f"CRIU did not restore within {RESTORE_TIMEOUT:.0f} s: it was stopped, "
+                           "and nothing of the restore runs", log_path=os.path.join(image_dir, RESTORE_LOG),
+                           hint=f"see {os.path.join(image_dir, RESTORE_LOG)}") from None
     init_pid = int(messages.get("init", 0))
     if "error" in messages or not init_pid:
         crit = messages.get("criu") or {}
         cause = CriuRpcError("RESTORE", log_path=crit.get("log_path"), log_errors=crit.get("log_errors"))
         raise RestoreError(st.id, crit.get("message") or messages.get("error", "restore failed"),
                            log_path=crit.get("log_path"), log_errors=crit.get("log_errors") or [],
-                           hint=f"the checkpoint at {image_dir} is intact: fix the cause and restore again") from cause
+                           hint=f"the checkpoint at {image_dir} is kept: fix the cause and restore again") from cause
     try:
-        namespaces = {t: (p if t in meta.namespaces else f"/proc/{init_pid}/ns/{PROC_NS_NAMES[t]}")
-                      for t, p in st.namespaces.items()}
-        st = st.replace(status="running", init_pid=init_pid, init_start_time=proc_start_time(init_pid) or 0,
-                        monitor_pid=int(messages.get("monitor", 0)), namespaces=namespaces, stdio=new_stdio,
-                        exit_status=None)
-        store.write(st)
+        st = record_restored(store, st, init_pid, int(messages.get("monitor", 0)), sorted(meta.namespaces),
+                             new_stdio)
     except BaseException:
         # Unrecorded, the restored tree would run on out of anyone's reach: end it (its
         # pid namespace goes with its init; the monitor then exits).
         os.kill(init_pid, signal.SIGKILL)
         raise
+    pending.remove_journal(journal)
     stats = stats_dict(image_dir, "restore")
     log_path: str | None = os.path.join(image_dir, RESTORE_LOG)
     if not opts.keep:
@@ -251,3 +308,10 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
     return RestoreResult(container_id=st.id, pid=init_pid, image_dir=image_dir, log_path=log_path,
                          stats=stats, duration_us=0, criu_duration_us=criu_us(stats, "restore"))
 
+
+def _kill_monitor(monitor_pid: int) -> None:
+    """End a restoring monitor and what it runs (CRIU is in its session)."""
+    try:
+        os.killpg(monitor_pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

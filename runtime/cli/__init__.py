@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 # Modules that add sub-commands; a module not written yet is skipped.
 _COMMAND_MODULES = ("rpc_cmds", "container_cmds", "cr_cmds")
@@ -36,13 +37,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    print(f"criu-cr: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from ..signals import Interrupted, install_cli_handlers
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
+    install_cli_handlers()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
+        print(f"criu-cr: interrupted{_outcome(args)}", file=sys.stderr)
         return 130
+    except Interrupted as exc:
+        print(f"criu-cr: {exc}{_outcome(args)}", file=sys.stderr)
+        return exc.exit_status
     except Exception as exc:  # every error reaches the operator as one clear line
         from criu_rpc.errors import CriuError
 
@@ -51,6 +65,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"criu-cr: error: {exc}", file=sys.stderr)
         return 1
+
+
+def _outcome(args: argparse.Namespace) -> str:
+    """After an interrupt: what the container it was about is now (the user must know)."""
+    cid = getattr(args, "id", None)
+    if not isinstance(cid, str):
+        return ""
+    try:
+        from ..container import Container
+
+        return f"; container {cid!r} is {Container.load(cid, args.root).status}"
+    except Exception:  # noqa: BLE001 - only a courtesy; the interrupt is what is reported
+        return ""
 
 
 if __name__ == "__main__":

@@ -353,7 +353,7 @@ def test_failed_restore_keeps_the_checkpoint_and_leaves_nothing_behind(service, 
     with pytest.raises(RestoreError) as info:
         ctr.restore()
     err = info.value
-    assert "intact" in str(err) and err.log_path and os.path.exists(err.log_path)
+    assert "is kept" in str(err) and err.log_path and os.path.exists(err.log_path)
     assert any("Address already in use" in line or "bind" in line.lower() for line in err.log_errors), err.log_errors
     # Nothing restored is left running, the status and the images are as they were.
     assert ctr.status == "checkpointed"

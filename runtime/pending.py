@@ -1,0 +1,273 @@
+"""Operations in flight: the intent record, and settling what an interrupted one left.
+
+A checkpoint or restore writes what it is about to do into the container's
+state (``extra["pending"]``: the operation, its work directory, the
+criu-cr process) before it freezes or forks anything, and removes it when
+it has recorded the outcome. Every later command on the container first
+calls :func:`settle` under the container's lock: a record still there means
+its owner died (a SIGKILL, a crash, the machine's OOM killer) -- a live
+owner would hold the lock. Settling looks at what really happened and
+brings the state, the cgroup freezer, CRIU's network lock, the image
+directory and the mounts in line with it:
+
+checkpoint
+    CRIU goes on after its socket closes; settling first waits for any
+    process still holding the work directory open. Then: the tree lives ->
+    thawed, unlocked, it runs on (a ``--leave-running`` copy that CRIU
+    finished is kept). The tree is gone and CRIU finished (it writes
+    ``stats-dump`` only after a successful dump) -> the images are put in
+    place and the container is ``checkpointed``. The tree is gone and the
+    images are incomplete -> ``stopped``; the partial images are removed.
+restore
+    The restore runs in the container's new monitor, which outlives a killed
+    criu-cr and journals its outcome in ``restore.json``. A restored init
+    that lives is recorded as ``running``; a restore still in progress makes
+    the command busy; anything else means nothing runs: leftovers in the
+    cgroup are killed, CRIU's mounts in the image directory unmounted, and
+    the container stays ``checkpointed``.
+
+Each settled record leaves a :class:`SettledWarning` saying what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import warnings
+from typing import Any
+
+from . import mounts
+from .cgroups import Cgroups
+from .errors import ContainerBusyError, ContainerError
+from .state import ContainerState, StateStore, proc_start_time, process_alive
+
+__all__ = ["PENDING_KEY", "RESTORE_JOURNAL", "SettledWarning", "begin", "update", "finish", "settle",
+           "write_journal", "read_journal", "release_network_lock", "kill_cgroup", "remove_journal", "holders_of", "DUMP_COMPLETE_MARK", "CRIU_WAIT"]
+
+PENDING_KEY = "pending"
+RESTORE_JOURNAL = "restore.json"  # in the container directory, written by the restoring monitor
+DUMP_COMPLETE_MARK = "stats-dump"  # CRIU writes it after a successful dump, and only then
+CRIU_WAIT = 60.0  # seconds to let an orphaned CRIU finish before the command gives up as busy
+_POLL = 0.05
+
+
+class SettledWarning(UserWarning):
+    """What settling found and did about an interrupted operation."""
+
+
+def begin(store: StateStore, st: ContainerState, op: str, **fields: Any) -> ContainerState:
+    """Record that ``op`` ("checkpoint"/"restore") starts on ``st``; returns the written state."""
+    me = os.getpid()
+    rec = {"op": op, "pid": me, "pid_start": proc_start_time(me) or 0, "since": time.time(), **fields}
+    st = st.replace(extra={**st.extra, PENDING_KEY: rec})
+    store.write(st)
+    return st
+
+
+def update(store: StateStore, st: ContainerState, **fields: Any) -> ContainerState:
+    """Add ``fields`` to the pending record (e.g. a monitor's pid once it exists)."""
+    rec = {**(st.extra.get(PENDING_KEY) or {}), **fields}
+    st = st.replace(extra={**st.extra, PENDING_KEY: rec})
+    store.write(st)
+    return st
+
+
+def finish(st: ContainerState) -> ContainerState:
+    """``st`` without the pending record (the caller writes it with the outcome)."""
+    extra = dict(st.extra)
+    extra.pop(PENDING_KEY, None)
+    return st.replace(extra=extra)
+
+
+def settle(store: StateStore, st: ContainerState) -> ContainerState:
+    """Resolve an interrupted operation recorded in ``st`` (call with the lock held).
+
+    Returns the state as it now is (written). Raises ContainerBusyError when
+    the operation is in fact still going on (an orphaned CRIU or a restoring
+    monitor), OSError when something could not be cleaned up.
+    """
+    rec = st.extra.get(PENDING_KEY)
+    if not rec:
+        return st
+    if rec.get("op") == "checkpoint":
+        st, note = _settle_checkpoint(store, st, rec)
+    elif rec.get("op") == "restore":
+        st, note = _settle_restore(store, st, rec)
+    else:
+        st, note = finish(st), f"dropped an unknown pending operation {rec.get('op')!r}"
+    store.write(st)
+    owner = f"criu-cr pid {rec.get('pid')}"
+    warnings.warn(f"container {st.id!r}: the {rec.get('op')} started by {owner} was interrupted; {note}",
+                  SettledWarning, stacklevel=3)
+    return st
+
+
+# -- checkpoint -------------------------------------------------------------------
+
+def _settle_checkpoint(store: StateStore, st: ContainerState, rec: dict[str, Any]) -> tuple[ContainerState, str]:
+    work, final = rec.get("work_dir", ""), rec.get("final_dir", "")
+    _wait_for_holders(st.id, work, "dumping")
+    cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
+    alive = process_alive(st.init_pid, st.init_start_time)
+    complete = bool(work) and os.path.exists(os.path.join(work, DUMP_COMPLETE_MARK))
+    if cg is not None and cg.exists():
+        cg.thaw()  # frozen by the checkpoint: thawed whatever happened (an empty cgroup too)
+    if alive:
+        release_network_lock(st)
+        if complete and rec.get("leave_running"):
+            _install(work, final)
+            extra = {**st.extra, "checkpoint": {"image_dir": final, "time": time.time(), "leave_running": True}}
+            return finish(st.replace(status="running", extra=extra)), \
+                f"CRIU finished the copy: it is at {final}; the container runs on"
+        mounts.remove_tree(work)
+        return finish(st.replace(status="running")), "the container runs on; the partial images were removed"
+    if complete:
+        _install(work, final)
+        extra = {**st.extra, "checkpoint": {"image_dir": final, "time": time.time(),
+                                            "leave_running": bool(rec.get("leave_running"))}}
+        return finish(st.replace(status="checkpointed", extra=extra)), \
+            f"CRIU finished it: the container is checkpointed at {final}"
+    release_network_lock(st)
+    if work:
+        mounts.remove_tree(work)
+    return finish(st.replace(status="stopped")), \
+        "the container's processes are gone and the dump did not complete: it is stopped"
+
+
+def _install(work: str, final: str) -> None:
+    from .crmeta import install_image_dir
+
+    install_image_dir(work, final)
+
+
+def release_network_lock(st: ContainerState) -> None:
+    """Remove CRIU's network lock from the container's joined netns. Raises OSError."""
+    path = st.joined_namespaces.get("network")
+    if not path or not os.path.exists(path):
+        return
+    from .netlock import release
+
+    release(path)
+
+
+# -- restore ----------------------------------------------------------------------
+
+def write_journal(path: str, **fields: Any) -> None:
+    """Atomically (re)write the restoring monitor's journal, merging ``fields`` in."""
+    data = read_journal(path)
+    data.update(fields)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    os.rename(tmp, path)
+
+
+def read_journal(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _settle_restore(store: StateStore, st: ContainerState, rec: dict[str, Any]) -> tuple[ContainerState, str]:
+    from .restore import record_restored  # restore imports this module
+
+    journal_path = store.path(st.id, RESTORE_JOURNAL)
+    deadline = time.monotonic() + CRIU_WAIT
+    while True:
+        journal = read_journal(journal_path)
+        init = int(journal.get("init") or 0)
+        monitor = int(journal.get("monitor") or rec.get("monitor") or 0)
+        monitor_alive = monitor > 0 and process_alive(monitor, int(journal.get("monitor_start") or 0)) \
+            if journal.get("monitor_start") else monitor > 0 and proc_start_time(monitor) is not None
+        if init or "error" in journal or not monitor_alive:
+            break
+        if time.monotonic() > deadline:
+            raise ContainerBusyError(st.id, f"a restore is still in progress (monitor pid {monitor})")
+        time.sleep(_POLL)
+    image_dir = rec.get("image_dir", "")
+    if init and process_alive(init, int(journal.get("init_start") or 0)):
+        st = record_restored(store, st, init, monitor, rec.get("joined") or [], journal.get("stdio") or {})
+        remove_journal(journal_path)
+        return st, f"it completed: the container runs (init pid {init})"
+    _clean_failed_restore(st, image_dir)
+    remove_journal(journal_path)
+    return finish(st.replace(status="checkpointed")), \
+        f"nothing runs; the checkpoint at {image_dir} is kept for another restore"
+
+
+def _clean_failed_restore(st: ContainerState, image_dir: str) -> None:
+    """Kill a half-restored tree left in the container's cgroup; unmount CRIU's debris."""
+    kill_cgroup(st)
+    if image_dir:
+        mounts.unmount_under(image_dir)
+
+
+def kill_cgroup(st: ContainerState, timeout: float = 5.0) -> None:
+    """SIGKILL every process in the container's cgroup and wait for them to go."""
+    if not st.cgroups or st.adopted_from:
+        return
+    cg = Cgroups.from_dict(st.cgroups)
+    if not cg.exists():
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pids = cg.pids()
+        except ContainerError:
+            return
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if cg.is_frozen():
+            cg.thaw()  # a frozen task does not die
+        if time.monotonic() > deadline:
+            raise OSError(f"processes {pids} in the cgroup of container {st.id!r} did not die")
+        time.sleep(_POLL)
+
+
+def remove_journal(path: str) -> None:
+    """Remove a restore journal (gone already is fine)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+# -- orphaned CRIU ----------------------------------------------------------------
+
+def holders_of(directory: str) -> list[int]:
+    """Pids of processes that have ``directory`` (or a file in it) open, or as cwd."""
+    if not directory:
+        return []
+    directory = os.path.realpath(directory)
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        base = f"/proc/{name}"
+        try:
+            links = [os.readlink(f"{base}/cwd")]
+            links += [os.readlink(f"{base}/fd/{fd}") for fd in os.listdir(f"{base}/fd")]
+        except OSError:
+            continue
+        if any(link == directory or link.startswith(directory + "/") for link in links):
+            found.append(int(name))
+    return found
+
+
+def _wait_for_holders(cid: str, directory: str, doing: str) -> None:
+    deadline = time.monotonic() + CRIU_WAIT
+    while holders := holders_of(directory):
+        if time.monotonic() > deadline:
+            raise ContainerBusyError(cid, f"CRIU (pid {holders[0]}) is still {doing} into {directory}")
+        time.sleep(_POLL)
