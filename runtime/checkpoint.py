@@ -29,7 +29,7 @@ from .crmeta import (IMAGE_DIR_MODE, METADATA_FILE, NETWORK_FILE, CheckpointMeta
                      fresh_image_dir, install_image_dir, remove_logs, require_usable_criu, stats_dict)
 from .crtypes import (DEFAULT_IMAGE_DIR, DUMP_LOG, RESTORE_TIMEOUT, CheckpointOptions, CheckpointResult,
                       RestoreOptions, RestoreResult, criu_us)
-from .errors import CheckpointError, ContainerStateError
+from .errors import CheckpointError, ContainerStateError, criu_message
 from .restore import restore
 from .spec import load_spec
 from .signals import deferred
@@ -266,7 +266,7 @@ def _checkpoint_error(cid: str, work_dir: str, exc: CriuError, *, init_died: boo
     elif "In-flight connection" in text or "In-flight connection" in logged:
         hint = ("a connection was still being accepted by the container: retry, or checkpoint with "
                 "--tcp-skip-in-flight to drop such connections")
-    return CheckpointError(cid, str(exc), log_path=log if os.path.exists(log) else None,
+    return CheckpointError(cid, criu_message(exc), log_path=log if os.path.exists(log) else None,
                            log_errors=errors, hint=hint)
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "ContainerExistsError",
     "ContainerBusyError",
     "ContainerStateError",
+    "criu_message",
 ]
 
 
@@ -145,3 +146,12 @@ class RestoreError(_CriuFailure):
     """A restore failed or was refused; the checkpoint stays for another try."""
 
     action = "restore"
+
+
+def criu_message(exc: BaseException) -> str:
+    """A CRIU error as one line, with the cause a notify hook raised (CRIU's abort alone says little)."""
+    msg = str(exc)
+    cause = exc.__cause__
+    if cause is not None and type(exc).__name__ == "NotifyAbortedError":
+        msg += f" ({type(cause).__name__}: {cause})"
+    return msg

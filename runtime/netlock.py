@@ -23,7 +23,7 @@ from typing import Any
 
 from . import syscalls as sc
 
-__all__ = ["release", "criu_lock_objects", "LOCK_CHAIN", "LOCK_TABLE_PREFIX"]
+__all__ = ["release", "lock_commands", "criu_lock_objects", "LOCK_CHAIN", "LOCK_TABLE_PREFIX"]
 
 LOCK_TABLE_PREFIX = "CRIU-"  # the nftables method's table: "inet CRIU-<run id>"
 LOCK_CHAIN = "CRIU"  # the iptables method's chain
@@ -97,6 +97,15 @@ def release(netns_path: str) -> list[str]:
 
     Raises OSError (no such netns, libnftables missing, a command refused).
     """
+    return _in_netns(netns_path, remove=True)
+
+
+def lock_commands(netns_path: str) -> list[str]:
+    """What :func:`release` would run there now ([] when the netns holds no lock of CRIU's)."""
+    return _in_netns(netns_path, remove=False)
+
+
+def _in_netns(netns_path: str, *, remove: bool) -> list[str]:
     fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     outcome: dict[str, Any] = {}
 
@@ -106,8 +115,9 @@ def release(netns_path: str) -> list[str]:
             nft = _Nft()
             try:
                 cmds = criu_lock_objects(json.loads(nft.run("list ruleset") or "{}"))
-                for cmd in cmds:
-                    nft.run(cmd)
+                if remove:
+                    for cmd in cmds:
+                        nft.run(cmd)
                 outcome["done"] = cmds
             finally:
                 nft.close()

@@ -27,7 +27,7 @@ from .crmeta import (NETWORK_FILE, CheckpointMeta, choose_network_lock, read_met
                      require_usable_criu, stats_dict)
 from .crtypes import (CTR_LOG, DEFAULT_IMAGE_DIR, RESTORE_LOG, RESTORE_TIMEOUT, RestoreOptions, RestoreResult,
                       criu_us)
-from .errors import ContainerStateError, RestoreError
+from .errors import ContainerStateError, RestoreError, criu_message
 from .init import report
 from .monitor import read_report, spawn_monitor
 from .spec import load_spec
@@ -263,7 +263,7 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
             except BaseException as exc:
                 pending.write_journal(journal, error=str(exc) or type(exc).__name__)
                 if isinstance(exc, CriuError):
-                    report(rep_w, criu={"message": str(exc), "log_path": getattr(exc, "log_path", None),
+                    report(rep_w, criu={"message": criu_message(exc), "log_path": getattr(exc, "log_path", None),
                                         "log_errors": list(getattr(exc, "log_errors", []) or [])})
                 raise
             finally:
