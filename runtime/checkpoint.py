@@ -38,6 +38,8 @@ from .state import ContainerState, StateStore, process_alive
 __all__ = ["CheckpointOptions", "RestoreOptions", "CheckpointResult", "RestoreResult",
            "checkpoint", "restore", "RESTORE_TIMEOUT", "DEFAULT_IMAGE_DIR", "IMAGE_DIR_MODE", "METADATA_FILE"]
 
+FULL_FS_BYTES = 1 << 20  # less free than this after a failed dump: the disk was the reason
+
 # -- checkpoint -----------------------------------------------------------------------
 
 def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
@@ -260,6 +262,9 @@ def _checkpoint_error(cid: str, work_dir: str, exc: CriuError, *, init_died: boo
     logged = _log_text(log)
     if init_died:
         pass
+    elif _nearly_full(work_dir):
+        hint = (f"the filesystem of {os.path.dirname(work_dir)} is full: free space there, or "
+                "checkpoint to another --image-path")
     elif "--tcp-established" in text or "tcp-established" in logged:
         hint = ("the container has established TCP connections: checkpoint with --tcp-established "
                 "(and restore with --tcp-established or --tcp-close)")
@@ -268,6 +273,15 @@ def _checkpoint_error(cid: str, work_dir: str, exc: CriuError, *, init_died: boo
                 "--tcp-skip-in-flight to drop such connections")
     return CheckpointError(cid, criu_message(exc), log_path=log if os.path.exists(log) else None,
                            log_errors=errors, hint=hint)
+
+
+def _nearly_full(path: str) -> bool:
+    """Whether ``path``'s filesystem has (almost) no room left -- CRIU's log may not even say so."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_FS_BYTES
 
 
 def _log_text(path: str) -> str:

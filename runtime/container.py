@@ -13,6 +13,7 @@ import os
 import select
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -173,7 +174,18 @@ class Container:
             except ContainerBusyError:
                 pass  # in progress: show the record as it is
         self._state = _live(st)
+        if not self.monitor_alive():
+            warnings.warn(f"container {self.id!r}: its monitor (pid {st.monitor_pid}) is gone: output is no "
+                          "longer written to its log and writes to stdout may fail; checkpoint and restore it "
+                          "to get a new monitor", RuntimeWarning, stacklevel=2)
         return self._state
+
+    def monitor_alive(self) -> bool:
+        """Whether the process that collects a live container's output still runs (True when it has none)."""
+        st = self._state
+        if st.status not in _LIVE or st.adopted_from or not st.monitor_pid:
+            return True
+        return proc_start_time(st.monitor_pid) is not None
 
     @property
     def status(self) -> str:
@@ -191,7 +203,7 @@ class Container:
             "pid": st.init_pid if st.status in _LIVE else 0, "bundle": st.bundle, "rootfs": st.rootfs,
             "created": st.created, "annotations": st.annotations, "monitorPid": st.monitor_pid,
             "exitStatus": st.exit_status, "namespaces": st.namespaces, "cgroups": st.cgroups,
-            "stdio": st.stdio, "adoptedFrom": st.adopted_from,
+            "stdio": st.stdio, "adoptedFrom": st.adopted_from, "monitorAlive": self.monitor_alive(),
         }
 
     def ps(self) -> list[int]:

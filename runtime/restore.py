@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import time
+import warnings
 from typing import Any
 
 from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, has_inventory
@@ -32,7 +33,7 @@ from .init import report
 from .monitor import read_report, spawn_monitor
 from .spec import load_spec
 from .signals import deferred
-from .state import ContainerState, StateStore, mark_stopped, proc_start_time
+from .state import ContainerState, StateStore, mark_stopped, proc_start_time, process_alive
 from .syscalls import PROC_NS_NAMES
 
 __all__ = ["restore"]
@@ -77,6 +78,8 @@ def restore(ctr: Container | None, opts: RestoreOptions = RestoreOptions(), *, c
                 raise RestoreError(ctr.id, f"no complete checkpoint for {ctr.id} at {image_dir}",
                                    hint="checkpoint the container first, or give --image-path")
             meta = read_meta(image_dir)
+            if fresh:
+                _warn_shared_netns(store, ctr.id, meta)
             _ensure_network(meta, image_dir)
             criu_root, temporary = _restore_root(store, st)
             try:
@@ -100,6 +103,19 @@ def restore(ctr: Container | None, opts: RestoreOptions = RestoreOptions(), *, c
             _discard(ctr)
         raise
     return dataclasses.replace(result, duration_us=int((time.monotonic() - started) * 1e6))
+
+
+def _warn_shared_netns(store: StateStore, cid: str, meta: CheckpointMeta) -> None:
+    """A copy restored beside a running original takes the same IP and ports in the same netns."""
+    path = meta.namespaces.get("network")
+    if not path:
+        return
+    for other in store.iter_states():
+        if other.id != cid and other.joined_namespaces.get("network") == path \
+                and other.status in ("running", "paused") and process_alive(other.init_pid, other.init_start_time):
+            warnings.warn(f"container {other.id!r} runs in the same network namespace {path}: the copy "
+                          f"{cid!r} takes the same IP and ports (the restore fails on a port in use)",
+                          RuntimeWarning, stacklevel=4)
 
 
 def _undo(store: StateStore, st: ContainerState, image_dir: str) -> None:

@@ -56,8 +56,24 @@ def test_a_full_disk_fails_the_checkpoint_and_the_container_runs_on(web, canary,
     with pytest.raises(CheckpointError) as info:
         web.ctr.checkpoint(image_path=images)
     err = info.value
-    assert "No space left" in str(err) or "ENOSPC" in str(err) or "No space left" in "\n".join(err.log_errors), err
+    assert f"the filesystem of {tiny_fs} is full" in str(err), err
     # The failed attempt keeps only its log, never its partial pages.
     left = [name for _, _, names in os.walk(tiny_fs) for name in names]
     assert set(left) <= {"dump.log"}, left
+    assert check_invariants(web, canary) == "running"
+
+
+def test_a_copy_restored_beside_its_running_original_is_warned_about_and_refused(web, canary, tmp_path):
+    from runtime.container import Container
+    from runtime.errors import RestoreError
+    from runtime.state import StateStore
+
+    images = str(tmp_path / "copy")
+    web.ctr.checkpoint(image_path=images, leave_running=True)
+    with pytest.warns(RuntimeWarning, match="same network namespace"):
+        with pytest.raises(RestoreError) as info:
+            Container.restore_new("copy", images, root=web.root)
+    assert "Address already in use" in str(info.value) + "\n".join(info.value.log_errors)
+    assert not StateStore(web.root).exists("copy")  # nothing of the copy is left
+    assert os.path.isfile(os.path.join(images, "inventory.img"))  # the copy's images are kept
     assert check_invariants(web, canary) == "running"
