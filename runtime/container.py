@@ -316,12 +316,15 @@ class Container:
         """Checkpoint this running container; see :func:`runtime.checkpoint.checkpoint`.
 
         ``opts`` is a CheckpointOptions, or give its fields as keywords
-        (``leave_running=True``...). Raises ContainerStateError, CheckpointError.
+        (``leave_running=True``...); ``client=`` and ``notify=`` (a
+        criu_rpc.NotifyHandler) pass through. Raises ContainerStateError, CheckpointError.
         """
         from . import checkpoint as cr
 
         client = kwargs.pop("client", None)
-        return cr.checkpoint(self, opts or cr.CheckpointOptions(**kwargs), criu_path=criu_path, client=client)
+        notify = kwargs.pop("notify", None)
+        return cr.checkpoint(self, opts or cr.CheckpointOptions(**kwargs), criu_path=criu_path, client=client,
+                             notify=notify)
 
     def restore(self, opts: Any = None, *, criu_path: str | None = None, **kwargs: Any) -> Any:
         """Restore this checkpointed container; see :func:`runtime.checkpoint.restore`.
@@ -330,7 +333,8 @@ class Container:
         """
         from . import checkpoint as cr
 
-        return cr.restore(self, opts or cr.RestoreOptions(**kwargs), criu_path=criu_path)
+        notify = kwargs.pop("notify", None)
+        return cr.restore(self, opts or cr.RestoreOptions(**kwargs), criu_path=criu_path, notify=notify)
 
     @classmethod
     def restore_new(cls, container_id: str, image_path: str, *, bundle: str | None = None,
