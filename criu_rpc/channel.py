@@ -7,18 +7,27 @@ handler, and returns CRIU's successful response or raises:
 * :class:`~criu_rpc.errors.CriuRpcError` -- CRIU answered ``success=false``;
 * :class:`~criu_rpc.errors.NotifyAbortedError` -- a hook raised (chained);
 * :class:`~criu_rpc.errors.CriuDiedError` -- CRIU went away first;
+* :class:`~criu_rpc.errors.CriuTimeoutError` -- no answer within ``timeout``
+  seconds: CRIU (a swrk child) and every task it started were SIGKILLed and
+  CRIU reaped; over a ``criu service`` connection only the connection is
+  closed (the client cannot kill the service's worker);
 * :class:`~criu_rpc.errors.CriuProtocolError` -- CRIU sent nonsense.
+
+The deadline covers the whole call, notify hooks included; a hook itself is
+never interrupted, the deadline is checked while waiting for CRIU.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import time
 from typing import Any
 
-from .errors import CriuDiedError, CriuRpcError, NotifyAbortedError
+from .errors import CriuDiedError, CriuRpcError, CriuTimeoutError, NotifyAbortedError
 from .logs import HARMLESS_ERRORS, first_errors
 from .notify import NotifyContext, NotifyHandler, dispatch
+from .proctree import children_of, process_table
 from .session import Features, Notify, ReqType, Response, Session
 from .transport import Connection
 
@@ -71,13 +80,27 @@ class Channel:
 
     def call(self, rtype: ReqType, opts: Any = None, *, keep_open: bool = False,
              features: Features | None = None, pid: int | None = None,
-             log_path: str | None = None) -> Response:
-        """Run one request to its response (see the module doc for what it raises)."""
+             log_path: str | None = None, timeout: float | None = None) -> Response:
+        """Run one request to its response (see the module doc for what it raises).
+
+        ``timeout``: seconds CRIU has to answer (None: no deadline).
+        """
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {timeout}")
+        deadline = None if timeout is None else time.monotonic() + timeout
         data = self.session.request(rtype, opts, keep_open=keep_open, features=features, pid=pid)
+        # With rst_sibling CRIU forks the restored root as *our* child: note our
+        # children now, so that on a timeout the new ones can be told apart.
+        our_children = (children_of(os.getpid(), process_table())
+                        if timeout is not None and getattr(opts, "rst_sibling", False) else None)
         self._send(data, rtype, log_path)
         aborted: tuple[str, BaseException] | None = None
         while True:
-            event = self._receive(rtype, log_path)
+            try:
+                event = self._receive(rtype, log_path, deadline)
+            except TimeoutError:
+                assert timeout is not None
+                raise self._timed_out(rtype, timeout, log_path, our_children) from None
             if isinstance(event, Response):
                 break
             ack_ok = self._answer(event, rtype, log_path)
@@ -110,9 +133,9 @@ class Channel:
         except (BrokenPipeError, ConnectionError) as exc:
             raise self._died(rtype, log_path) from exc
 
-    def _receive(self, rtype: ReqType, log_path: str | None) -> Response | Notify:
+    def _receive(self, rtype: ReqType, log_path: str | None, deadline: float | None) -> Response | Notify:
         try:
-            msg = self.conn.recv()
+            msg = self.conn.recv(deadline)
         except ConnectionError as exc:
             raise self._died(rtype, log_path) from exc
         if msg is None:
@@ -135,3 +158,12 @@ class Channel:
             returncode = None
         return CriuDiedError(rtype.name, returncode, log_path,
                              log_errors(log_path) or self.conn.stderr_errors())
+
+    def _timed_out(self, rtype: ReqType, timeout: float, log_path: str | None,
+                   our_children: set[int] | None) -> CriuTimeoutError:
+        extra: set[int] = set()
+        if our_children is not None:
+            extra = children_of(os.getpid(), process_table()) - our_children - {self.conn.pid}
+        criu_killed, killed = self.conn.kill(sorted(extra))
+        return CriuTimeoutError(rtype.name, timeout, criu_pid=self.conn.pid, criu_killed=criu_killed,
+                                killed=killed, log_path=log_path, log_errors=log_errors(log_path))

@@ -11,6 +11,9 @@ JSON line.  Steps:
 * ``{"send_fd": "notify_orphan-pts-master", "text": "..."}`` -- send a
   message with a pipe's read end attached, ``text`` written into the pipe
 * ``{"probe_fds": [3, 7]}`` -- journal which of these fds are open here
+* ``{"spawn": 2}`` -- fork that many children, each with a child of its own,
+  all holding our socket and sleeping (as the tasks CRIU forks on restore);
+  each journals ``{"spawned": pid, "ppid": ppid}``
 * ``{"exit": 3}`` / ``{"kill": true}`` / ``{"hang": true}``
 
 After the last step the fake waits for EOF and exits 0.
@@ -45,6 +48,28 @@ def journal(entry: dict) -> None:
         f.write(json.dumps(entry) + "\n")
 
 
+def _sleeper(ready_w: int) -> None:
+    journal({"spawned": os.getpid(), "ppid": os.getppid()})
+    os.write(ready_w, b"x")
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(60)
+    os._exit(0)
+
+
+def spawn(n: int) -> None:
+    r, w = os.pipe()
+    for _ in range(n):
+        if os.fork() == 0:
+            if os.fork() == 0:
+                _sleeper(w)
+            _sleeper(w)
+    os.close(w)
+    got = 0
+    while got < 2 * n:
+        got += len(os.read(r, 64))
+    os.close(r)
+
+
 def run(sock: socket.socket, steps: list[dict]) -> int:
     for step in steps:
         if "recv" in step:
@@ -76,6 +101,8 @@ def run(sock: socket.socket, steps: list[dict]) -> int:
                 except OSError:
                     found[str(fd)] = False
             journal({"fds": found})
+        elif "spawn" in step:
+            spawn(step["spawn"])
         elif "exit" in step:
             return step["exit"]
         elif "kill" in step:
