@@ -27,7 +27,7 @@ from typing import Any
 from .errors import CriuDiedError, CriuRpcError, CriuTimeoutError, NotifyAbortedError
 from .logs import HARMLESS_ERRORS, first_errors
 from .notify import NotifyContext, NotifyHandler, dispatch
-from .proctree import children_of, process_table
+from .restoring import RestoredTasks
 from .session import Features, Notify, ReqType, Response, Session
 from .transport import Connection
 
@@ -68,6 +68,7 @@ class Channel:
         self.conn = conn
         self.session = Session()
         self.notify = notify
+        self._restoring: RestoredTasks | None = None
 
     def close(self) -> None:
         self.conn.close()
@@ -89,23 +90,15 @@ class Channel:
             raise ValueError(f"timeout must be positive, not {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
         data = self.session.request(rtype, opts, keep_open=keep_open, features=features, pid=pid)
-        # With rst_sibling CRIU forks the restored root as *our* child: note our
-        # children now, so that on a timeout the new ones can be told apart.
-        our_children = (children_of(os.getpid(), process_table())
-                        if timeout is not None and getattr(opts, "rst_sibling", False) else None)
-        self._send(data, rtype, log_path)
-        aborted: tuple[str, BaseException] | None = None
-        while True:
-            try:
-                event = self._receive(rtype, log_path, deadline)
-            except TimeoutError:
-                assert timeout is not None
-                raise self._timed_out(rtype, timeout, log_path, our_children) from None
-            if isinstance(event, Response):
-                break
-            ack_ok = self._answer(event, rtype, log_path)
-            if ack_ok is not None and aborted is None:
-                aborted = ack_ok
+        if rtype == ReqType.RESTORE:
+            self._restoring = RestoredTasks(rst_sibling=bool(getattr(opts, "rst_sibling", False)),
+                                            criu_pid=self.conn.pid)
+        try:
+            event, aborted = self._converse(data, rtype, log_path, timeout, deadline)
+        finally:
+            if self._restoring is not None:
+                self._restoring.close()
+                self._restoring = None
         if aborted is not None:
             script, error = aborted
             raise NotifyAbortedError(rtype.name, script) from error
@@ -114,9 +107,27 @@ class Channel:
                                log_errors(log_path))
         return event
 
+    def _converse(self, data: bytes, rtype: ReqType, log_path: str | None, timeout: float | None,
+                  deadline: float | None) -> tuple[Response, tuple[str, BaseException] | None]:
+        self._send(data, rtype, log_path)
+        aborted: tuple[str, BaseException] | None = None
+        while True:
+            try:
+                event = self._receive(rtype, log_path, deadline)
+            except TimeoutError:
+                assert timeout is not None
+                raise self._timed_out(rtype, timeout, log_path) from None
+            if isinstance(event, Response):
+                return event, aborted
+            ack_ok = self._answer(event, rtype, log_path)
+            if ack_ok is not None and aborted is None:
+                aborted = ack_ok
+
     def _answer(self, event: Notify, rtype: ReqType, log_path: str | None) -> tuple[str, BaseException] | None:
         ctx = NotifyContext(script=event.script, request=rtype.name, pid=event.pid, fd=event.fd,
                             criu_pid=self.conn.pid)
+        if self._restoring is not None and event.pid:
+            self._restoring.announce(event.pid)
         try:
             ack = dispatch(self.notify or _DEFAULT_HANDLER, ctx)
         finally:
@@ -156,14 +167,14 @@ class Channel:
             returncode = self.conn.wait(0)
         except subprocess.TimeoutExpired:
             returncode = None
+        killed = self._restoring.kill() if self._restoring is not None else ()
         return CriuDiedError(rtype.name, returncode, log_path,
-                             log_errors(log_path) or self.conn.stderr_errors())
+                             log_errors(log_path) or self.conn.stderr_errors(), killed=killed)
 
-    def _timed_out(self, rtype: ReqType, timeout: float, log_path: str | None,
-                   our_children: set[int] | None) -> CriuTimeoutError:
-        extra: set[int] = set()
-        if our_children is not None:
-            extra = children_of(os.getpid(), process_table()) - our_children - {self.conn.pid}
-        criu_killed, killed = self.conn.kill(sorted(extra))
+    def _timed_out(self, rtype: ReqType, timeout: float, log_path: str | None) -> CriuTimeoutError:
+        extra = self._restoring.roots() if self._restoring is not None else []
+        criu_killed, killed = self.conn.kill(extra)
+        if not criu_killed and self._restoring is not None:  # a service's worker: end its tree at least
+            killed = self._restoring.kill()
         return CriuTimeoutError(rtype.name, timeout, criu_pid=self.conn.pid, criu_killed=criu_killed,
                                 killed=killed, log_path=log_path, log_errors=log_errors(log_path))

@@ -111,15 +111,18 @@ class CriuDiedError(CriuError):
     """The CRIU process ended before answering.
 
     ``returncode`` is its exit status, or the negative signal number when a
-    signal killed it (as in :mod:`subprocess`).
+    signal killed it (as in :mod:`subprocess`).  ``killed``: pids of the
+    half-restored tasks CRIU left, which the client SIGKILLed (RESTORE only;
+    see :mod:`criu_rpc.restoring`).
     """
 
     def __init__(self, request: str, returncode: int | None, log_path: str | None = None,
-                 log_errors: list[str] | None = None) -> None:
+                 log_errors: list[str] | None = None, killed: tuple[int, ...] = ()) -> None:
         self.request = request
         self.returncode = returncode
         self.log_path = log_path
         self.log_errors = list(log_errors or [])
+        self.killed = tuple(killed)
         if returncode is None:
             how = "closed its socket"
         elif returncode < 0:
@@ -127,6 +130,8 @@ class CriuDiedError(CriuError):
         else:
             how = f"exited with status {returncode}"
         msg = f"CRIU died during {request}: it {how} before answering"
+        if self.killed:
+            msg += f"; the {len(self.killed)} task(s) it had restored were killed ({_pids(self.killed)})"
         if self.log_errors:
             msg += f"; first error in log: {self.log_errors[0]}"
         if log_path:
@@ -164,6 +169,8 @@ class CriuTimeoutError(CriuError):
         else:
             msg += ("the connection to the criu service was closed; the service's worker "
                     "was not killed and may still be running")
+            if self.killed:
+                msg += f"; the {len(self.killed)} task(s) it had restored were killed ({_pids(self.killed)})"
         if self.log_errors:
             msg += f"; first error in log: {self.log_errors[0]}"
         if log_path:

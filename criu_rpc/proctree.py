@@ -20,7 +20,7 @@ import os
 import select
 import signal
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 
 __all__ = ["ProcStat", "parse_stat", "process_table", "descendants", "children_of", "kill_tree"]
@@ -116,22 +116,24 @@ def _signal(pidfd: int, sig: int) -> None:
         pass
 
 
-def kill_tree(root: int, root_pidfd: int, extra_roots: Iterable[int] = (),
-              wait: float = KILL_WAIT) -> list[int]:
-    """SIGKILL ``root`` (CRIU, through ``root_pidfd``), ``extra_roots`` and
-    all their descendants; return the pids killed besides ``root``.
+def kill_tree(roots: Mapping[int, int], extra_roots: Iterable[int] = (), *,
+              no_reap: Container[int] = (), wait: float = KILL_WAIT) -> list[int]:
+    """SIGKILL ``roots`` (pid -> pidfd, e.g. CRIU), ``extra_roots`` (pids)
+    and all their descendants; return every pid killed, roots included.
 
-    ``extra_roots`` are tasks the caller knows CRIU started elsewhere in the
-    tree (the ``rst_sibling`` root, a child of the caller).  Waits up to
-    ``wait`` seconds for every task to end, then reaps those that are the
-    caller's own children -- except ``root``, which its owner reaps.  Never
+    ``extra_roots`` are tasks the caller knows CRIU started elsewhere (the
+    ``rst_sibling`` root, a child of the caller).  Waits up to ``wait``
+    seconds for every task to end, then reaps those that are the caller's
+    own children, except the pids in ``no_reap`` (a ``Popen`` reaps its
+    own).  The caller keeps ownership of the ``roots`` pidfds.  Never
     raises for a task that is already gone.
     """
-    _signal(root_pidfd, signal.SIGSTOP)
-    members: dict[int, int] = {}  # pid -> pidfd, besides root
+    for fd in roots.values():  # first: a stopped CRIU forks no more
+        _signal(fd, signal.SIGSTOP)
+    members: dict[int, int] = {}  # pid -> pidfd opened here
     try:
         for pid in extra_roots:
-            if pid != root and pid not in members:
+            if pid not in roots and pid not in members:
                 try:
                     fd = os.pidfd_open(pid)
                 except OSError:
@@ -139,22 +141,23 @@ def kill_tree(root: int, root_pidfd: int, extra_roots: Iterable[int] = (),
                 members[pid] = fd
                 _signal(fd, signal.SIGSTOP)
         for _ in range(_MAX_ROUNDS):
-            found = [p for p in descendants([root, *members], process_table())
-                     if p not in members and p != root]
+            known = {*roots, *members}
+            found = [p for p in descendants(known, process_table()) if p not in known]
             if not found:
                 break
             for pid in found:
-                fd = _pidfd_of(pid, {root, *members})
+                fd = _pidfd_of(pid, known)
                 if fd is not None:
                     members[pid] = fd
                     _signal(fd, signal.SIGSTOP)
-        _signal(root_pidfd, signal.SIGKILL)
-        for fd in members.values():
+        every = {**roots, **members}
+        for fd in every.values():
             _signal(fd, signal.SIGKILL)
-        _wait_all([root_pidfd, *members.values()], wait)
-        for fd in members.values():
-            _reap_if_ours(fd)
-        return sorted(members)
+        _wait_all(list(every.values()), wait)
+        for pid, fd in every.items():
+            if pid not in no_reap:
+                _reap_if_ours(fd)
+        return sorted(every)
     finally:
         for fd in members.values():
             os.close(fd)

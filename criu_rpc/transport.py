@@ -211,7 +211,8 @@ class SwrkProcess(Connection):
         """
         killed: list[int] = []
         if self._proc.returncode is None and self._pidfd is not None:
-            killed = kill_tree(self.pid, self._pidfd, extra_roots)
+            killed = kill_tree({self.pid: self._pidfd}, extra_roots, no_reap={self.pid})
+            killed.remove(self.pid)
         elif self._proc.returncode is None:
             self._proc.kill()
         self.sock.close()
