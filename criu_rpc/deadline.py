@@ -9,12 +9,14 @@ the fixed costs plus the images' size at a deliberately conservative
 * ``DEADLINE_BASE`` = 60 s: a restore of the small reference container
   takes ~0.3 s here, a dump ~0.3 s; the base absorbs notify hooks, mounts,
   network setup and a loaded machine, a 200-fold margin on the fixed part.
-* ``DEADLINE_RATE`` = 50 MB/s: restoring copies every page into memory
-  touched for the first time, ~0.3 GB/s in these VMs (measured restore
-  throughput of a 1 GiB tree: see the module's tests and the report of
-  issue 7), and a dump writes pages at tmpfs/disk speed.  A sixth of the
-  slowest of those leaves room for a busy host or a slow disk, while a
-  1 GiB restore still gets under 82 s and a 10 GiB one under 5 min.
+* ``DEADLINE_RATE`` = 50 MB/s.  Measured here with one process holding
+  1 GiB of touched memory (1.08 GB of images, on the VM's disk): a dump
+  took 0.8-4.6 s (230-1350 MB/s), a restore 0.7-1.1 s from the page cache
+  (1.0-1.6 GB/s) and 3.1 s with the images evicted from it (350 MB/s);
+  first touch of memory runs at ~0.3 GB/s in these VMs.  50 MB/s is about
+  a sixth of the slowest of those, room for a busy host or a slower disk,
+  while a 1 GiB restore still gets under 82 s and a 10 GiB one under 5 min.
+  (A CRIU looping at log level 4 writes ~30-50 MB/s of log until then.)
 
 For a dump the images do not exist yet: pass the tree's memory (e.g. the
 cgroup's ``memory.current``) as ``size``.

@@ -15,23 +15,42 @@ dump or restore, every time.
 * ``FaultAt(script, lambda ctx: os.kill(os.getpid(), signal.SIGKILL))``
   kills the caller itself (run it in a subprocess).
 
-Notifies CRIU 4.2.1 sends over RPC (``notify_scripts``), seen on this
-kind of machine (tests/integration/test_rpc_faults.py logs them):
+Notifies CRIU 4.2.1 sends over RPC (``notify_scripts``), verified on this
+kind of machine by tests/integration/test_rpc_faults.py:
 
-* dump of a plain process tree (host namespaces): ``pre-dump``,
-  ``query-ext-files``, ``post-dump``.
-* dump of a tree in its own network namespace (external or not, network
-  lock by nftables, manage_cgroups): ``pre-dump``, ``network-lock``,
-  ``query-ext-files``, ``post-dump``; ``network-unlock`` only when the
-  dump fails or with ``leave_running`` (CRIU unlocks then).
-* restore of a plain tree: ``pre-restore``, ``post-restore``,
-  ``pre-resume``, ``post-resume``.
-* restore into a network namespace: ``pre-restore``, ``setup-namespaces``
-  (``ctx.pid`` is the root task), ``post-setup-namespaces``,
-  ``post-restore``, ``network-unlock``, ``pre-resume``, ``post-resume``.
+* dump, plain tree (host namespaces):
+  ``pre-dump``, ``query-ext-files``, ``post-dump``.
+* dump, tree in an external netns, ``network_lock=nftables``,
+  ``manage_cgroups`` (soft), ``freeze_cgroup``:
+  ``pre-dump``, ``network-lock``, ``query-ext-files``, ``post-dump``.
+  ``network-lock`` comes *before* CRIU adds its ``inet CRIU-<uuid>`` table;
+  a successful dump leaves that table in the netns for the restore.
+* restore, plain tree: ``pre-restore``, ``post-restore``, ``pre-resume``,
+  ``post-resume`` (``post-restore`` carries the root's pid).
+* restore into that netns (``inherit_fd`` of the netns, nftables,
+  manage_cgroups, ``rst_sibling``): ``pre-restore``, ``setup-namespaces``
+  (root pid), ``post-setup-namespaces``, ``post-restore`` (root pid),
+  ``network-unlock``, ``pre-resume``, ``post-resume``.
+  ``network-unlock`` also comes before the unlock itself.
 
-What a SIGKILL of CRIU leaves at each point is listed in
-docs/ -- see :data:`AFTER_CRIU_KILLED`.
+What is left when CRIU is SIGKILLed at each of them (measured):
+
+* dump, every point, even ``post-dump`` with complete images: the tree
+  runs on, unfrozen (CRIU thaws ``freeze_cgroup`` right after seizing the
+  tree; ptrace, not the freezer, holds it, and lets go when CRIU dies) and
+  not traced: CRIU never reaches its kill of the tree.  The netns stays
+  locked (CRIU's nft table) from ``query-ext-files`` on; at
+  ``network-lock`` it is not locked yet.  Only a kill between freezing and
+  seizing (no notify there) could leave the freezer FROZEN.
+* restore at ``pre-restore``: nothing forked yet.  From
+  ``setup-namespaces`` to ``network-unlock``: a half-restored tree that
+  never runs (stuck for good); from ``pre-resume`` on: the tree runs.  The
+  client kills that tree in both cases (:mod:`criu_rpc.restoring`), so a
+  CriuDiedError from RESTORE means nothing restored is left; its ``killed``
+  lists the pids.  The netns stays locked up to ``network-unlock``
+  included (the dump's lock, never lifted).  With ``manage_cgroups``, every
+  point leaves CRIU's ``.criu.cgyard.*`` mounts (one per host hierarchy)
+  in the images dir: unmount them before touching that directory.
 """
 
 from __future__ import annotations
@@ -44,11 +63,7 @@ from collections.abc import Callable, Iterable
 from .errors import InvalidOptionError
 from .notify import NOTIFY_SCRIPTS, NotifyContext, NotifyHandler
 
-__all__ = ["FaultAt", "KillCriuAt", "kill_criu", "AFTER_CRIU_KILLED"]
-
-#: What CRIU 4.2.1 leaves when SIGKILLed at a notify (measured, see
-#: tests/integration/test_rpc_faults.py): the dumped tree's fate.
-AFTER_CRIU_KILLED: dict[str, str] = {}
+__all__ = ["FaultAt", "KillCriuAt", "kill_criu"]
 
 Action = Callable[[NotifyContext], None]
 

@@ -8,6 +8,7 @@ any restored task.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -247,3 +248,47 @@ def test_truncated_pages_restore_ends_at_the_deadline(client: CriuClient, counte
     time.sleep(0.5)
     assert Path(err.log_path).stat().st_size == log_size  # nothing writes it any more
     assert log_size > LOG_SCAN_BYTES
+
+
+def mounts_under(directory: Path) -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        points = [line.split()[4] for line in f]
+    return [p for p in points if p.startswith(f"{directory}/")]
+
+
+def unmount_under(directory: Path) -> None:
+    """Detach what CRIU mounted under ``directory`` (its cgroup yard), deepest first."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for point in sorted(mounts_under(directory), key=len, reverse=True):
+        if libc.umount2(point.encode(), 2) != 0:  # MNT_DETACH
+            raise OSError(ctypes.get_errno(), "umount2", point)
+
+
+@pytest.fixture
+def yard_cleanup(images: Path):
+    try:
+        yield
+    finally:
+        unmount_under(images)
+
+
+@pytest.mark.parametrize("point", NET_RESTORE)
+def test_criu_killed_at_a_netns_restore_notify(client: CriuClient, net_counter: Counter, images: Path,
+                                               netns, freezer: str, point: str, yard_cleanup: None) -> None:
+    client.dump(net_dump_opts(images, net_counter, netns, freezer))
+    net_counter.wait_dumped_away()
+    fault = KillCriuAt(point)
+    with open(netns.path, "rb") as ns, pytest.raises(CriuDiedError) as info:
+        client.restore(CriuOptions(images_dir=images, inherit_fd=(InheritFd(key="extnet", fd=ns.fileno()),),
+                                   network_lock="nftables", manage_cgroups=True, manage_cgroups_mode="soft",
+                                   rst_sibling=True), notify=fault)
+    net_counter.restored_pids.extend(info.value.killed)
+    assert fault.fired
+    assert bool(info.value.killed) is (point != "pre-restore")
+    wait_until(lambda: restored_left(net_counter) == [], 10, "the restored tasks to end")
+    assert our_zombies() == []
+    # The dump's lock is lifted only after network-unlock was answered.
+    unlocked = NET_RESTORE.index(point) > NET_RESTORE.index("network-unlock")
+    assert bool(criu_nft_tables(netns.path)) is not unlocked
+    # CRIU's cgroup yard stays mounted inside the images dir (issue 7, bug 1).
+    assert any(".criu.cgyard." in p for p in mounts_under(images))
