@@ -12,25 +12,20 @@ Example::
     restored = client.restore(CriuOptions(images_dir="/tmp/img", shell_job=True))
     print(restored.pid)
 
-Errors (all :class:`~criu_rpc.errors.CriuError`): CriuNotFoundError (no
-criu binary), CriuRpcError (CRIU said no; carries cr_errno, cr_errmsg,
-log_path and the log's first errors), NotifyAbortedError (a notify hook
-raised; chained), CriuDiedError (CRIU exited or was killed first),
-CriuProtocolError, IllegalStepError, InvalidOptionError,
-FeatureUnavailableError (e.g. pre-dump without memory tracking),
-CriuTimeoutError (no answer within the deadline: CRIU and what it started
-were killed, see below).
+Errors (all :class:`~criu_rpc.errors.CriuError`): CriuNotFoundError,
+CriuRpcError (CRIU said no; cr_errno, cr_errmsg, log_path, the log's first
+errors), NotifyAbortedError (a hook raised; chained), CriuDiedError (CRIU
+ended first; a half-restored tree is killed, see :mod:`criu_rpc.restoring`),
+CriuTimeoutError, CriuProtocolError, IllegalStepError, InvalidOptionError,
+FeatureUnavailableError (e.g. pre-dump without memory tracking).
 
-Deadlines: every operation takes ``timeout`` (seconds, per request; None
-means the client's ``timeout``, whose default None means no deadline).  When
-it passes, a ``criu swrk`` child is SIGKILLed with every task it started --
-a half-restored tree included (with ``rst_sibling``, our children that
-appeared during the request) -- and reaped, and CriuTimeoutError names the
-request, the deadline, the log and its first errors.  Over a ``criu
-service`` connection the client cannot kill CRIU: the deadline then only
-closes the connection, and the service's worker may run on.  A tree being
-*dumped* is not killed (it is not CRIU's child), but may be left frozen or
-network-locked: see :mod:`criu_rpc.faults` for what CRIU leaves behind.
+Deadlines: each operation's ``timeout`` (seconds per request; None: the
+client's ``timeout``, default none).  When it passes, a ``criu swrk`` child
+is SIGKILLed with every task it started (a half-restored tree included) and
+reaped; CriuTimeoutError names the request, deadline, log and first errors.
+A ``criu service`` worker cannot be killed by us: the deadline only closes
+the connection.  A tree being *dumped* is not CRIU's child and runs on, but
+may stay network-locked (see :mod:`criu_rpc.faults`).
 :func:`~criu_rpc.deadline.deadline_for` scales a deadline to an image size.
 """
 
@@ -75,7 +70,8 @@ class CriuClient:
     CRIU's service cannot take our fds, so images/work dirs go by path and
     inherit_fd, page-server fds and rst_sibling are refused.
     ``timeout``: the default deadline of each request, in seconds (None:
-    none); an operation's own ``timeout`` keyword overrides it.
+    none); an operation's own ``timeout`` keyword overrides it.  (Not
+    ``CriuOptions.timeout``: that is CRIU's own limit on seizing the tree.)
     """
 
     def __init__(self, criu_path: str | os.PathLike[str] | None = None,
