@@ -174,7 +174,9 @@ class Channel:
     def _timed_out(self, rtype: ReqType, timeout: float, log_path: str | None) -> CriuTimeoutError:
         extra = self._restoring.roots() if self._restoring is not None else []
         criu_killed, killed = self.conn.kill(extra)
-        if not criu_killed and self._restoring is not None:  # a service's worker: end its tree at least
-            killed = self._restoring.kill()
+        if self._restoring is not None:
+            # Roots CRIU announced are ended even when CRIU cannot be (a
+            # service's worker) or had just exited, its children re-parented.
+            killed = tuple(sorted({*killed, *self._restoring.kill()}))
         return CriuTimeoutError(rtype.name, timeout, criu_pid=self.conn.pid, criu_killed=criu_killed,
                                 killed=killed, log_path=log_path, log_errors=log_errors(log_path))
