@@ -14,6 +14,8 @@ JSON line.  Steps:
 * ``{"spawn": 2}`` -- fork that many children, each with a child of its own,
   all holding our socket and sleeping (as the tasks CRIU forks on restore);
   each journals ``{"spawned": pid, "ppid": ppid}``
+* ``{"announce": "post-restore"}`` -- send that notify naming the first
+  spawned child as the restored root
 * ``{"exit": 3}`` / ``{"kill": true}`` / ``{"hang": true}``
 
 After the last step the fake waits for EOF and exits 0.
@@ -56,21 +58,26 @@ def _sleeper(ready_w: int) -> None:
     os._exit(0)
 
 
-def spawn(n: int) -> None:
+def spawn(n: int) -> list[int]:
     r, w = os.pipe()
+    children = []
     for _ in range(n):
-        if os.fork() == 0:
+        child = os.fork()
+        if child == 0:
             if os.fork() == 0:
                 _sleeper(w)
             _sleeper(w)
+        children.append(child)
     os.close(w)
     got = 0
     while got < 2 * n:
         got += len(os.read(r, 64))
     os.close(r)
+    return children
 
 
 def run(sock: socket.socket, steps: list[dict]) -> int:
+    children: list[int] = []
     for step in steps:
         if "recv" in step:
             data = sock.recv(1 << 20)
@@ -102,7 +109,10 @@ def run(sock: socket.socket, steps: list[dict]) -> int:
                     found[str(fd)] = False
             journal({"fds": found})
         elif "spawn" in step:
-            spawn(step["spawn"])
+            children += spawn(step["spawn"])
+        elif "announce" in step:
+            notify = {"type": "NOTIFY", "success": True, "notify": {"script": step["announce"], "pid": children[0]}}
+            sock.send(json_format.ParseDict(notify, rpc_pb2.criu_resp()).SerializeToString())
         elif "exit" in step:
             return step["exit"]
         elif "kill" in step:

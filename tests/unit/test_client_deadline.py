@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,29 @@ def test_criu_dying_while_its_children_hold_the_socket_is_seen_at_once(fake_criu
         assert zombies_of_us() == []
     finally:
         kill_leftovers(spawned(fake_criu.journal()))
+
+
+def test_criu_dying_after_announcing_the_root_takes_the_tree_along(fake_criu, tmp_path: Path) -> None:
+    # CRIU names the restored root, then dies: its tree (re-parented away
+    # from CRIU) would stay, half restored; the client ends it.
+    steps = [{"recv": "RESTORE"}, {"spawn": 1}, {"announce": "post-restore"}, {"recv": "NOTIFY"}, {"kill": True}]
+    client = CriuClient(fake_criu(steps))
+    try:
+        with pytest.raises(CriuDiedError) as info:
+            client.restore(CriuOptions(images_dir=tmp_path, notify_scripts=True))
+        tree = spawned(fake_criu.journal())
+        assert sorted(info.value.killed) == sorted(tree) and len(tree) == 2
+        assert "were killed" in str(info.value)
+        wait_until_gone(tree)
+    finally:
+        kill_leftovers(spawned(fake_criu.journal()))
+
+
+def wait_until_gone(pids: list[int]) -> None:
+    deadline = time.monotonic() + 10
+    while not all(gone(p) for p in pids):
+        assert time.monotonic() < deadline, f"{pids} still alive"
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("bad", [0, -1.5])
