@@ -1,5 +1,7 @@
 """criu_rpc: a typed client for CRIU's RPC protocol."""
 
+from .deadline import *  # noqa: F401,F403
+from .deadline import __all__ as _deadline_all
 from .errors import *  # noqa: F401,F403
 from .errors import __all__ as _errors_all
 from .images import *  # noqa: F401,F403
@@ -26,6 +28,7 @@ from .transport import *  # noqa: F401,F403,E402
 from .transport import __all__ as _transport_all  # noqa: E402
 
 __all__ = list(_errors_all)
+__all__ += _deadline_all
 __all__ += _images_all
 __all__ += _locate_all
 __all__ += _logs_all

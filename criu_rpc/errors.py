@@ -16,6 +16,7 @@ __all__ = [
     "CriuRpcError",
     "CriuProtocolError",
     "CriuDiedError",
+    "CriuTimeoutError",
     "NotifyAbortedError",
     "InvalidOptionError",
     "IllegalStepError",
@@ -110,15 +111,18 @@ class CriuDiedError(CriuError):
     """The CRIU process ended before answering.
 
     ``returncode`` is its exit status, or the negative signal number when a
-    signal killed it (as in :mod:`subprocess`).
+    signal killed it (as in :mod:`subprocess`).  ``killed``: pids of the
+    half-restored tasks CRIU left, which the client SIGKILLed (RESTORE only;
+    see :mod:`criu_rpc.restoring`).
     """
 
     def __init__(self, request: str, returncode: int | None, log_path: str | None = None,
-                 log_errors: list[str] | None = None) -> None:
+                 log_errors: list[str] | None = None, killed: tuple[int, ...] = ()) -> None:
         self.request = request
         self.returncode = returncode
         self.log_path = log_path
         self.log_errors = list(log_errors or [])
+        self.killed = tuple(killed)
         if returncode is None:
             how = "closed its socket"
         elif returncode < 0:
@@ -126,11 +130,57 @@ class CriuDiedError(CriuError):
         else:
             how = f"exited with status {returncode}"
         msg = f"CRIU died during {request}: it {how} before answering"
+        if self.killed:
+            msg += f"; the {len(self.killed)} task(s) it had restored were killed ({_pids(self.killed)})"
         if self.log_errors:
             msg += f"; first error in log: {self.log_errors[0]}"
         if log_path:
             msg += f"; full log: {log_path}"
         super().__init__(msg)
+
+
+class CriuTimeoutError(CriuError):
+    """CRIU did not answer a request within its deadline, and was ended.
+
+    Attributes: ``request`` (e.g. ``"RESTORE"``), ``timeout`` (the deadline
+    in seconds), ``criu_pid``, ``criu_killed`` (True for a ``criu swrk``
+    child: it was SIGKILLed and reaped; False over a ``criu service``
+    connection, which the client can only close), ``killed`` (pids of the
+    tasks CRIU had started -- e.g. a half-restored tree -- that were
+    SIGKILLed with it), ``log_path`` and ``log_errors`` (the log's first
+    real errors, from a bounded read).
+    """
+
+    def __init__(self, request: str, timeout: float, *, criu_pid: int | None = None,
+                 criu_killed: bool = False, killed: tuple[int, ...] = (), log_path: str | None = None,
+                 log_errors: list[str] | None = None) -> None:
+        self.request = request
+        self.timeout = timeout
+        self.criu_pid = criu_pid
+        self.criu_killed = criu_killed
+        self.killed = tuple(killed)
+        self.log_path = log_path
+        self.log_errors = list(log_errors or [])
+        msg = f"CRIU {request} did not finish within {timeout:g} s: "
+        if criu_killed:
+            msg += f"CRIU (pid {criu_pid}) was killed"
+            if self.killed:
+                msg += f", with the {len(self.killed)} process(es) it had started ({_pids(self.killed)})"
+        else:
+            msg += ("the connection to the criu service was closed; the service's worker "
+                    "was not killed and may still be running")
+            if self.killed:
+                msg += f"; the {len(self.killed)} task(s) it had restored were killed ({_pids(self.killed)})"
+        if self.log_errors:
+            msg += f"; first error in log: {self.log_errors[0]}"
+        if log_path:
+            msg += f"; full log: {log_path}"
+        super().__init__(msg)
+
+
+def _pids(pids: tuple[int, ...], shown: int = 8) -> str:
+    text = ", ".join(map(str, pids[:shown]))
+    return text + (", ..." if len(pids) > shown else "")
 
 
 class NotifyAbortedError(CriuError):

@@ -9,25 +9,37 @@ cut at a fixed buffer size, and keeps the fds CRIU passes with SCM_RIGHTS
 :class:`SwrkProcess` is a context manager: ``__exit__`` closes the socket,
 which makes CRIU exit, then reaps the child; only when CRIU does not exit in
 time is that child (and only it) killed.
+
+Every receive waits with ``poll()`` against an optional monotonic deadline
+(``TimeoutError`` when it passes).  A swrk receive also watches CRIU's
+pidfd: tasks CRIU forked inherit its end of the socket, so a dead CRIU does
+not always mean EOF on the socket -- its exit counts as one.
+:meth:`SwrkProcess.kill` ends CRIU and what it started (see
+:mod:`criu_rpc.proctree`); a ``criu service`` worker cannot be killed by
+its client, so :meth:`Connection.kill` there only closes the connection.
 """
 
 from __future__ import annotations
 
 import array
 import os
-import socket
 import select
+import socket
 import subprocess
+import time
 from collections.abc import Iterable, Sequence
 
 from .errors import CriuNotFoundError, CriuProtocolError
 from .logs import HARMLESS_ERRORS
+from .proctree import kill_tree
 
 __all__ = ["Connection", "SwrkProcess", "ServiceConnection", "recv_message", "send_message", "MAX_FDS"]
 
 #: Most fds one CRIU message may carry (CRIU sends at most one).
 MAX_FDS = 16
 _FD_SIZE = array.array("i").itemsize
+# How much of CRIU's stderr is kept for error reporting.
+_STDERR_KEPT = 65536
 
 
 def send_message(sock: socket.socket, data: bytes) -> None:
@@ -35,6 +47,24 @@ def send_message(sock: socket.socket, data: bytes) -> None:
     sent = sock.send(data, socket.MSG_NOSIGNAL)
     if sent != len(data):  # cannot happen on SOCK_SEQPACKET, but never send half a request silently
         raise CriuProtocolError(f"sent {sent} of {len(data)} bytes of a request")
+
+
+def wait_readable(fds: Sequence[int], deadline: float | None) -> set[int]:
+    """Wait until one of ``fds`` is readable (or hung up); return those that are.
+
+    ``deadline`` is a :func:`time.monotonic` time; raises TimeoutError once
+    it passes with nothing readable.
+    """
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    while True:
+        ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+        ready = {fd for fd, _ in poller.poll(ms)}
+        if ready:
+            return ready
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError("no message from CRIU before the deadline")
 
 
 def _close_all(fds: Iterable[int]) -> None:
@@ -84,8 +114,19 @@ class Connection:
     def send(self, data: bytes) -> None:
         send_message(self.sock, data)
 
-    def recv(self) -> tuple[bytes, list[int]] | None:
+    def recv(self, deadline: float | None = None) -> tuple[bytes, list[int]] | None:
+        """The next message, None at EOF; TimeoutError after ``deadline`` (monotonic)."""
+        wait_readable([self.sock.fileno()], deadline)
         return recv_message(self.sock)
+
+    def kill(self, extra_roots: Sequence[int] = ()) -> tuple[bool, tuple[int, ...]]:
+        """End the request: ``(criu_killed, other pids killed)``.
+
+        Here only the connection is closed: the CRIU at the other end is
+        not ours to kill (see :class:`SwrkProcess`).
+        """
+        self.close()
+        return False, ()
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Exit status of CRIU after the connection ended (None if unknown)."""
@@ -119,6 +160,7 @@ class SwrkProcess(Connection):
     def __init__(self, criu_path: str, *, pass_fds: Sequence[int] = (), reap_timeout: float = 10.0) -> None:
         self.reap_timeout = reap_timeout
         self.returncode: int | None = None
+        self._stderr_head = b""
         # Python creates both ends close-on-exec; pass_fds re-enables only the child's.
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # A memfd, not a file in /tmp: no disk, and a pipe could fill and block CRIU.
@@ -142,6 +184,47 @@ class SwrkProcess(Connection):
         theirs.close()
         self.sock = ours
         self.pid = self._proc.pid
+        # Our unreaped child: its pid cannot be reused, so this pidfd is CRIU's.
+        try:
+            self._pidfd: int | None = os.pidfd_open(self.pid)
+        except OSError:  # kernel < 5.3: EOF alone tells that CRIU is gone
+            self._pidfd = None
+
+    def recv(self, deadline: float | None = None) -> tuple[bytes, list[int]] | None:
+        """The next message; None at EOF or once CRIU has exited; TimeoutError after ``deadline``."""
+        if self._pidfd is None:
+            return super().recv(deadline)
+        ready = wait_readable([self.sock.fileno(), self._pidfd], deadline)
+        if self.sock.fileno() not in ready:
+            # CRIU exited with nothing left unread (what it sent before exiting
+            # would make the socket readable too): its end may be held open by
+            # tasks it forked, so do not wait for EOF.
+            return None
+        return recv_message(self.sock)
+
+    def kill(self, extra_roots: Sequence[int] = ()) -> tuple[bool, tuple[int, ...]]:
+        """SIGKILL CRIU and every task it started, then reap CRIU.
+
+        ``extra_roots``: tasks CRIU forked that are not its descendants (the
+        ``rst_sibling`` root, a child of ours); they and their descendants
+        die too.  Returns ``(True, pids killed besides CRIU)``.
+        """
+        killed: list[int] = []
+        if self._proc.returncode is None and self._pidfd is not None:
+            killed = kill_tree({self.pid: self._pidfd}, extra_roots, no_reap={self.pid})
+            killed.remove(self.pid)
+        elif self._proc.returncode is None:
+            self._proc.kill()
+        self.sock.close()
+        self.returncode = self._proc.wait()
+        self._close_pidfd()
+        self._close_stderr()
+        return True, tuple(killed)
+
+    def _close_pidfd(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Reap CRIU; its exit status, or -signal.  Raises subprocess.TimeoutExpired."""
@@ -153,16 +236,11 @@ class SwrkProcess(Connection):
     def _wait_exit(self, timeout: float) -> None:
         # Popen.wait(timeout) polls with growing sleeps, adding milliseconds
         # to every request; a pidfd becomes readable the moment CRIU exits.
-        try:
-            pidfd = os.pidfd_open(self._proc.pid)
-        except OSError:  # kernel < 5.3: fall back to polling
+        if self._pidfd is None:  # kernel < 5.3: fall back to polling
             self._proc.wait(timeout)
             return
-        try:
-            if not select.select([pidfd], [], [], timeout)[0]:
-                raise subprocess.TimeoutExpired(self._proc.args, timeout)
-        finally:
-            os.close(pidfd)
+        if not select.select([self._pidfd], [], [], timeout)[0]:
+            raise subprocess.TimeoutExpired(self._proc.args, timeout)
 
     def close(self) -> None:
         """Close the socket, then reap CRIU (killing it only after ``reap_timeout``)."""
@@ -175,11 +253,23 @@ class SwrkProcess(Connection):
                 self._proc.kill()  # our own child, by its pid
                 self._proc.wait()
         self.returncode = self._proc.returncode
+        self._close_pidfd()
+        self._close_stderr()
+
+    def _close_stderr(self) -> None:
+        # Keep what stderr_errors needs, not the memfd: a closed SwrkProcess
+        # may live on in a traceback and must hold no fd.
+        if not self._stderr.closed:
+            self._stderr.seek(0)
+            self._stderr_head = self._stderr.read(_STDERR_KEPT)
+            self._stderr.close()
 
     def stderr_errors(self, limit: int = 3) -> list[str]:
         """Up to ``limit`` error lines CRIU wrote to its stderr (harmless ones skipped)."""
-        self._stderr.seek(0)
-        lines = self._stderr.read(65536).decode("utf-8", "replace").splitlines()
+        if not self._stderr.closed:
+            self._stderr.seek(0)
+            self._stderr_head = self._stderr.read(_STDERR_KEPT)
+        lines = self._stderr_head.decode("utf-8", "replace").splitlines()
         errors = [ln.strip() for ln in lines
                   if ("Error" in ln or "error" in ln) and not any(h in ln for h in HARMLESS_ERRORS)]
         return errors[:limit]

@@ -3,6 +3,7 @@ dump and restore, and clean up by its own pids only."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from tests.conftest import require
 
+CLONE_NEWNET = 0x40000000
 # A shell that counts in memory and writes each value to a file; `sleep`
 # makes it a tree (sh + a short-lived child) most of the time.
 COUNTER_SCRIPT = 'i=0; while :; do i=$((i+1)); echo $i > "$1"; sleep 0.05; done'
@@ -41,6 +43,21 @@ def pid_in_use(pid: int) -> bool:
     return False
 
 
+def _enter(netns: str | None, cgroup: str | None) -> None:
+    """In the child before exec: join ``netns`` and ``cgroup``."""
+    if cgroup:
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+    if netns:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(netns, os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns", netns)
+        finally:
+            os.close(fd)
+
+
 def wait_until(cond, timeout: float = 10.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -52,11 +69,13 @@ def wait_until(cond, timeout: float = 10.0, what: str = "condition") -> None:
 class Counter:
     """A counting shell we started (its own session), and what became of it."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, netns: str | None = None, cgroup: str | None = None) -> None:
+        """``netns``: a netns path to start in; ``cgroup``: a cgroup dir to start in."""
         self.file = workdir / "counter"
         self.proc = subprocess.Popen(["sh", "-c", COUNTER_SCRIPT, "counter", str(self.file)],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=(lambda: _enter(netns, cgroup)) if netns or cgroup else None)
         self.pid = self.proc.pid
         self.restored_pids: list[int] = []
         wait_until(lambda: self.value() >= 3, what="the counter to start")

@@ -11,6 +11,11 @@ JSON line.  Steps:
 * ``{"send_fd": "notify_orphan-pts-master", "text": "..."}`` -- send a
   message with a pipe's read end attached, ``text`` written into the pipe
 * ``{"probe_fds": [3, 7]}`` -- journal which of these fds are open here
+* ``{"spawn": 2}`` -- fork that many children, each with a child of its own,
+  all holding our socket and sleeping (as the tasks CRIU forks on restore);
+  each journals ``{"spawned": pid, "ppid": ppid}``
+* ``{"announce": "post-restore"}`` -- send that notify naming the first
+  spawned child as the restored root
 * ``{"exit": 3}`` / ``{"kill": true}`` / ``{"hang": true}``
 
 After the last step the fake waits for EOF and exits 0.
@@ -45,7 +50,34 @@ def journal(entry: dict) -> None:
         f.write(json.dumps(entry) + "\n")
 
 
+def _sleeper(ready_w: int) -> None:
+    journal({"spawned": os.getpid(), "ppid": os.getppid()})
+    os.write(ready_w, b"x")
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(60)
+    os._exit(0)
+
+
+def spawn(n: int) -> list[int]:
+    r, w = os.pipe()
+    children = []
+    for _ in range(n):
+        child = os.fork()
+        if child == 0:
+            if os.fork() == 0:
+                _sleeper(w)
+            _sleeper(w)
+        children.append(child)
+    os.close(w)
+    got = 0
+    while got < 2 * n:
+        got += len(os.read(r, 64))
+    os.close(r)
+    return children
+
+
 def run(sock: socket.socket, steps: list[dict]) -> int:
+    children: list[int] = []
     for step in steps:
         if "recv" in step:
             data = sock.recv(1 << 20)
@@ -76,6 +108,11 @@ def run(sock: socket.socket, steps: list[dict]) -> int:
                 except OSError:
                     found[str(fd)] = False
             journal({"fds": found})
+        elif "spawn" in step:
+            children += spawn(step["spawn"])
+        elif "announce" in step:
+            notify = {"type": "NOTIFY", "success": True, "notify": {"script": step["announce"], "pid": children[0]}}
+            sock.send(json_format.ParseDict(notify, rpc_pb2.criu_resp()).SerializeToString())
         elif "exit" in step:
             return step["exit"]
         elif "kill" in step:

@@ -109,8 +109,9 @@ def test_swrk_child_gets_its_end_and_extra_fds_at_their_numbers(fake_criu) -> No
     before = open_fds()
     criu = fake_criu([{"probe_fds": [r]}, {"recv": "VERSION"}, {"send": "version"}])
     with SwrkProcess(criu, pass_fds=[r]) as proc:
-        # Only our own end stayed open here: the child's copy was closed at spawn.
-        assert open_fds() - before - {proc.sock.fileno()} <= {proc._stderr.fileno()}
+        # Only our own end stayed open here: the child's copy was closed at spawn
+        # (besides CRIU's stderr memfd and its pidfd).
+        assert open_fds() - before - {proc.sock.fileno()} <= {proc._stderr.fileno(), proc._pidfd}
         proc.send(b"\x08\x0a")  # criu_req{type: VERSION}
         data, fds = proc.recv()
         assert data == reply("version") and fds == []
