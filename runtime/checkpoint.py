@@ -20,7 +20,7 @@ import time
 import warnings
 from typing import Any
 
-from criu_rpc import CriuClient, CriuError, CriuOptions, NotifyHandler
+from criu_rpc import CriuClient, CriuError, CriuOptions, NotifyHandler, deadline_for
 
 from . import crplan, mounts, netns, pending
 from .cgroups import Cgroups
@@ -121,7 +121,8 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
     # CRIU's dump: the netns snapshot and, for a copy, the filesystem changes.
     side = _Background(_side_files, work_dir, st, meta)
     try:
-        (client or CriuClient(criu_path)).dump(criu_opts, notify=notify)
+        timeout = opts.timeout or deadline_for(_memory_bytes(cg))
+        (client or CriuClient(criu_path)).dump(criu_opts, notify=notify, timeout=timeout)
     finally:
         side.join()  # before the thaw: the archive must not see files change
         if cg is not None:
@@ -135,6 +136,21 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
             raise  # the container still runs: fail the checkpoint, nothing is lost
         # CRIU has already stopped the container: keep its images, lose only the extra.
         warnings.warn(f"container {st.id!r}: checkpoint taken, but {exc}", RuntimeWarning, stacklevel=3)
+
+
+def _memory_bytes(cg: Cgroups | None) -> int:
+    """What the container's memory cgroup charges (0 when unknown): what CRIU will write."""
+    if cg is None:
+        return 0
+    for ctrl, name in (("memory", "memory.usage_in_bytes"), ("", "memory.current")):
+        path = cg.paths.get(ctrl)
+        if path:
+            try:
+                with open(os.path.join(path, name), encoding="ascii") as f:
+                    return int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                continue
+    return 0
 
 
 def _install(cid: str, work_dir: str, final_dir: str, leave_running: bool) -> str:

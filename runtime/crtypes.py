@@ -6,9 +6,10 @@ import os
 from dataclasses import dataclass
 
 __all__ = ["CheckpointOptions", "RestoreOptions", "CheckpointResult", "RestoreResult", "criu_us",
-           "RESTORE_TIMEOUT", "DEFAULT_IMAGE_DIR", "LOG_LEVEL", "DUMP_LOG", "RESTORE_LOG", "CTR_LOG"]
+           "RESTORE_TIMEOUT", "REPORT_MARGIN", "DEFAULT_IMAGE_DIR", "LOG_LEVEL", "DUMP_LOG", "RESTORE_LOG", "CTR_LOG"]
 
-RESTORE_TIMEOUT = 300.0  # seconds for CRIU to restore a tree (large memory takes long)
+RESTORE_TIMEOUT = 300.0  # kept for callers; a restore's deadline now scales with its images
+REPORT_MARGIN = 30.0  # seconds beyond CRIU's deadline for the restoring monitor to report
 DEFAULT_IMAGE_DIR = "checkpoint"  # under the container's directory, as podman does
 LOG_LEVEL = 4  # CRIU's most detailed: the logs are what an operator debugs with
 DUMP_LOG = "dump.log"
@@ -30,6 +31,9 @@ class CheckpointOptions:
     keep: bool = False
     network_lock: str | None = None  # None: chosen by what the host has
     log_level: int = LOG_LEVEL
+    # Seconds CRIU may take before it is killed (the container then runs on).
+    # None: criu_rpc.deadline_for the container's memory.
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.image_path is not None:
@@ -49,6 +53,9 @@ class RestoreOptions:
     network_lock: str | None = None
     bundle: str | None = None
     log_level: int = LOG_LEVEL
+    # Seconds CRIU may take before it and what it restored are killed.
+    # None: criu_rpc.deadline_for the image directory.
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.tcp_established and self.tcp_close:

@@ -18,7 +18,7 @@ import time
 import warnings
 from typing import Any
 
-from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, has_inventory
+from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, deadline_for, has_inventory
 from criu_rpc.notify import NOTIFY_SCRIPTS
 
 from . import crplan, mounts, netns, pending
@@ -26,7 +26,7 @@ from .cgroups import Cgroups
 from .container import Container, current, overlay_dirs
 from .crmeta import (NETWORK_FILE, CheckpointMeta, choose_network_lock, read_meta, remove_logs,
                      require_usable_criu, stats_dict)
-from .crtypes import (CTR_LOG, DEFAULT_IMAGE_DIR, RESTORE_LOG, RESTORE_TIMEOUT, RestoreOptions, RestoreResult,
+from .crtypes import (CTR_LOG, DEFAULT_IMAGE_DIR, RESTORE_LOG, REPORT_MARGIN, RestoreOptions, RestoreResult,
                       criu_us)
 from .errors import ContainerStateError, RestoreError, criu_message
 from .init import report
@@ -261,6 +261,7 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
                                 inherit_fd=tuple(inherit), **kwargs)
         client = CriuClient(criu_path)
         client.criu_path  # locate CRIU here, so a missing binary is reported before forking
+        timeout = opts.timeout or deadline_for(image_dir)
         new_stdio = {"stdin": "/dev/null", "stdout": f"pipe:[{os.fstat(out_w).st_ino}]",
                      "stderr": f"pipe:[{os.fstat(err_w).st_ino}]"}
 
@@ -270,7 +271,7 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
             pending.write_journal(journal, monitor=me, monitor_start=proc_start_time(me) or 0)
             hooks = _RestoreHooks(notify)
             try:
-                res = client.restore(criu_opts, notify=hooks)
+                res = client.restore(criu_opts, notify=hooks, timeout=timeout)
                 if hooks.pid is not None and hooks.pid != res.pid:
                     raise RestoreError(st.id, f"CRIU announced pid {hooks.pid} after restore but answered {res.pid}")
                 pending.write_journal(journal, init=res.pid, init_start=proc_start_time(res.pid) or 0,
@@ -294,10 +295,10 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
             os.close(fd)
     st = pending.update(store, st, monitor=monitor_pid)
     try:
-        messages = read_report(rep_r, RESTORE_TIMEOUT, watch_pid=monitor_pid)
+        messages = read_report(rep_r, timeout + REPORT_MARGIN, watch_pid=monitor_pid)
     except TimeoutError:
         _kill_monitor(monitor_pid)
-        raise RestoreError(st.id, f"CRIU did not restore within {RESTORE_TIMEOUT:.0f} s: it was stopped, "
+        raise RestoreError(st.id, f"the restore did not finish within {timeout + REPORT_MARGIN:.0f} s: it was stopped, "
                            "and nothing of the restore runs", log_path=os.path.join(image_dir, RESTORE_LOG),
                            hint=f"see {os.path.join(image_dir, RESTORE_LOG)}") from None
     init_pid = int(messages.get("init", 0))

@@ -20,35 +20,31 @@ import os
 import signal
 import sys
 import time
-from typing import Any
 
-from criu_rpc import NotifyHandler
-from criu_rpc.notify import NOTIFY_SCRIPTS
+from criu_rpc.faults import FaultAt, KillCriuAt
 
 ACTIONS = ("kill-criu", "kill-owner", "sigint", "sigterm", "sighup", "fail", "sleep")
 _SIGNALS = {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "sighup": signal.SIGHUP}
 
 
-class FaultAt(NotifyHandler):
-    """Do ``action`` at CRIU's ``script`` notify (once); ``owner`` is the criu-cr process."""
+def fault(script: str, action: str, owner: int) -> FaultAt:
+    """criu_rpc's FaultAt doing ``action`` at ``script``; ``owner`` is this criu-cr process."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    if action == "kill-criu":
+        return KillCriuAt(script)
 
-    def __init__(self, script: str, action: str, owner: int) -> None:
-        if script not in NOTIFY_SCRIPTS or action not in ACTIONS:
-            raise ValueError(f"unknown notify {script!r} or action {action!r}")
-        self.script, self.action, self.owner = script, action, owner
-        setattr(self, NOTIFY_SCRIPTS[script], self._strike)
-
-    def _strike(self, ctx: Any) -> None:
-        if self.action == "kill-criu":
-            os.kill(ctx.criu_pid, signal.SIGKILL)
-        elif self.action == "kill-owner":
-            os.kill(self.owner, signal.SIGKILL)
-        elif self.action == "sleep":  # hold CRIU here, e.g. while another command tries its luck
+    def strike(ctx: object) -> None:
+        if action == "kill-owner":
+            os.kill(owner, signal.SIGKILL)
+        elif action == "sleep":  # hold CRIU here, e.g. while another command tries its luck
             time.sleep(float(os.environ.get("FAULT_SLEEP", "3")))
-        elif self.action == "fail":
-            raise RuntimeError(f"fault injected at {self.script}")
+        elif action == "fail":
+            raise RuntimeError(f"fault injected at {script}")
         else:
-            os.kill(self.owner, _SIGNALS[self.action])
+            os.kill(owner, _SIGNALS[action])
+
+    return FaultAt(script, strike)
 
 
 def main(argv: list[str]) -> int:
@@ -60,7 +56,7 @@ def main(argv: list[str]) -> int:
     op, cid, script, action = argv[:4]
     leave_running = "--leave-running" in argv
     install_cli_handlers()
-    hook = FaultAt(script, action, os.getpid())
+    hook = fault(script, action, os.getpid())
     try:
         ctr = Container.load(cid)
         if op == "checkpoint":
