@@ -31,6 +31,9 @@ _EXPORTS = {
     "CheckpointError": "errors",
     "RestoreError": "errors",
     "ImageDirError": "crmeta",
+    "ImageIntegrityError": "errors",
+    "ImageOwnerError": "crmeta",
+    "verify_manifest": "manifest",
 }
 
 __all__ = sorted(_EXPORTS)

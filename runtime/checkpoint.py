@@ -22,7 +22,7 @@ from typing import Any
 
 from criu_rpc import CriuClient, CriuError, CriuOptions, NotifyHandler, deadline_for
 
-from . import crplan, mounts, netns, pending
+from . import crplan, manifest, mounts, netns, pending
 from .cgroups import Cgroups
 from .container import Container, current, overlay_dirs
 from .crmeta import (IMAGE_DIR_MODE, METADATA_FILE, NETWORK_FILE, CheckpointMeta, choose_network_lock,
@@ -30,6 +30,7 @@ from .crmeta import (IMAGE_DIR_MODE, METADATA_FILE, NETWORK_FILE, CheckpointMeta
 from .crtypes import (DEFAULT_IMAGE_DIR, DUMP_LOG, RESTORE_TIMEOUT, CheckpointOptions, CheckpointResult,
                       RestoreOptions, RestoreResult, criu_us)
 from .errors import CheckpointError, ContainerStateError, criu_message
+from .fsmode import open_private
 from .restore import restore
 from .spec import load_spec
 from .signals import deferred
@@ -69,7 +70,7 @@ def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
             raise ContainerStateError(ctr.id, st.status, "checkpoint", hint)
         facts = require_usable_criu(criu_path, store.root)
         final_dir = opts.image_path or store.path(ctr.id, DEFAULT_IMAGE_DIR)
-        work_dir = fresh_image_dir(final_dir)
+        work_dir = fresh_image_dir(final_dir, container_id=ctr.id)
         st = pending.begin(store, st, "checkpoint", work_dir=work_dir, final_dir=final_dir,
                            leave_running=opts.leave_running)
         with deferred("the checkpoint"):
@@ -136,6 +137,7 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
             raise  # the container still runs: fail the checkpoint, nothing is lost
         # CRIU has already stopped the container: keep its images, lose only the extra.
         warnings.warn(f"container {st.id!r}: checkpoint taken, but {exc}", RuntimeWarning, stacklevel=3)
+    manifest.seal(work_dir, container_id=st.id, strict=opts.leave_running)  # sizes + hashes, for restore
 
 
 def _memory_bytes(cg: Cgroups | None) -> int:
@@ -238,7 +240,7 @@ def _side_files(work_dir: str, st: ContainerState, meta: CheckpointMeta) -> None
     net = st.joined_namespaces.get("network")
     if net:
         status = {"netns": net, "interfaces": [i.to_dict() for i in netns.snapshot_interfaces(net)]}
-        with open(os.path.join(work_dir, NETWORK_FILE), "w", encoding="utf-8") as f:
+        with open_private(os.path.join(work_dir, NETWORK_FILE), "w", encoding="utf-8") as f:
             json.dump(status, f, indent=2)
     if meta.rootfs_diff:
         mounts.archive_upper(meta.upper_dir, os.path.join(work_dir, "rootfs-diff.tar"))

@@ -21,6 +21,7 @@ from . import caps, mounts, pending
 from . import exec_in as _exec
 from .cgroups import Cgroups
 from .errors import ContainerBusyError, ContainerError, ContainerNotFoundError, ContainerStateError, SpecError
+from .fsmode import makedirs_private
 from .init import EXEC_FIFO, InitConfig, spawn_init
 from .monitor import read_report, spawn_monitor
 from .spec import Spec, load_spec
@@ -417,7 +418,7 @@ def prepare_host(store: StateStore, state: ContainerState, spec: Spec,
     cg.apply(spec.resources)
     upper, work = overlay_dirs(store.dir(state.id))
     if seed_upper is not None:
-        os.makedirs(upper, exist_ok=True)
+        makedirs_private(upper, 0o755)  # the container's "/": as mount_overlay makes it
         seed_upper(upper)
     mounts.mount_overlay(spec.root.path, upper, work, state.rootfs)
     return state, cg

@@ -22,9 +22,10 @@ from criu_rpc.locate import MIN_VERSION, binary_version, require_version, requir
 from .crplan import MountRecord
 from .mounts import remove_tree
 from .errors import ContainerError, RestoreError
+from .fsmode import makedirs_private, open_private
 
 __all__ = [
-    "IMAGE_DIR_MODE", "METADATA_FILE", "ImageDirError", "NETWORK_FILE", "META_VERSION", "CheckpointMeta",
+    "IMAGE_DIR_MODE", "METADATA_FILE", "ImageDirError", "ImageOwnerError", "check_owner", "NETWORK_FILE", "META_VERSION", "CheckpointMeta",
     "read_meta", "fresh_image_dir", "install_image_dir", "remove_logs", "stats_dict",
     "choose_network_lock", "pick_network_lock", "nftables_supported", "require_usable_criu", "criu_facts", "DUMP_STATS_FIELDS", "RESTORE_STATS_FIELDS",
 ]
@@ -71,24 +72,39 @@ class CheckpointMeta:
                 "network_lock": self.network_lock, "created": self.created}
 
     def write(self, image_dir: str) -> None:
-        with open(os.path.join(image_dir, METADATA_FILE), "w", encoding="utf-8") as f:
+        with open_private(os.path.join(image_dir, METADATA_FILE), "w", encoding="utf-8") as f:
             json.dump(self.to_dict(), f, indent=2, sort_keys=True)
 
 
-def read_meta(image_dir: str) -> CheckpointMeta:
-    """Load ``criu-cr.json``. Raises RestoreError when missing, unreadable or of another version."""
+def read_meta(image_dir: str, *, container_id: str = "") -> CheckpointMeta:
+    """Load ``criu-cr.json``. Raises RestoreError when missing, unreadable or of another version.
+
+    ``container_id`` (the container being restored) is the one the error names;
+    by default the one recorded in the file.
+    """
     path = os.path.join(image_dir, METADATA_FILE)
+    cid = container_id or "?"
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
     except FileNotFoundError:
-        raise RestoreError("?", f"{path} is missing: these images were not written by criu-cr",
+        raise RestoreError(cid, f"{path} is missing: these images were not written by criu-cr",
                            hint="checkpoint with criu-cr") from None
     except (OSError, ValueError) as exc:
-        raise RestoreError("?", f"cannot read {path}: {exc}") from exc
+        raise RestoreError(cid, f"cannot read {path}: {exc}", hint="take a new checkpoint") from exc
+    cid = container_id or str(data.get("container_id", "?"))
     if data.get("version") != META_VERSION:
-        raise RestoreError(str(data.get("container_id", "?")),
-                           f"{path} has version {data.get('version')!r}; this criu-cr reads {META_VERSION}")
+        raise RestoreError(cid, f"{path} has version {data.get('version')!r}; this criu-cr reads {META_VERSION}")
+    try:
+        return _meta_from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RestoreError(cid, f"{path} is not a valid criu-cr.json ({type(exc).__name__}: {exc})",
+                           hint="take a new checkpoint") from exc
+
+
+def _meta_from_dict(data: dict[str, Any]) -> CheckpointMeta:
     return CheckpointMeta(
         container_id=data["container_id"], bundle=data["bundle"], rootfs=data["rootfs"],
         namespaces=dict(data.get("namespaces") or {}),
@@ -100,12 +116,13 @@ def read_meta(image_dir: str) -> CheckpointMeta:
         created=float(data.get("created") or 0.0))
 
 
-def fresh_image_dir(final_dir: str) -> str:
+def fresh_image_dir(final_dir: str, *, container_id: str = "") -> str:
     """An empty 0700 directory beside ``final_dir`` to dump into.
 
-    ``final_dir`` may be missing, empty, or an earlier checkpoint (it is
-    replaced once the dump succeeds); anything else is refused, since it
-    would be replaced too. Raises ImageDirError, OSError.
+    ``final_dir`` may be missing, empty, or an earlier checkpoint of
+    ``container_id`` (it is replaced once the dump succeeds); anything else
+    is refused, since it would be replaced too. Raises ImageDirError,
+    ImageOwnerError (another container's checkpoint), OSError.
     """
     if os.path.lexists(final_dir):
         if not os.path.isdir(final_dir) or os.path.islink(final_dir):
@@ -113,8 +130,10 @@ def fresh_image_dir(final_dir: str) -> str:
         entries = os.listdir(final_dir)
         if entries and METADATA_FILE not in entries and "inventory.img" not in entries:
             raise ImageDirError(final_dir, "holds files that are not a checkpoint (they would be replaced)")
+        if container_id and METADATA_FILE in entries:
+            check_owner(final_dir, container_id)
     parent = os.path.dirname(os.path.abspath(final_dir))
-    os.makedirs(parent, exist_ok=True)
+    makedirs_private(parent)
     tmp = f"{final_dir}.new-{os.getpid()}"
     remove_tree(tmp)  # never through a mount CRIU left there
     os.mkdir(tmp, IMAGE_DIR_MODE)
@@ -129,6 +148,38 @@ class ImageDirError(ContainerError, ValueError):
         self.path = path
         super().__init__(f"image path {path} {problem}: give a new or empty directory, "
                          "or one that holds an earlier checkpoint")
+
+
+class ImageOwnerError(ImageDirError):
+    """``path`` holds the checkpoint of container ``owner``, not of ``container_id``."""
+
+    def __init__(self, path: str, owner: str, container_id: str) -> None:
+        self.path = path
+        self.owner = owner
+        self.container_id = container_id
+        ContainerError.__init__(
+            self, f"cannot checkpoint container {container_id!r} into {path}: it holds the checkpoint of "
+                  f"container {owner!r}, which would be lost. Give another --image-path, or remove "
+                  f"{path} first if {owner!r}'s checkpoint is no longer needed")
+
+
+def check_owner(image_dir: str, container_id: str) -> None:
+    """Refuse to replace a checkpoint whose ``criu-cr.json`` names another container.
+
+    One whose ``criu-cr.json`` cannot be read is refused too: whose it is
+    cannot be told. Raises ImageOwnerError, ImageDirError.
+    """
+    path = os.path.join(image_dir, METADATA_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            owner = json.load(f)["container_id"]
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ImageDirError(image_dir, f"holds a checkpoint whose {METADATA_FILE} cannot be read ({exc}), "
+                            "so whose it is is unknown") from exc
+    if owner != container_id:
+        raise ImageOwnerError(image_dir, str(owner), container_id)
 
 
 def install_image_dir(tmp: str, final_dir: str) -> None:
@@ -246,9 +297,9 @@ def criu_facts(criu_path: str | None = None, cache_dir: str | None = None) -> di
         return {}
     if cache:
         try:
-            os.makedirs(cache_dir, exist_ok=True)
+            makedirs_private(cache_dir, 0o711)
             tmp = f"{cache}.{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as f:
+            with open_private(tmp, "w", encoding="utf-8") as f:
                 json.dump(facts, f)
             os.replace(tmp, cache)
         except OSError:

@@ -17,6 +17,7 @@ from . import mounts
 from .container import Container, _check_supported, prepare_host, process_record
 from .crmeta import read_meta
 from .errors import RestoreError
+from .imagecheck import require_checkpoint
 from .spec import load_spec
 from .state import ContainerState, StateStore, now_rfc3339, validate_id
 from .syscalls import PROC_NS_NAMES
@@ -39,7 +40,8 @@ def prepare_new_container(container_id: str, opts: "RestoreOptions", root: str |
     if not opts.image_path:
         raise RestoreError(container_id, "restoring into a new container needs the checkpoint's image path",
                            hint="give --image-path DIR")
-    meta = read_meta(opts.image_path)
+    require_checkpoint(container_id, opts.image_path, verify=opts.verify)
+    meta = read_meta(opts.image_path, container_id=container_id)
     bundle = opts.bundle or meta.bundle
     if not bundle or not os.path.isfile(os.path.join(bundle, "config.json")):
         raise RestoreError(container_id, f"no bundle to restore into (checkpointed bundle {meta.bundle!r} "

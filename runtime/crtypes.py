@@ -56,6 +56,7 @@ class RestoreOptions:
     # Seconds CRIU may take before it and what it restored are killed.
     # None: criu_rpc.deadline_for the image directory.
     timeout: float | None = None
+    verify: bool = True  # check the images against the checkpoint's manifest before CRIU reads them
 
     def __post_init__(self) -> None:
         if self.tcp_established and self.tcp_close:

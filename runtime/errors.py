@@ -20,6 +20,8 @@ __all__ = [
     "ContainerBusyError",
     "ContainerStateError",
     "criu_message",
+    "ImageIntegrityError",
+    "state_hint",
 ]
 
 
@@ -103,11 +105,31 @@ class ContainerStateError(ContainerError):
         self.container_id = container_id
         self.status = status
         self.action = action
-        self.detail = detail
+        self.detail = detail or state_hint(status, action)
+        detail = self.detail
         msg = f"cannot {action} container {container_id!r}: it is {status}"
         if detail:
             msg += f" ({detail})"
         super().__init__(msg)
+
+
+def state_hint(status: str, action: str) -> str:
+    """What to do when ``action`` is refused in ``status`` (one table: every command says the same). Pure."""
+    if (status, action) in (("paused", "pause"), ("running", "start")):
+        return "nothing to do"
+    if status == "paused":
+        return "resume it first"
+    if status == "checkpointed":
+        return "restore it first, then checkpoint it again" if action == "checkpoint" else "restore it first"
+    if status == "created":
+        return "start it first"
+    if status == "running" and action == "resume":
+        return "it is not paused"
+    if status == "stopped":
+        return "its process has exited: delete it, or restore a checkpoint of it into a new container"
+    if status == "creating":
+        return "it is being created: retry later"
+    return ""
 
 
 class _CriuFailure(ContainerError):
@@ -155,3 +177,23 @@ def criu_message(exc: BaseException) -> str:
     if cause is not None and type(exc).__name__ == "NotifyAbortedError":
         msg += f" ({type(cause).__name__}: {cause})"
     return msg
+
+
+class ImageIntegrityError(RestoreError):
+    """A checkpoint does not match its manifest (``criu-cr.manifest``); CRIU was not run.
+
+    ``image_dir`` is the checkpoint, ``file`` the first bad file's name and
+    ``reason`` what is wrong with it ("is missing", "has 4096 bytes where...").
+    ``container_id`` may be empty (a check outside a restore).
+    """
+
+    def __init__(self, image_dir: str, file: str, reason: str, *, container_id: str = "") -> None:
+        self.image_dir = image_dir
+        self.file = file
+        self.reason = reason
+        problem = f"the checkpoint at {image_dir} is damaged: {file} {reason}"
+        hint = ("Put the file back from a copy, or take a new checkpoint; restore --no-verify "
+                "lets CRIU try these images anyway")
+        super().__init__(container_id, problem, hint=hint)
+        if not container_id:
+            self.args = (f"{problem}. {hint}",)

@@ -164,8 +164,8 @@ def _init_process(cfg: InitConfig) -> None:
         if path is None:
             raise FileNotFoundError(f"{proc.args[0]}: executable file not found in the container's rootfs")
         stage = "user"
-        if proc.umask is not None:
-            os.umask(proc.umask)
+        # Not ours: the umask criu-cr was started with is no business of the container (runc's default).
+        os.umask(proc.umask if proc.umask is not None else 0o022)
         if proc.capabilities is not None:
             caps.drop_bounding(proc.capabilities)  # needs CAP_SETPCAP: before the uid switch
             if proc.uid != 0:

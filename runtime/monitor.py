@@ -149,6 +149,9 @@ def _monitor_main(log_path: str, output_fds: list[int], report_w: int, keep: set
             os.dup2(null, fd)
         os.close(null)
         os.chdir("/")  # pin no directory of the caller
+        # What CRIU writes under us (restore.log, stats-restore: 0644 less the umask) stays
+        # private; the container's init sets its own umask, a restored one gets its dumped one.
+        os.umask(0o077)
         _close_all_but(keep)
         os.close(pid_w)
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
@@ -183,6 +186,7 @@ def _reap_all() -> dict[int, int]:
 
 def _supervise(init_pid: int, output_fds: list[int], log_path: str) -> int:
     log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.fchmod(log, 0o600)  # whatever the umask: the container's output may hold secrets
     poller = select.poll()
     for fd in output_fds:
         os.set_blocking(fd, False)

@@ -16,6 +16,7 @@ import os
 import stat
 
 from . import syscalls as sc
+from .fsmode import makedirs_private, open_private
 from .spec import Mount, Spec
 
 __all__ = [
@@ -81,9 +82,15 @@ def parse_options(options: tuple[str, ...] | list[str]) -> tuple[int, int, str]:
 # -- host side ------------------------------------------------------------------
 
 def mount_overlay(lower: str, upper: str, work: str, target: str) -> None:
-    """Mount an overlay at ``target`` (directories are created). Raises OSError."""
-    for d in (upper, work, target):
-        os.makedirs(d, mode=0o755, exist_ok=True)
+    """Mount an overlay at ``target`` (directories are created). Raises OSError.
+
+    The upper directory is the container's ``/`` (0755, as a root directory
+    is), the mount point 0755 as well, the work directory ours (0700);
+    whatever the umask.
+    """
+    makedirs_private(upper, 0o755)
+    makedirs_private(work)
+    makedirs_private(target, 0o755)
     for p in (lower, upper, work):
         if any(c in p for c in ",:\\"):
             raise OSError(errno.EINVAL, "overlay: path holds ',', ':' or '\\'", p)
@@ -278,7 +285,7 @@ def archive_upper(upper: str, tar_path: str) -> None:
     """
     import tarfile
 
-    with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tar:
+    with open_private(tar_path, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(os.listdir(upper)):
             tar.add(os.path.join(upper, name), arcname=name)
 

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import NetnsError
+from .fsmode import open_private
 
 if TYPE_CHECKING:  # both imported where used: a checkpoint or restore whose netns is there needs neither
     import ipaddress
@@ -263,7 +264,7 @@ def write_snapshot(path: str | os.PathLike[str], interfaces: Iterable[InterfaceI
     """Write a :func:`snapshot_interfaces` record as JSON (e.g. ``network.status`` next to images)."""
     record = {"version": SNAPSHOT_VERSION, "interfaces": [i.to_dict() for i in interfaces]}
     tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with open_private(tmp, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1)
         f.write("\n")
     os.replace(tmp, path)

@@ -18,7 +18,7 @@ import time
 import warnings
 from typing import Any
 
-from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, deadline_for, has_inventory
+from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, deadline_for
 from criu_rpc.notify import NOTIFY_SCRIPTS
 
 from . import crplan, mounts, netns, pending
@@ -29,6 +29,7 @@ from .crmeta import (NETWORK_FILE, CheckpointMeta, choose_network_lock, read_met
 from .crtypes import (CTR_LOG, DEFAULT_IMAGE_DIR, RESTORE_LOG, REPORT_MARGIN, RestoreOptions, RestoreResult,
                       criu_us)
 from .errors import ContainerStateError, RestoreError, criu_message
+from .imagecheck import require_checkpoint
 from .init import report
 from .monitor import read_report, spawn_monitor
 from .spec import load_spec
@@ -74,10 +75,10 @@ def restore(ctr: Container | None, opts: RestoreOptions = RestoreOptions(), *, c
             image_dir = opts.image_path or (st.extra.get("checkpoint") or {}).get("image_dir") \
                 or store.path(ctr.id, DEFAULT_IMAGE_DIR)
             facts = require_usable_criu(criu_path, store.root)
-            if not has_inventory(image_dir):
-                raise RestoreError(ctr.id, f"no complete checkpoint for {ctr.id} at {image_dir}",
-                                   hint="checkpoint the container first, or give --image-path")
-            meta = read_meta(image_dir)
+            # Before CRIU reads a byte: the files as the checkpoint wrote them (a new
+            # container's were checked by prepare_new_container, before it was made).
+            require_checkpoint(ctr.id, image_dir, verify=opts.verify and not fresh)
+            meta = read_meta(image_dir, container_id=ctr.id)
             if fresh:
                 _warn_shared_netns(store, ctr.id, meta)
             _ensure_network(meta, image_dir)

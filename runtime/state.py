@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .errors import ContainerBusyError, ContainerExistsError, ContainerNotFoundError
+from .fsmode import makedirs_private, open_private
 
 __all__ = [
     "DEFAULT_ROOT", "ROOT_ENV", "STATUSES", "ContainerState", "StateStore", "ContainerLock",
@@ -29,6 +30,7 @@ __all__ = [
 DEFAULT_ROOT = "/run/criu-cr"
 ROOT_ENV = "CRIU_CR_ROOT"
 STATE_FILE = "state.json"
+ROOT_MODE = 0o711  # others may pass through (to a container's files they are given a path to), not list
 _MARK_POLL = 0.02  # seconds between a monitor's tries for a busy lock
 
 # "creating" only exists while `create` holds the lock.
@@ -159,12 +161,13 @@ class StateStore:
 
     def create_dir(self, container_id: str) -> str:
         """Make the container's directory (0700). Raises ContainerExistsError."""
-        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        makedirs_private(self.root, ROOT_MODE)
         d = self.dir(container_id)
         try:
             os.mkdir(d, 0o700)
         except FileExistsError:
             raise ContainerExistsError(container_id, self.root) from None
+        os.chmod(d, 0o700)  # whatever the umask
         return d
 
     def lock(self, container_id: str, *, blocking: bool = False) -> ContainerLock:
@@ -183,7 +186,7 @@ class StateStore:
         """Atomically replace state.json (tmp file + fsync + rename)."""
         final = self.path(state.id, STATE_FILE)
         tmp = f"{final}.tmp.{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open_private(tmp, "w", encoding="utf-8") as f:
             json.dump(state.to_dict(), f, indent=2, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())

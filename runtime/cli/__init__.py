@@ -37,6 +37,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that work without root: they only report (check says itself what root would change).
+_UNPRIVILEGED = frozenset({"check", "version"})
+_CAP_SYS_ADMIN = 21  # capability(7)
+ROOT_MESSAGE = ("criu-cr needs root (CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_NET_ADMIN... for CRIU, "
+                "namespaces, mounts and cgroups): run it with sudo")
+
+
+def has_sys_admin(status: str | None = None) -> bool:
+    """Whether this process has CAP_SYS_ADMIN in its effective set (``status``: /proc/self/status text)."""
+    if status is None:
+        try:
+            with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+                status = f.read()
+        except OSError:
+            return True  # cannot tell: let the command itself fail
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> _CAP_SYS_ADMIN & 1)
+    return True
+
+
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: object = None, line: str | None = None) -> None:
     print(f"criu-cr: warning: {message}", file=sys.stderr)
@@ -47,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command not in _UNPRIVILEGED and not has_sys_admin():
+        print(f"criu-cr: error: {ROOT_MESSAGE}", file=sys.stderr)
+        return 1
     warnings.showwarning = _show_warning
     install_cli_handlers()
     try:

@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-e", "--image-path", help="the checkpoint to restore (default: the container's last one)")
     p.add_argument("-b", "--bundle", help="bundle for a new container (default: the checkpointed one's)")
     p.add_argument("--tcp-close", action="store_true", help="restore established TCP connections closed")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="do not check the images against the checkpoint's manifest before CRIU reads them")
     _common(p, "restore")
     p.set_defaults(func=_restore)
 
@@ -82,7 +84,7 @@ def _restore(args: argparse.Namespace) -> int:
     from ..state import StateStore
 
     fields = dict(tcp_established=args.tcp_established, tcp_close=args.tcp_close, file_locks=args.file_locks,
-                  keep=args.keep, network_lock=args.network_lock)
+                  keep=args.keep, network_lock=args.network_lock, verify=args.verify)
     if not StateStore(args.root).exists(args.id) and args.image_path:
         res = Container.restore_new(args.id, args.image_path, bundle=args.bundle, root=args.root,
                                     criu_path=args.criu, **fields)

@@ -232,7 +232,7 @@ def test_restore_refusals(service, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     ctr.checkpoint()
-    with pytest.raises(RestoreError, match=f"no complete checkpoint for {ctr.id} at {empty}"):
+    with pytest.raises(RestoreError, match=f"cannot restore container .{ctr.id}.: no checkpoint at {empty}"):
         ctr.restore(image_path=str(empty))
     assert ctr.status == "checkpointed"
     ctr.restore()

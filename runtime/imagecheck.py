@@ -1,0 +1,57 @@
+"""Is there a restorable checkpoint at this path? Answered before CRIU runs.
+
+CRIU's own reports on bad images mislead: a missing core image ends in an
+EOF line, a truncated pages image can make it loop. So a restore first
+checks the image directory here and refuses with the name of what is
+wrong: a path that does not exist, no checkpoint, a file that differs from
+the checkpoint's manifest (:mod:`runtime.manifest`), a corrupt inventory.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+from criu_rpc import ImageError, has_inventory
+
+from .crmeta import METADATA_FILE
+from .errors import RestoreError
+from .manifest import MANIFEST_FILE, verify_manifest
+
+__all__ = ["require_checkpoint", "INVENTORY_FILE"]
+
+INVENTORY_FILE = "inventory.img"
+
+
+def require_checkpoint(container_id: str, image_dir: str, *, verify: bool = True) -> None:
+    """Refuse ``image_dir`` unless it holds a complete checkpoint that matches its manifest.
+
+    With ``verify`` false, the manifest is not checked (the inventory still
+    is). A checkpoint without a manifest (from an older criu-cr) passes with
+    a RuntimeWarning. Raises RestoreError (naming the path, or the bad file),
+    ImageIntegrityError (a RestoreError), OSError.
+    """
+    if not os.path.exists(image_dir):
+        raise RestoreError(container_id, f"image path {image_dir} does not exist",
+                           hint="give the directory the checkpoint was written to (its --image-path)")
+    if not os.path.isdir(image_dir):
+        raise RestoreError(container_id, f"image path {image_dir} is not a directory",
+                           hint="give the directory the checkpoint was written to (its --image-path)")
+    inventory = os.path.join(image_dir, INVENTORY_FILE)
+    if not os.path.lexists(inventory) and not os.path.lexists(os.path.join(image_dir, METADATA_FILE)):
+        raise RestoreError(container_id, f"no checkpoint at {image_dir}",
+                           hint="checkpoint the container first, or give --image-path")
+    if verify and verify_manifest(image_dir, container_id=container_id) is None:
+        warnings.warn(f"the checkpoint at {image_dir} has no {MANIFEST_FILE} (it was written by an older "
+                      "criu-cr): its files cannot be checked before CRIU reads them", RuntimeWarning, stacklevel=2)
+    if not os.path.lexists(inventory):
+        raise RestoreError(container_id, f"the checkpoint at {image_dir} is incomplete: {INVENTORY_FILE} "
+                           "is missing", hint="take a new checkpoint")
+    try:
+        valid = has_inventory(image_dir)
+    except ImageError as exc:
+        raise RestoreError(container_id, f"the checkpoint at {image_dir} is corrupt: {exc}",
+                           hint="take a new checkpoint") from exc
+    if not valid:
+        raise RestoreError(container_id, f"the checkpoint at {image_dir} is corrupt: {inventory} is not "
+                           "a CRIU inventory image", hint="take a new checkpoint")

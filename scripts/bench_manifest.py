@@ -1,0 +1,168 @@
+"""Benchmark: what the checkpoint manifest costs at 1 GiB (issue 7: <= 5% of the checkpoint time).
+
+1. Hashing alone: a 1 GiB file of random bytes on tmpfs (/dev/shm), hashed
+   as the manifest does (XXH3-128, 64 MiB chunks) on 1, 2 and the default
+   number of threads; BLAKE3 beside it when the ``blake3`` package is there.
+2. In a checkpoint: a busybox container holding 1 GiB of random bytes in
+   memory (``tail -c 1G`` buffering a pipe that never ends: one 1 GiB heap
+   block, RSS ~1 GiB) is checkpointed with --leave-running to /dev/shm, N
+   rounds with and N without the manifest, alternating; medians of the wall
+   time. (Leave-running: the rounds need no restore, whose cgroup handling
+   fails on hosts with foreign named v1 hierarchies.) Then the verification a
+   restore would do, timed on the last checkpoint.
+
+Run with scripts/bench-manifest [-n ROUNDS] [--size MiB]; as root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from unittest import mock
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from runtime import manifest  # noqa: E402
+from runtime.checkpoint import CheckpointOptions, RestoreOptions  # noqa: E402
+from runtime.container import Container  # noqa: E402
+from runtime.errors import CheckpointError  # noqa: E402
+from runtime.testing.bundle import build_busybox_bundle  # noqa: E402
+
+MiB = 1 << 20
+
+
+def best(fn, rounds: int = 5) -> float:
+    """Fastest of ``rounds`` runs, seconds (the first run also warms the page cache)."""
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def hashing(size: int) -> list[tuple[str, float]]:
+    work = tempfile.mkdtemp(prefix="bench-manifest-", dir="/dev/shm")
+    try:
+        with open(os.path.join(work, "pages-1.img"), "wb") as f:
+            for _ in range(size // MiB):
+                f.write(os.urandom(MiB))
+        rows = [(f"xxh3-128, {n} thread{'s' if n > 1 else ''}",
+                 best(lambda n=n: manifest.build_manifest(work, threads=n))) for n in (1, 2)]
+        rows.append(("xxh3-128, default threads (write_manifest)", best(lambda: manifest.write_manifest(work))))
+        rows.append(("verify_manifest (default threads)", best(lambda: manifest.verify_manifest(work))))
+        try:
+            import blake3
+        except ImportError:
+            rows.append(("blake3: not installed (pip install blake3 to compare)", float("nan")))
+        else:
+            path = os.path.join(work, "pages-1.img")
+            rows.append(("blake3, 1 thread, mmap", best(lambda: blake3.blake3().update_mmap(path))))
+            rows.append(("blake3, auto threads, mmap",
+                         best(lambda: blake3.blake3(max_threads=blake3.blake3.AUTO).update_mmap(path))))
+        return rows
+    finally:
+        shutil.rmtree(work)
+
+
+def container_rounds(size: int, rounds: int, criu: str | None) -> dict[str, list[float]]:
+    work = tempfile.mkdtemp(prefix="bench-manifest-")
+    images = tempfile.mkdtemp(prefix="bench-manifest-images-", dir="/dev/shm")
+    os.rmdir(images)
+    hold = f"(head -c {size} /dev/urandom; echo ready >&2; sleep 1000000) | tail -c {size}"
+    bundle = build_busybox_bundle(os.path.join(work, "bundle"), ["sh", "-c", hold],
+                                  applets=("sh", "head", "tail", "echo", "sleep"))
+    ctr = Container.run("bench-manifest", bundle, os.path.join(work, "root"))
+    out: dict[str, list[float]] = {k: [] for k in ("checkpoint", "checkpoint, no manifest", "verify",
+                                                   "verify, no manifest", "rss MiB")}
+    try:
+        deadline = time.monotonic() + 120
+        while b"ready" not in ctr.logs():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the container did not fill its memory in 120 s")
+            time.sleep(0.1)
+        time.sleep(0.5)
+        out["rss MiB"].append(sum(_rss(p) for p in ctr.ps()) / MiB)
+        for i in range(2 * rounds + 1):
+            with_manifest = i % 2 == 0
+            patch = mock.patch.object(manifest, "seal") if not with_manifest else _nothing()
+            with patch:
+                took = _checkpoint(ctr, images, criu)
+            if i == 0:
+                continue  # warm-up
+            out["checkpoint" if with_manifest else "checkpoint, no manifest"].append(took)
+        for i in range(2 * rounds):
+            with_manifest = i % 2 == 0
+            t = time.perf_counter()
+            if with_manifest:
+                manifest.verify_manifest(images)
+            out["verify" if with_manifest else "verify, no manifest"].append(time.perf_counter() - t)
+    finally:
+        try:
+            ctr.delete(force=True)
+        finally:
+            shutil.rmtree(images, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _checkpoint(ctr: Container, images: str, criu: str | None) -> float:
+    """Seconds of one checkpoint. Retried (and said) when CRIU fails: on a machine shared with
+    fault tests, CRIU's walk of a host cgroup hierarchy can race with cgroups that come and go."""
+    for attempt in range(5):
+        t = time.perf_counter()
+        try:
+            ctr.checkpoint(CheckpointOptions(image_path=images, leave_running=True), criu_path=criu)
+            return time.perf_counter() - t
+        except CheckpointError as exc:
+            print(f"(checkpoint failed, retrying: {str(exc)[:160]})", file=sys.stderr)
+    raise RuntimeError("5 checkpoints failed in a row")
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--rounds", type=int, default=5, help="rounds with and without the manifest each")
+    parser.add_argument("--size", type=int, default=1024, help="MiB of memory / pages (default 1024)")
+    parser.add_argument("--criu", default=None, help="criu binary (default $CRIU_CR_CRIU, then PATH)")
+    args = parser.parse_args()
+    size = args.size * MiB
+    print(f"# hashing {args.size} MiB on tmpfs, best of 5, {os.cpu_count()} CPUs")
+    for name, secs in hashing(size):
+        print(f"{name:48s} {secs * 1000:8.1f} ms  {size / secs / 1e9 if secs == secs else 0:5.1f} GB/s")
+    print(f"\n# a container holding {args.size} MiB, images on /dev/shm, {args.rounds} rounds each, medians")
+    res = container_rounds(size, args.rounds, args.criu)
+    print(f"container RSS {res.pop('rss MiB')[0]:.0f} MiB")
+    med = {k: statistics.median(v) for k, v in res.items()}
+    for k, v in res.items():
+        print(f"{k:28s} median {med[k] * 1000:7.0f} ms   rounds {[round(x * 1000) for x in v]}")
+    extra = med["checkpoint"] - med["checkpoint, no manifest"]
+    base = med["checkpoint, no manifest"]
+    print(f"manifest cost in a checkpoint: {extra * 1000:+.0f} ms = {extra / base * 100:+.1f}% of {base * 1000:.0f} ms")
+    print(f"verify before a restore: {med['verify'] * 1000:.0f} ms = {med['verify'] / base * 100:.1f}% "
+          "of that checkpoint time")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

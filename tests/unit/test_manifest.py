@@ -1,0 +1,193 @@
+"""The checkpoint manifest (runtime.manifest) and the checks before a restore (runtime.imagecheck)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import warnings
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from runtime import manifest as mf
+from runtime.errors import CheckpointError, ImageIntegrityError, RestoreError
+from runtime.imagecheck import require_checkpoint
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mf, "CHUNK", 64 << 10)  # several chunks without writing 128 MiB per test
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    """A checkpoint-like directory: a real inventory, pages over several chunks, small images, logs."""
+    d = tmp_path / "ck"
+    d.mkdir()
+    shutil.copy(DATA / "inventory.img", d / "inventory.img")
+    (d / "pages-1.img").write_bytes(os.urandom(2 * mf.CHUNK + 12345))
+    (d / "core-1.img").write_bytes(b"core" * 100)
+    (d / "empty.img").write_bytes(b"")
+    (d / "criu-cr.json").write_text('{"container_id": "web"}')
+    (d / "dump.log").write_text("log\n")
+    (d / "stats-dump").write_bytes(b"stats")
+    return d
+
+
+def damage(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x01]))
+
+
+def test_manifest_lists_each_file_with_size_and_hash_but_not_logs(images: Path) -> None:
+    m = mf.write_manifest(str(images))
+    assert sorted(m.files) == ["core-1.img", "criu-cr.json", "empty.img", "inventory.img", "pages-1.img"]
+    assert m.files["pages-1.img"].size == 2 * mf.CHUNK + 12345
+    data = json.loads((images / mf.MANIFEST_FILE).read_text())
+    assert data["version"] == mf.MANIFEST_VERSION and data["algorithm"] == mf.ALGORITHM
+    assert data["files"]["core-1.img"]["size"] == 400
+    assert stat.S_IMODE((images / mf.MANIFEST_FILE).stat().st_mode) == 0o600
+    assert mf.verify_manifest(str(images)) == m
+
+
+def test_file_hash_is_xxh3_of_its_chunk_hashes_whatever_the_threads(images: Path) -> None:
+    data = (images / "pages-1.img").read_bytes()
+    chunks = [xxhash.xxh3_128(data[o:o + mf.CHUNK]).digest() for o in range(0, len(data), mf.CHUNK)]
+    expected = xxhash.xxh3_128(b"".join(chunks)).hexdigest()
+    assert mf.file_digests(str(images), ["pages-1.img"], threads=1)["pages-1.img"] == expected
+    assert mf.file_digests(str(images), ["pages-1.img"], threads=3)["pages-1.img"] == expected
+    assert mf.file_digests(str(images), ["empty.img"])["empty.img"] == xxhash.xxh3_128(b"").hexdigest()
+
+
+@pytest.mark.parametrize("where", ["first byte", "second chunk", "last byte"])
+def test_a_flipped_byte_anywhere_is_named(images: Path, where: str) -> None:
+    mf.write_manifest(str(images))
+    offset = {"first byte": 0, "second chunk": mf.CHUNK + 7, "last byte": 2 * mf.CHUNK + 12344}[where]
+    damage(images / "pages-1.img", offset)
+    with pytest.raises(ImageIntegrityError) as err:
+        mf.verify_manifest(str(images), container_id="web")
+    assert err.value.file == "pages-1.img" and "hash differs" in err.value.reason
+    assert isinstance(err.value, RestoreError) and err.value.container_id == "web"
+    assert "pages-1.img" in str(err.value) and "--no-verify" in str(err.value)
+
+
+def test_a_truncated_file_is_named_with_both_sizes(images: Path) -> None:
+    mf.write_manifest(str(images))
+    os.truncate(images / "pages-1.img", 4096)
+    with pytest.raises(ImageIntegrityError) as err:
+        mf.verify_manifest(str(images))
+    assert err.value.file == "pages-1.img"
+    assert "4096" in str(err.value) and str(2 * mf.CHUNK + 12345) in str(err.value) and "truncated" in str(err.value)
+    assert str(err.value).startswith(f"the checkpoint at {images} is damaged")  # no container: no "cannot restore '?'"
+
+
+def test_a_missing_file_is_named(images: Path) -> None:
+    mf.write_manifest(str(images))
+    (images / "core-1.img").unlink()
+    with pytest.raises(ImageIntegrityError) as err:
+        mf.verify_manifest(str(images))
+    assert err.value.file == "core-1.img" and err.value.reason == "is missing"
+
+
+def test_an_extra_image_file_is_named_but_logs_and_strays_are_not(images: Path) -> None:
+    mf.write_manifest(str(images))
+    for name in ("restore.log", "stats-restore", "notes.txt"):
+        (images / name).write_text("x")
+    (images / ".criu.cgyard.abc").mkdir()  # what a killed CRIU leaves: never descended into
+    assert mf.verify_manifest(str(images)) is not None
+    (images / "pages-2.img").write_bytes(b"\0" * 4096)
+    with pytest.raises(ImageIntegrityError) as err:
+        mf.verify_manifest(str(images))
+    assert err.value.file == "pages-2.img" and "not written by the checkpoint" in err.value.reason
+
+
+def test_a_file_replaced_by_a_symlink_is_refused(images: Path) -> None:
+    mf.write_manifest(str(images))
+    (images / "core-1.img").unlink()
+    (images / "core-1.img").symlink_to(images / "criu-cr.json")
+    with pytest.raises(ImageIntegrityError, match="core-1.img is not a regular file"):
+        mf.verify_manifest(str(images))
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"version": 99}', '{"version": 1, "algorithm": "md5", "files": {}}',
+                                  '{"version": 1, "algorithm": "xxh3-128-chunks-64MiB", "files": {"a": 1}}'])
+def test_a_bad_manifest_is_refused_naming_it(images: Path, text: str) -> None:
+    (images / mf.MANIFEST_FILE).write_text(text)
+    with pytest.raises(ImageIntegrityError) as err:
+        mf.verify_manifest(str(images))
+    assert err.value.file == mf.MANIFEST_FILE
+
+
+def test_no_manifest_is_no_check(images: Path) -> None:
+    assert mf.read_manifest(str(images)) is None
+    assert mf.verify_manifest(str(images)) is None
+
+
+def test_compare_order_is_missing_then_size_then_extra() -> None:
+    m = mf.Manifest(files={"a.img": mf.FileEntry(size=3, digest="x"), "b.img": mf.FileEntry(size=5, digest="y")})
+    reg = stat.S_IFREG | 0o600
+    assert mf.compare(m, {"a.img": (reg, 3), "b.img": (reg, 5)}) is None
+    assert mf.compare(m, {"b.img": (reg, 1), "c.img": (reg, 1)}) == ("a.img", "is missing")
+    assert mf.compare(m, {"a.img": (reg, 3), "b.img": (reg, 9), "c.img": (reg, 1)})[0] == "b.img"
+    assert mf.compare(m, {"a.img": (reg, 3), "b.img": (reg, 5), "c.img": (reg, 1)})[0] == "c.img"
+    assert mf.compare(m, {"a.img": (reg, 3), "b.img": (reg, 5), "rootfs-diff.tar": (reg, 1)})[0] == "rootfs-diff.tar"
+
+
+def test_seal_fails_a_checkpoint_that_left_the_container_running(tmp_path: Path) -> None:
+    missing = str(tmp_path / "gone")
+    with pytest.raises(CheckpointError, match="criu-cr.manifest"):
+        mf.seal(missing, container_id="web", strict=True)
+    with pytest.warns(RuntimeWarning, match="restore cannot check"):
+        mf.seal(missing, container_id="web", strict=False)
+
+
+# -- runtime.imagecheck: before CRIU runs ------------------------------------------
+
+def test_restore_of_a_path_that_does_not_exist_says_so(tmp_path: Path) -> None:
+    with pytest.raises(RestoreError, match="image path .*/nope does not exist") as err:
+        require_checkpoint("web", str(tmp_path / "nope"))
+    assert err.value.container_id == "web"
+
+
+def test_an_empty_directory_holds_no_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(RestoreError, match="no checkpoint at .*checkpoint the container first"):
+        require_checkpoint("web", str(tmp_path))
+
+
+def test_garbage_inventory_is_called_corrupt_not_missing(images: Path) -> None:
+    (images / "inventory.img").write_bytes(b"garbage!")
+    with pytest.raises(RestoreError) as err, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        require_checkpoint("web", str(images))
+    assert "corrupt" in str(err.value) and "inventory.img" in str(err.value)
+    assert "checkpoint the container first" not in str(err.value)
+
+
+def test_garbage_inventory_is_named_by_the_manifest(images: Path) -> None:
+    mf.write_manifest(str(images))
+    (images / "inventory.img").write_bytes(b"garbage!")
+    with pytest.raises(ImageIntegrityError) as err:
+        require_checkpoint("web", str(images))
+    assert err.value.file == "inventory.img"
+
+
+def test_no_verify_skips_the_manifest_but_not_the_inventory(images: Path) -> None:
+    mf.write_manifest(str(images))
+    damage(images / "pages-1.img", 5)
+    require_checkpoint("web", str(images), verify=False)
+    (images / "inventory.img").unlink()
+    with pytest.raises(RestoreError, match="inventory.img is missing"):
+        require_checkpoint("web", str(images), verify=False)
+
+
+def test_a_checkpoint_without_manifest_restores_with_a_warning(images: Path) -> None:
+    with pytest.warns(RuntimeWarning, match="no criu-cr.manifest"):
+        require_checkpoint("web", str(images))
