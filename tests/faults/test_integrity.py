@@ -1,10 +1,11 @@
 """Faults in the images and around them: damaged files, foreign checkpoints, umask, non-root, bad paths.
 
-Against real CRIU and a real busybox container (a counter loop). Each damage
-case ends as a user would check it: the restore was refused before CRIU ran
-(no restore.log), naming the bad file; the container is still checkpointed
-with nothing running; once the file is put back it restores and the counter
-goes on from where it was.
+Against real CRIU and the suite's web container (tests/faults/conftest.py).
+Each damage case ends as a user would check it: the restore was refused
+before CRIU ran (no restore.log), naming the bad file; the container is
+still checkpointed with nothing running; once the file is put back, the
+suite's invariants hold and the restore brings the service back with its
+counter continued.
 """
 
 from __future__ import annotations
@@ -23,27 +24,13 @@ from runtime.container import Container
 from runtime.crmeta import ImageOwnerError
 from runtime.errors import ImageIntegrityError, RestoreError
 from runtime.manifest import MANIFEST_FILE
-from tests.conftest import require
-from tests.integration.container_helpers import REPO, cli, need_container_prereqs, until
+from tests.faults.conftest import Web, check_invariants
+from tests.integration.container_helpers import REPO, cli, until
 
 pytestmark = pytest.mark.integration
 
 COUNTER = ("i=0; touch /tmp/made-by-init; while true; do i=$((i+1)); echo $i > /tmp/count.new; "
            "mv /tmp/count.new /tmp/count; sleep 0.05; done")
-
-
-@pytest.fixture(autouse=True)
-def _prereqs() -> None:
-    need_container_prereqs()
-    criu = os.environ.get("CRIU_CR_CRIU", "/opt/criu-cr/criu/bin/criu")
-    require(os.access(criu, os.X_OK), f"needs CRIU 4.2 at {criu} (scripts/install-criu)")
-
-
-@pytest.fixture
-def counter_ctr(busybox_bundle, container):
-    ctr = container(busybox_bundle(["sh", "-c", COUNTER], applets=("sh", "sleep", "mv", "touch")))
-    until(lambda: count(ctr) >= 3, what="the counter to tick")
-    return ctr
 
 
 def count(ctr: Container) -> int:
@@ -53,10 +40,9 @@ def count(ctr: Container) -> int:
         return 0
 
 
-def checkpointed(ctr: Container) -> tuple[Path, int]:
-    """Checkpoint (stopping it): (image dir, counter value at the checkpoint)."""
-    res = ctr.checkpoint()
-    return Path(res.image_dir), count(ctr)
+def checkpointed(web: Web) -> Path:
+    """Checkpoint (stopping it); the image directory."""
+    return Path(web.ctr.checkpoint().image_dir)
 
 
 def assert_refused_intact(ctr: Container, images: Path) -> None:
@@ -66,13 +52,6 @@ def assert_refused_intact(ctr: Container, images: Path) -> None:
     assert not (images / "restore.log").exists()  # CRIU never started
     with open("/proc/self/mountinfo") as f:
         assert not [line for line in f if str(images) in line]
-
-
-def assert_restores_and_goes_on(ctr: Container, at_checkpoint: int) -> None:
-    ctr.restore()
-    assert ctr.status == "running"
-    until(lambda: count(ctr) > at_checkpoint, what="the counter to go on")
-    assert count(ctr) < at_checkpoint + 100  # went on, did not start again from 1
 
 
 def flip(path: Path, offset: int) -> None:
@@ -91,9 +70,8 @@ def biggest(images: Path, pattern: str) -> Path:
 
 @pytest.mark.parametrize("damage", ["truncated pages", "flipped page byte", "deleted core image",
                                     "garbage inventory", "stray pages image"])
-def test_damaged_checkpoint_is_refused_naming_the_file_and_restores_once_repaired(counter_ctr, tmp_path, damage):
-    ctr = counter_ctr
-    images, at_checkpoint = checkpointed(ctr)
+def test_damaged_checkpoint_is_refused_naming_the_file_and_restores_once_repaired(web, canary, tmp_path, damage):
+    images = checkpointed(web)
     if damage == "stray pages image":
         bad = images / "pages-999.img"
         bad.write_bytes(b"\0" * 4096)
@@ -116,88 +94,83 @@ def test_damaged_checkpoint_is_refused_naming_the_file_and_restores_once_repaire
             reason = "hash differs"
 
     with pytest.raises(ImageIntegrityError) as err:
-        ctr.restore()
+        web.ctr.restore()
     assert err.value.file == bad.name and reason in str(err.value)
-    assert err.value.container_id == ctr.id and "intact" not in str(err.value)
-    assert_refused_intact(ctr, images)
+    assert err.value.container_id == web.id and "intact" not in str(err.value)
+    assert_refused_intact(web.ctr, images)
 
     if damage == "stray pages image":
         bad.unlink()
     else:
         shutil.copy2(tmp_path / "saved", bad)
-    assert_restores_and_goes_on(ctr, at_checkpoint)
+    assert check_invariants(web, canary) == "checkpointed"  # and restored, counter going on
 
 
-def test_cli_refusal_is_one_line_and_no_verify_lets_criu_run(counter_ctr, state_root):
-    ctr = counter_ctr
-    images, at_checkpoint = checkpointed(ctr)
+def test_cli_refusal_is_one_line_and_no_verify_lets_criu_run(web, canary):
+    images = checkpointed(web)
     meta = images / "criu-cr.json"
     meta.write_text(json.dumps(json.loads(meta.read_text()), indent=4))  # same facts, other bytes
 
-    r = cli(state_root, "restore", ctr.id)
+    r = cli(web.root, "restore", web.id)
     assert r.returncode == 1
-    assert r.stderr.count("\n") == 1 and "criu-cr.json" in r.stderr and repr(ctr.id) in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "criu-cr.json" in r.stderr and repr(web.id) in r.stderr, r.stderr
     assert "--no-verify" in r.stderr
-    assert_refused_intact(ctr, images)
+    assert_refused_intact(web.ctr, images)
 
-    r = cli(state_root, "restore", "--no-verify", ctr.id)
+    r = cli(web.root, "restore", "--no-verify", web.id)
     assert r.returncode == 0, r.stderr
-    assert int(r.stdout) == ctr.state()["pid"]
-    until(lambda: count(ctr) > at_checkpoint, what="the counter to go on")
+    assert int(r.stdout) == web.ctr.state()["pid"]
+    assert check_invariants(web, canary) == "running"
 
 
-def test_bad_metadata_names_the_container_being_restored(counter_ctr):
-    ctr = counter_ctr
-    images, at_checkpoint = checkpointed(ctr)
+def test_bad_metadata_names_the_container_being_restored(web, canary):
+    images = checkpointed(web)
     meta = images / "criu-cr.json"
     good = meta.read_bytes()
     meta.write_text("{not json")
     with pytest.raises(ImageIntegrityError, match="criu-cr.json") as err:
-        ctr.restore()
-    assert err.value.container_id == ctr.id
+        web.ctr.restore()
+    assert err.value.container_id == web.id
     with pytest.raises(RestoreError) as err:
-        ctr.restore(verify=False)
-    assert err.value.container_id == ctr.id and "cannot read" in str(err.value) and "'?'" not in str(err.value)
-    assert_refused_intact(ctr, images)
+        web.ctr.restore(verify=False)
+    assert err.value.container_id == web.id and "cannot read" in str(err.value) and "'?'" not in str(err.value)
+    assert_refused_intact(web.ctr, images)
     meta.write_bytes(good)
-    assert_restores_and_goes_on(ctr, at_checkpoint)
+    assert check_invariants(web, canary) == "checkpointed"
 
 
-def test_old_checkpoint_without_manifest_restores_with_a_warning(counter_ctr, state_root):
-    ctr = counter_ctr
-    images, at_checkpoint = checkpointed(ctr)
+def test_old_checkpoint_without_manifest_restores_with_a_warning(web, canary):
+    images = checkpointed(web)
     (images / MANIFEST_FILE).unlink()
-    r = cli(state_root, "restore", ctr.id)
+    r = cli(web.root, "restore", web.id)
     assert r.returncode == 0, r.stderr
     assert f"criu-cr: warning: the checkpoint at {images} has no {MANIFEST_FILE}" in r.stderr
-    until(lambda: count(ctr) > at_checkpoint, what="the counter to go on")
+    assert check_invariants(web, canary) == "running"
 
 
-def test_restore_from_a_path_that_does_not_exist_says_so(counter_ctr, state_root, tmp_path):
-    ctr = counter_ctr
-    ctr.checkpoint()
+def test_restore_from_a_path_that_does_not_exist_says_so(web, canary, tmp_path):
+    web.ctr.checkpoint()
     missing = tmp_path / "nonexistent"
-    for cid in (ctr.id, "newcopy"):  # into the checkpointed container, and into a new one
-        r = cli(state_root, "restore", "--image-path", str(missing), cid)
+    for cid in (web.id, "newcopy"):  # into the checkpointed container, and into a new one
+        r = cli(web.root, "restore", "--image-path", str(missing), cid)
         assert r.returncode == 1 and f"image path {missing} does not exist" in r.stderr, r.stderr
-    assert not Path(state_root, "newcopy").exists()
-    assert ctr.status == "checkpointed"
+    assert not Path(web.root, "newcopy").exists()
+    assert check_invariants(web, canary) == "checkpointed"
 
 
 # -- a checkpoint never replaces another container's ---------------------------------
 
-def test_checkpoint_into_another_containers_image_path_is_refused(busybox_bundle, container, state_root, tmp_path):
-    bundle = busybox_bundle(["sh", "-c", COUNTER], applets=("sh", "sleep", "mv", "touch"))
-    web, big = container(bundle), container(bundle)
-    until(lambda: count(web) >= 1 and count(big) >= 1, what="both counters to tick")
+def test_checkpoint_into_another_containers_image_path_is_refused(web, canary, busybox_bundle, container, tmp_path):
+    big = container(busybox_bundle(["sh", "-c", COUNTER], applets=("sh", "sleep", "mv", "touch")))
+    until(lambda: count(big) >= 1, what="the second container's counter to tick")
     images = tmp_path / "web-images"
-    web.checkpoint(image_path=str(images))
+    web.ctr.checkpoint(image_path=str(images))
     before = {p.name: p.stat().st_mtime_ns for p in images.iterdir()}
 
     with pytest.raises(ImageOwnerError) as err:
         big.checkpoint(image_path=str(images), leave_running=True)
     assert (err.value.owner, err.value.container_id) == (web.id, big.id)
-    r = cli(state_root, "checkpoint", "--image-path", str(images), big.id)
+    r = cli(web.root, "checkpoint", "--image-path", str(images), big.id)
     assert r.returncode == 1 and repr(web.id) in r.stderr and repr(big.id) in r.stderr, r.stderr
     assert "another --image-path" in r.stderr
 
@@ -206,8 +179,8 @@ def test_checkpoint_into_another_containers_image_path_is_refused(busybox_bundle
     until(lambda: count(big) > at, what="the refused container to keep running")
     assert {p.name: p.stat().st_mtime_ns for p in images.iterdir()} == before
     assert not list(tmp_path.glob("web-images.*"))
-    web.restore()  # web's checkpoint is still web's
-    assert web.status == "running"
+    big.delete(force=True)  # its processes would count as strays in web's state root
+    assert check_invariants(web, canary) == "checkpointed"  # web's checkpoint is still web's: it restores
 
 
 # -- modes whatever the umask ---------------------------------------------------------
@@ -273,6 +246,7 @@ def run_cli_as_nobody(argv: list[str]) -> tuple[int, str]:
     loaded before the fork, and the root check must refuse before loading more.
     """
     from runtime import cli as cli_mod
+    from runtime import signals  # noqa: F401 - main() imports it
 
     cli_mod.build_parser()  # loads every command module while still root
     r, w = os.pipe()
