@@ -121,23 +121,25 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
     # While the tree is frozen -- the moment the images hold -- and beside
     # CRIU's dump: the netns snapshot and, for a copy, the filesystem changes.
     side = _Background(_side_files, work_dir, st, meta)
-    try:
-        timeout = opts.timeout or deadline_for(_memory_bytes(cg))
-        (client or CriuClient(criu_path)).dump(criu_opts, notify=notify, timeout=timeout)
-    finally:
-        side.join()  # before the thaw: the archive must not see files change
-        if cg is not None:
-            # Thawed even when CRIU killed the tree: the empty cgroup must not
-            # stay frozen, or the restored tasks would land frozen.
-            cg.thaw()
-    try:
-        side.result()
-    except Exception as exc:  # noqa: BLE001
-        if opts.leave_running:
-            raise  # the container still runs: fail the checkpoint, nothing is lost
-        # CRIU has already stopped the container: keep its images, lose only the extra.
-        warnings.warn(f"container {st.id!r}: checkpoint taken, but {exc}", RuntimeWarning, stacklevel=3)
-    manifest.seal(work_dir, container_id=st.id, strict=opts.leave_running)  # sizes + hashes, for restore
+    # The pages are hashed as CRIU writes them: the manifest then costs little more.
+    with manifest.follow(work_dir) as pages:
+        try:
+            timeout = opts.timeout or deadline_for(_memory_bytes(cg))
+            (client or CriuClient(criu_path)).dump(criu_opts, notify=notify, timeout=timeout)
+        finally:
+            side.join()  # before the thaw: the archive must not see files change
+            if cg is not None:
+                # Thawed even when CRIU killed the tree: the empty cgroup must not
+                # stay frozen, or the restored tasks would land frozen.
+                cg.thaw()
+        try:
+            side.result()
+        except Exception as exc:  # noqa: BLE001
+            if opts.leave_running:
+                raise  # the container still runs: fail the checkpoint, nothing is lost
+            # CRIU has already stopped the container: keep its images, lose only the extra.
+            warnings.warn(f"container {st.id!r}: checkpoint taken, but {exc}", RuntimeWarning, stacklevel=3)
+        manifest.seal(work_dir, container_id=st.id, strict=opts.leave_running, followed=pages)  # for restore
 
 
 def _memory_bytes(cg: Cgroups | None) -> int:

@@ -191,3 +191,61 @@ def test_no_verify_skips_the_manifest_but_not_the_inventory(images: Path) -> Non
 def test_a_checkpoint_without_manifest_restores_with_a_warning(images: Path) -> None:
     with pytest.warns(RuntimeWarning, match="no criu-cr.manifest"):
         require_checkpoint("web", str(images))
+
+
+# -- pages hashed while they are written ----------------------------------------------
+
+def grow(path: Path, data: bytes, pieces: int) -> None:
+    step = max(1, len(data) // pieces)
+    with open(path, "ab") as f:
+        for off in range(0, len(data), step):
+            f.write(data[off:off + step])
+            f.flush()
+
+
+def test_follower_gives_the_same_manifest_as_hashing_afterwards(tmp_path: Path) -> None:
+    d = tmp_path / "ck"
+    d.mkdir()
+    followed = mf.follow(str(d))
+    try:
+        shutil.copy(DATA / "inventory.img", d / "inventory.img")
+        grow(d / "pages-1.img", os.urandom(3 * mf.CHUNK + 999), pieces=37)  # across chunk edges
+        grow(d / "pages-2.img", os.urandom(mf.CHUNK), pieces=4)  # exactly one chunk
+        (d / "pages-3.img").write_bytes(b"")
+        (d / "core-1.img").write_bytes(b"core")
+    finally:
+        followed.stop()
+    assert mf.build_manifest(str(d), followed=followed) == mf.build_manifest(str(d))
+    assert followed._streams == {}  # closed
+
+
+def test_a_followed_file_that_was_replaced_is_hashed_again(tmp_path: Path) -> None:
+    d = tmp_path / "ck"
+    d.mkdir()
+    followed = mf.follow(str(d))
+    grow(d / "pages-1.img", os.urandom(2 * mf.CHUNK), pieces=8)
+    until_followed(followed, "pages-1.img", 2 * mf.CHUNK)
+    followed.stop()
+    (d / "pages-1.img").unlink()
+    (d / "pages-1.img").write_bytes(b"other")
+    assert mf.build_manifest(str(d), followed=followed) == mf.build_manifest(str(d))
+
+
+def test_seal_with_a_follower_writes_a_manifest_that_verifies(images: Path) -> None:
+    followed = mf.follow(str(images))
+    grow(images / "pages-2.img", os.urandom(mf.CHUNK + 5), pieces=3)
+    followed.stop()
+    mf.seal(str(images), container_id="web", strict=True, followed=followed)
+    assert "pages-2.img" in mf.verify_manifest(str(images)).files
+
+
+def until_followed(followed: mf.Follower, name: str, size: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        stream = followed._streams.get(name)
+        if stream is not None and stream.offset == size:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"the follower did not catch up with {name}")
