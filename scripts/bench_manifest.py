@@ -6,9 +6,11 @@
 2. In a checkpoint: a busybox container holding 1 GiB of random bytes in
    memory (``tail -c 1G`` buffering a pipe that never ends: one 1 GiB heap
    block, RSS ~1 GiB) is checkpointed with --leave-running to /dev/shm, N
-   rounds with and N without the manifest, alternating; medians of the wall
-   time. (Leave-running: the rounds need no restore, whose cgroup handling
-   fails on hosts with foreign named v1 hierarchies.) Then the verification a
+   rounds of three interleaved variants: no manifest, the manifest hashed
+   after the dump, the manifest with the pages hashed while CRIU writes them
+   (the default). Medians of the wall time and of CRIU's frozen time.
+   (Leave-running: the rounds need no restore, whose cgroup handling fails
+   on hosts with foreign named v1 hierarchies.) Then the verification a
    restore would do, timed on the last checkpoint.
 
 Run with scripts/bench-manifest [-n ROUNDS] [--size MiB]; as root.
@@ -78,8 +80,16 @@ def container_rounds(size: int, rounds: int, criu: str | None) -> dict[str, list
     bundle = build_busybox_bundle(os.path.join(work, "bundle"), ["sh", "-c", hold],
                                   applets=("sh", "head", "tail", "echo", "sleep"))
     ctr = Container.run("bench-manifest", bundle, os.path.join(work, "root"))
-    out: dict[str, list[float]] = {k: [] for k in ("checkpoint", "checkpoint, no manifest", "verify",
-                                                   "verify, no manifest", "rss MiB")}
+    empty = tempfile.mkdtemp(prefix="bench-manifest-empty-")
+    variants = {
+        "no manifest": mock.patch.object(manifest, "seal"),
+        "manifest, hashed after the dump": mock.patch.object(manifest, "follow", lambda d: manifest.Follower(empty)),
+        "manifest, pages followed": _nothing(),
+    }
+    out: dict[str, list[float]] = {"rss MiB": [], "verify": []}
+    for name in variants:
+        out[name] = []
+        out[f"{name}: CRIU frozen"] = []
     try:
         deadline = time.monotonic() + 120
         while b"ready" not in ctr.logs():
@@ -88,37 +98,36 @@ def container_rounds(size: int, rounds: int, criu: str | None) -> dict[str, list
             time.sleep(0.1)
         time.sleep(0.5)
         out["rss MiB"].append(sum(_rss(p) for p in ctr.ps()) / MiB)
-        for i in range(2 * rounds + 1):
-            with_manifest = i % 2 == 0
-            patch = mock.patch.object(manifest, "seal") if not with_manifest else _nothing()
-            with patch:
-                took = _checkpoint(ctr, images, criu)
-            if i == 0:
-                continue  # warm-up
-            out["checkpoint" if with_manifest else "checkpoint, no manifest"].append(took)
-        for i in range(2 * rounds):
-            with_manifest = i % 2 == 0
+        _checkpoint(ctr, images, criu)  # warm-up
+        for _ in range(rounds):
+            for name, patch in variants.items():
+                with patch:
+                    took, frozen = _checkpoint(ctr, images, criu)
+                out[name].append(took)
+                out[f"{name}: CRIU frozen"].append(frozen)
+        for _ in range(rounds):
             t = time.perf_counter()
-            if with_manifest:
-                manifest.verify_manifest(images)
-            out["verify" if with_manifest else "verify, no manifest"].append(time.perf_counter() - t)
+            manifest.verify_manifest(images)
+            out["verify"].append(time.perf_counter() - t)
     finally:
         try:
             ctr.delete(force=True)
         finally:
             shutil.rmtree(images, ignore_errors=True)
+            shutil.rmtree(empty, ignore_errors=True)
             shutil.rmtree(work, ignore_errors=True)
     return out
 
 
-def _checkpoint(ctr: Container, images: str, criu: str | None) -> float:
-    """Seconds of one checkpoint. Retried (and said) when CRIU fails: on a machine shared with
-    fault tests, CRIU's walk of a host cgroup hierarchy can race with cgroups that come and go."""
-    for attempt in range(5):
+def _checkpoint(ctr: Container, images: str, criu: str | None) -> tuple[float, float]:
+    """(seconds of one checkpoint, CRIU's frozen time in seconds). Retried (and said) when CRIU
+    fails: on a machine shared with fault tests, CRIU's walk of a host cgroup hierarchy can race
+    with cgroups that come and go."""
+    for _ in range(5):
         t = time.perf_counter()
         try:
-            ctr.checkpoint(CheckpointOptions(image_path=images, leave_running=True), criu_path=criu)
-            return time.perf_counter() - t
+            res = ctr.checkpoint(CheckpointOptions(image_path=images, leave_running=True, keep=True), criu_path=criu)
+            return time.perf_counter() - t, res.stats.get("frozen_time", 0) / 1e6
         except CheckpointError as exc:
             print(f"(checkpoint failed, retrying: {str(exc)[:160]})", file=sys.stderr)
     raise RuntimeError("5 checkpoints failed in a row")
@@ -155,12 +164,15 @@ def main() -> int:
     print(f"container RSS {res.pop('rss MiB')[0]:.0f} MiB")
     med = {k: statistics.median(v) for k, v in res.items()}
     for k, v in res.items():
-        print(f"{k:28s} median {med[k] * 1000:7.0f} ms   rounds {[round(x * 1000) for x in v]}")
-    extra = med["checkpoint"] - med["checkpoint, no manifest"]
-    base = med["checkpoint, no manifest"]
-    print(f"manifest cost in a checkpoint: {extra * 1000:+.0f} ms = {extra / base * 100:+.1f}% of {base * 1000:.0f} ms")
+        print(f"{k:44s} median {med[k] * 1000:7.0f} ms   rounds {[round(x * 1000) for x in v]}")
+    base = med["no manifest"]
+    for name in ("manifest, hashed after the dump", "manifest, pages followed"):
+        extra = med[name] - base
+        frozen = med[f"{name}: CRIU frozen"] - med["no manifest: CRIU frozen"]
+        print(f"{name}: {extra * 1000:+.0f} ms = {extra / base * 100:+.1f}% of the checkpoint "
+              f"({base * 1000:.0f} ms); frozen time {frozen * 1000:+.0f} ms")
     print(f"verify before a restore: {med['verify'] * 1000:.0f} ms = {med['verify'] / base * 100:.1f}% "
-          "of that checkpoint time")
+          "of the checkpoint time")
     return 0
 
 
