@@ -138,6 +138,7 @@ def _run(argv: list[str], env: list[str], cwd: str, uid: int, gid: int, out_fds:
             os.dup2(out_fds[0], 1)
             os.dup2(out_fds[1], 2)
         os.chdir(cwd)
+        os.umask(0o022)  # the container's default (as runc's), not whatever criu-cr was started with
         os.setgroups([])
         os.setgid(gid)
         os.setuid(uid)

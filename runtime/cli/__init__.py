@@ -37,8 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Commands that work without root: they only report (check says itself what root would change).
-_UNPRIVILEGED = frozenset({"check", "version"})
+# Commands that work without root set ``needs_root=False`` (check, version).
 _CAP_SYS_ADMIN = 21  # capability(7)
 ROOT_MESSAGE = ("criu-cr needs root (CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_NET_ADMIN... for CRIU, "
                 "namespaces, mounts and cgroups): run it with sudo")
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command not in _UNPRIVILEGED and not has_sys_admin():
+    if getattr(args, "needs_root", True) and not has_sys_admin():
         print(f"criu-cr: error: {ROOT_MESSAGE}", file=sys.stderr)
         return 1
     warnings.showwarning = _show_warning

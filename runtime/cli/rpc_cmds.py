@@ -27,10 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Report CRIU, kernel features, network locking and privileges; "
                                           "exit non-zero when checkpointing cannot work here.")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=_check)
+    p.set_defaults(func=_check, needs_root=False)  # it says itself what root would change
 
     p = subparsers.add_parser("version", help="criu-cr's and CRIU's versions")
-    p.set_defaults(func=_version)
+    p.set_defaults(func=_version, needs_root=False)
 
     p = subparsers.add_parser("dump", help="dump a process tree (debugging)",
                               description="Dump the process tree rooted at PID into DIR over CRIU's RPC.")

@@ -204,6 +204,7 @@ def test_files_are_private_under_umask_000(busybox_bundle, tmp_path):
         run("checkpoint", "--keep", "--leave-running", "--image-path", str(copy), "open")
         run("checkpoint", "--keep", "open")
         run("restore", "--keep", "open")
+        run("exec", "open", "touch", "/tmp/made-by-exec")
         found = _modes(root, copy.parent.parent)
     finally:
         ctr.delete(force=True)
@@ -211,6 +212,7 @@ def test_files_are_private_under_umask_000(busybox_bundle, tmp_path):
     upper = root / "open" / "overlay" / "upper"
     # The container's own files follow its umask (runc's 022 by default), not ours.
     assert found[str(upper / "tmp" / "made-by-init")] == 0o644
+    assert found[str(upper / "tmp" / "made-by-exec")] == 0o644
     assert found[str(upper)] == 0o755  # the container's "/"
     assert found[str(root)] == 0o711
     names = {os.path.basename(p) for p in found}
@@ -280,3 +282,9 @@ def test_non_root_is_told_to_use_sudo(tmp_path, command):
     assert err.startswith("criu-cr: error: criu-cr needs root (CAP_SYS_ADMIN") and "sudo" in err
     assert "Errno" not in err and "Traceback" not in err
     assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("command", [["version"], ["check"]])
+def test_non_root_may_still_ask_what_works_here(command):
+    code, err = run_cli_as_nobody(command)
+    assert "criu-cr needs root" not in err  # `check` reports what root would change itself
