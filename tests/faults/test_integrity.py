@@ -275,6 +275,7 @@ def run_cli_as_nobody(argv: list[str]) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("command", [["list"], ["checkpoint", "web"], ["restore", "web"], ["run", "-d", "web"],
+                                     ["exec", "web", "sh"], ["pause", "web"],
                                      ["dump", "-t", "1", "-D", "/nonexistent"]])
 def test_non_root_is_told_to_use_sudo(tmp_path, command):
     code, err = run_cli_as_nobody(["--root", str(tmp_path / "root"), *command])
