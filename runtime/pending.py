@@ -117,14 +117,14 @@ def _settle_checkpoint(store: StateStore, st: ContainerState, rec: dict[str, Any
     if alive:
         release_network_lock(st)
         if complete and rec.get("leave_running"):
-            _install(work, final)
+            _install(work, final, st.id)
             extra = {**st.extra, "checkpoint": {"image_dir": final, "time": time.time(), "leave_running": True}}
             return finish(st.replace(status="running", extra=extra)), \
                 f"CRIU finished the copy: it is at {final}; the container runs on"
         mounts.remove_tree(work)
         return finish(st.replace(status="running")), "the container runs on; the partial images were removed"
     if complete:
-        _install(work, final)
+        _install(work, final, st.id)
         extra = {**st.extra, "checkpoint": {"image_dir": final, "time": time.time(),
                                             "leave_running": bool(rec.get("leave_running"))}}
         return finish(st.replace(status="checkpointed", extra=extra)), \
@@ -136,9 +136,12 @@ def _settle_checkpoint(store: StateStore, st: ContainerState, rec: dict[str, Any
         "the container's processes are gone and the dump did not complete: it is stopped"
 
 
-def _install(work: str, final: str) -> None:
+def _install(work: str, final: str, container_id: str) -> None:
     from .crmeta import install_image_dir
+    from .manifest import MANIFEST_FILE, seal
 
+    if not os.path.exists(os.path.join(work, MANIFEST_FILE)):  # criu-cr died before writing it
+        seal(work, container_id=container_id, strict=False)
     install_image_dir(work, final)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import pytest
 from runtime.container import Container
 from runtime.crmeta import ImageOwnerError
 from runtime.errors import ImageIntegrityError, RestoreError
-from runtime.manifest import MANIFEST_FILE
+from runtime.manifest import MANIFEST_FILE, verify_manifest
 from tests.faults.conftest import Web, check_invariants
 from tests.integration.container_helpers import REPO, cli, until
 
@@ -156,6 +157,29 @@ def test_restore_from_a_path_that_does_not_exist_says_so(web, canary, tmp_path):
         assert r.returncode == 1 and f"image path {missing} does not exist" in r.stderr, r.stderr
     assert not Path(web.root, "newcopy").exists()
     assert check_invariants(web, canary) == "checkpointed"
+
+
+KILLED_WHILE_HASHING = """
+import os, signal, sys
+from runtime import manifest
+from runtime.container import Container
+manifest.seal = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # killed right after CRIU's dump
+Container.load(sys.argv[1]).checkpoint()
+"""
+
+
+def test_a_checkpoint_settled_after_criu_cr_was_killed_gets_its_manifest(web, canary):
+    r = subprocess.run([sys.executable, "-c", KILLED_WHILE_HASHING, web.id], cwd=REPO, capture_output=True,
+                       text=True, timeout=120, env=dict(os.environ, CRIU_CR_ROOT=web.root))
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    out = cli(web.root, "list")
+    assert out.returncode == 0 and "CRIU finished it" in out.stderr, out.stderr
+    assert web.ctr.refresh().status == "checkpointed"
+    images = Path(web.ctr.refresh().extra["checkpoint"]["image_dir"])
+    assert verify_manifest(str(images)) is not None  # written by the settling command
+    r = cli(web.root, "restore", web.id)
+    assert r.returncode == 0 and MANIFEST_FILE not in r.stderr, r.stderr
+    assert check_invariants(web, canary) == "running"
 
 
 # -- a checkpoint never replaces another container's ---------------------------------
