@@ -9,17 +9,15 @@ another content, or an image file the dump did not write. Logs and
 statistics (``dump.log``, ``restore.log``, ``stats-*``) are left out: they
 are written, kept and removed after the manifest.
 
-The hash is XXH3-128 (the ``xxhash`` library). It finds damage -- a
-truncated or flipped page, a lost or stray file -- not tampering: whoever
-can rewrite the images can rewrite the manifest beside them. It was chosen
-over BLAKE3 by measurement on this project's 2-core machines (1 GiB on
-tmpfs, scripts/bench-manifest): reading the file costs as much as hashing
-it; XXH3 over two threads took 40-75 ms, BLAKE3 with its own threads
-120-190 ms. Files are hashed in 64 MiB chunks (on a thread pool: reads and
-XXH3 release the GIL); a file's hash is the XXH3-128 of its chunks' hashes,
-so it does not depend on the number of threads. During a checkpoint the
-pages are hashed while CRIU writes them (:func:`follow`), which brought the
-manifest's cost at 1 GiB from ~5-9% of the checkpoint time to ~1%.
+The hash is XXH3-128 over 64 MiB chunks (:mod:`runtime.imagehash`). It
+finds damage -- a truncated or flipped page, a lost or stray file -- not
+tampering: whoever can rewrite the images can rewrite the manifest beside
+them. It was chosen over BLAKE3 by measurement on this project's 2-core
+machines (1 GiB on tmpfs, scripts/bench-manifest): reading the file costs as
+much as hashing it; XXH3 over two threads took 40-75 ms, BLAKE3 with its own
+threads 120-190 ms. During a checkpoint the pages are hashed while CRIU
+writes them (:func:`follow`), which brought the manifest's cost at 1 GiB
+from ~5-9% of the checkpoint time to ~1%.
 """
 
 from __future__ import annotations
@@ -27,25 +25,18 @@ from __future__ import annotations
 import json
 import os
 import stat
-import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-
-import xxhash
 
 from .errors import CheckpointError, ImageIntegrityError
 from .fsmode import FILE_MODE, open_private
+from .imagehash import ALGORITHM, Follower, file_digests, follow
 
-__all__ = ["MANIFEST_FILE", "MANIFEST_VERSION", "ALGORITHM", "CHUNK", "FileEntry", "Manifest",
+__all__ = ["MANIFEST_FILE", "MANIFEST_VERSION", "ALGORITHM", "FileEntry", "Manifest",
            "build_manifest", "write_manifest", "seal", "follow", "Follower", "read_manifest", "verify_manifest", "compare", "file_digests"]
 
 MANIFEST_FILE = "criu-cr.manifest"
 MANIFEST_VERSION = 1
-ALGORITHM = "xxh3-128-chunks-64MiB"
-CHUNK = 64 << 20
-_BUFFER = 1 << 20  # per read: fits the cache the hash then reads it from
-_MAX_THREADS = 4
 # Written after the manifest, or only for debugging: never listed, never "extra".
 UNLISTED = frozenset({MANIFEST_FILE, "dump.log", "stats-dump", "restore.log", "stats-restore"})
 # Files a restore reads besides CRIU's *.img: one that the dump did not write is refused.
@@ -105,52 +96,8 @@ def _scan(image_dir: str) -> dict[str, os.stat_result]:
     return out
 
 
-def file_digests(image_dir: str, names: list[str], *, threads: int | None = None) -> dict[str, str]:
-    """The hash (hex) of each of ``names`` in ``image_dir``. Raises OSError."""
-    threads = threads or min(_MAX_THREADS, os.cpu_count() or 1)
-    fds: dict[str, int] = {}
-    try:
-        tasks = []
-        for name in names:
-            fd = os.open(os.path.join(image_dir, name), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-            fds[name] = fd
-            size = os.fstat(fd).st_size
-            tasks += [(name, off) for off in range(0, size, CHUNK)]
-
-        def chunk(task: tuple[str, int]) -> bytes:
-            name, off = task
-            return _chunk_digest(fds[name], off)
-
-        if threads > 1 and len(tasks) > 1:
-            with ThreadPoolExecutor(threads, thread_name_prefix="criu-cr-hash") as pool:
-                digests = list(pool.map(chunk, tasks))
-        else:
-            digests = [chunk(t) for t in tasks]
-    finally:
-        for fd in fds.values():
-            os.close(fd)
-    parts: dict[str, list[bytes]] = {name: [] for name in names}
-    for (name, _), d in zip(tasks, digests):
-        parts[name].append(d)
-    return {name: xxhash.xxh3_128(b"".join(p)).hexdigest() for name, p in parts.items()}
-
-
-def _chunk_digest(fd: int, offset: int) -> bytes:
-    h = xxhash.xxh3_128()
-    buf = bytearray(_BUFFER)
-    view = memoryview(buf)
-    end = offset + CHUNK
-    while offset < end:
-        n = os.preadv(fd, [view[:min(_BUFFER, end - offset)]], offset)
-        if n == 0:
-            break
-        h.update(view[:n])
-        offset += n
-    return h.digest()
-
-
 def build_manifest(image_dir: str, *, threads: int | None = None,
-                   followed: "Follower | None" = None) -> Manifest:
+                   followed: Follower | None = None) -> Manifest:
     """Hash every listed file of ``image_dir`` (see the module doc). Raises OSError.
 
     Files ``followed`` while they were written are only hashed on from where
@@ -164,7 +111,7 @@ def build_manifest(image_dir: str, *, threads: int | None = None,
     return Manifest(files={n: FileEntry(size=found[n].st_size, digest=digests[n]) for n in names})
 
 
-def write_manifest(image_dir: str, *, threads: int | None = None, followed: "Follower | None" = None) -> Manifest:
+def write_manifest(image_dir: str, *, threads: int | None = None, followed: Follower | None = None) -> Manifest:
     """Write ``criu-cr.manifest`` (0600, atomically) for the files now in ``image_dir``. Raises OSError."""
     manifest = build_manifest(image_dir, threads=threads, followed=followed)
     path = os.path.join(image_dir, MANIFEST_FILE)
@@ -237,7 +184,7 @@ def verify_manifest(image_dir: str, *, container_id: str = "", threads: int | No
     return manifest
 
 
-def seal(image_dir: str, *, container_id: str, strict: bool, followed: "Follower | None" = None) -> None:
+def seal(image_dir: str, *, container_id: str, strict: bool, followed: Follower | None = None) -> None:
     """Make a finished dump's files in ``image_dir`` private (0600) and write its manifest.
 
     CRIU creates its images and logs 0644 less the umask: they hold the
@@ -262,123 +209,3 @@ def seal(image_dir: str, *, container_id: str, strict: bool, followed: "Follower
             raise CheckpointError(container_id, f"cannot write the checkpoint's {MANIFEST_FILE}: {exc}") from exc
         warnings.warn(f"container {container_id!r}: checkpoint taken, but its {MANIFEST_FILE} could not be "
                       f"written ({exc}): a restore cannot check its files", RuntimeWarning, stacklevel=2)
-
-
-# -- hashing the pages while CRIU writes them ---------------------------------------------
-# CRIU writes a big container's memory during the dump, while the tree is frozen
-# (measured at 1 GiB: ~440 ms of CRIU's ~700 ms frozen time), by splicing page
-# pipes onto the end of pages-N.img. A thread that follows those files as they
-# grow reads each block just after CRIU wrote it, so once the dump returns only
-# the last bytes and the small images are left to hash.
-
-PAGES_PREFIX = "pages-"
-_POLL = 0.002  # seconds between looks at files that did not grow
-
-
-class _Stream:
-    """One file hashed from its start as it grows, chunk by chunk (as :func:`file_digests` does)."""
-
-    __slots__ = ("fd", "ino", "offset", "chunk", "digests")
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.ino = os.fstat(fd).st_ino
-        self.offset = 0
-        self.chunk = xxhash.xxh3_128()
-        self.digests: list[bytes] = []
-
-    def advance(self, view: memoryview) -> bool:
-        """Hash what was appended since the last call; True if there was something."""
-        size = os.fstat(self.fd).st_size
-        start = self.offset
-        while self.offset < size:
-            room = CHUNK - self.offset % CHUNK
-            n = os.preadv(self.fd, [view[:min(len(view), room, size - self.offset)]], self.offset)
-            if n == 0:
-                break
-            self.chunk.update(view[:n])
-            self.offset += n
-            if self.offset % CHUNK == 0:
-                self.digests.append(self.chunk.digest())
-                self.chunk = xxhash.xxh3_128()
-        return self.offset > start
-
-    def digest(self) -> str:
-        tail = [self.chunk.digest()] if self.offset % CHUNK else []
-        return xxhash.xxh3_128(b"".join(self.digests + tail)).hexdigest()
-
-
-class Follower:
-    """A thread hashing ``image_dir``'s pages-*.img as CRIU appends to them.
-
-    :meth:`stop` it when CRIU is done (or failed); :func:`build_manifest`
-    then finishes what it followed. Any trouble (a file replaced, an error
-    in the thread) only means that file is hashed again whole.
-    """
-
-    def __init__(self, image_dir: str, *, poll: float = _POLL) -> None:
-        self.image_dir = image_dir
-        self._poll = poll
-        self._streams: dict[str, _Stream] = {}
-        self._failed = False
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="criu-cr-pages-hash", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        view = memoryview(bytearray(_BUFFER))
-        try:
-            while not self._stopping.is_set():
-                with os.scandir(self.image_dir) as it:
-                    for entry in it:
-                        if entry.name.startswith(PAGES_PREFIX) and entry.name not in self._streams:
-                            self._streams[entry.name] = _Stream(
-                                os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW))
-                grew = [s.advance(view) for s in self._streams.values()]
-                if not any(grew):
-                    self._stopping.wait(self._poll)
-        except OSError:
-            self._failed = True
-
-    def stop(self) -> None:
-        """End the thread (idempotent); the files stay open for :meth:`finish`."""
-        self._stopping.set()
-        self._thread.join()
-
-    def finish(self, found: dict[str, os.stat_result]) -> dict[str, str]:
-        """Hash the rest of each followed file that is still the one in ``found``; closes them.
-
-        Returns name -> hash (hex). Raises OSError.
-        """
-        self.stop()
-        out: dict[str, str] = {}
-        view = memoryview(bytearray(_BUFFER))
-        try:
-            for name, stream in self._streams.items():
-                st = found.get(name)
-                if self._failed or st is None or st.st_ino != stream.ino or not stat.S_ISREG(st.st_mode):
-                    continue
-                stream.advance(view)
-                if stream.offset == st.st_size:
-                    out[name] = stream.digest()
-        finally:
-            self.close()
-        return out
-
-    def __enter__(self) -> "Follower":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop and close the files (idempotent)."""
-        self.stop()
-        for stream in self._streams.values():
-            os.close(stream.fd)
-        self._streams.clear()
-
-
-def follow(image_dir: str) -> Follower:
-    """Start hashing ``image_dir``'s pages-*.img as they are written (before CRIU's dump)."""
-    return Follower(image_dir)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import xxhash
 
+from runtime import imagehash
 from runtime import manifest as mf
 from runtime.errors import CheckpointError, ImageIntegrityError, RestoreError
 from runtime.imagecheck import require_checkpoint
@@ -21,7 +22,7 @@ DATA = Path(__file__).parent / "data"
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mf, "CHUNK", 64 << 10)  # several chunks without writing 128 MiB per test
+    monkeypatch.setattr(imagehash, "CHUNK", 64 << 10)  # several chunks without writing 128 MiB per test
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def images(tmp_path: Path) -> Path:
     d = tmp_path / "ck"
     d.mkdir()
     shutil.copy(DATA / "inventory.img", d / "inventory.img")
-    (d / "pages-1.img").write_bytes(os.urandom(2 * mf.CHUNK + 12345))
+    (d / "pages-1.img").write_bytes(os.urandom(2 * imagehash.CHUNK + 12345))
     (d / "core-1.img").write_bytes(b"core" * 100)
     (d / "empty.img").write_bytes(b"")
     (d / "criu-cr.json").write_text('{"container_id": "web"}')
@@ -50,7 +51,7 @@ def damage(path: Path, offset: int) -> None:
 def test_manifest_lists_each_file_with_size_and_hash_but_not_logs(images: Path) -> None:
     m = mf.write_manifest(str(images))
     assert sorted(m.files) == ["core-1.img", "criu-cr.json", "empty.img", "inventory.img", "pages-1.img"]
-    assert m.files["pages-1.img"].size == 2 * mf.CHUNK + 12345
+    assert m.files["pages-1.img"].size == 2 * imagehash.CHUNK + 12345
     data = json.loads((images / mf.MANIFEST_FILE).read_text())
     assert data["version"] == mf.MANIFEST_VERSION and data["algorithm"] == mf.ALGORITHM
     assert data["files"]["core-1.img"]["size"] == 400
@@ -60,7 +61,7 @@ def test_manifest_lists_each_file_with_size_and_hash_but_not_logs(images: Path) 
 
 def test_file_hash_is_xxh3_of_its_chunk_hashes_whatever_the_threads(images: Path) -> None:
     data = (images / "pages-1.img").read_bytes()
-    chunks = [xxhash.xxh3_128(data[o:o + mf.CHUNK]).digest() for o in range(0, len(data), mf.CHUNK)]
+    chunks = [xxhash.xxh3_128(data[o:o + imagehash.CHUNK]).digest() for o in range(0, len(data), imagehash.CHUNK)]
     expected = xxhash.xxh3_128(b"".join(chunks)).hexdigest()
     assert mf.file_digests(str(images), ["pages-1.img"], threads=1)["pages-1.img"] == expected
     assert mf.file_digests(str(images), ["pages-1.img"], threads=3)["pages-1.img"] == expected
@@ -70,7 +71,7 @@ def test_file_hash_is_xxh3_of_its_chunk_hashes_whatever_the_threads(images: Path
 @pytest.mark.parametrize("where", ["first byte", "second chunk", "last byte"])
 def test_a_flipped_byte_anywhere_is_named(images: Path, where: str) -> None:
     mf.write_manifest(str(images))
-    offset = {"first byte": 0, "second chunk": mf.CHUNK + 7, "last byte": 2 * mf.CHUNK + 12344}[where]
+    offset = {"first byte": 0, "second chunk": imagehash.CHUNK + 7, "last byte": 2 * imagehash.CHUNK + 12344}[where]
     damage(images / "pages-1.img", offset)
     with pytest.raises(ImageIntegrityError) as err:
         mf.verify_manifest(str(images), container_id="web")
@@ -85,7 +86,7 @@ def test_a_truncated_file_is_named_with_both_sizes(images: Path) -> None:
     with pytest.raises(ImageIntegrityError) as err:
         mf.verify_manifest(str(images))
     assert err.value.file == "pages-1.img"
-    assert "4096" in str(err.value) and str(2 * mf.CHUNK + 12345) in str(err.value) and "truncated" in str(err.value)
+    assert "4096" in str(err.value) and str(2 * imagehash.CHUNK + 12345) in str(err.value) and "truncated" in str(err.value)
     assert str(err.value).startswith(f"the checkpoint at {images} is damaged")  # no container: no "cannot restore '?'"
 
 
@@ -209,8 +210,8 @@ def test_follower_gives_the_same_manifest_as_hashing_afterwards(tmp_path: Path) 
     followed = mf.follow(str(d))
     try:
         shutil.copy(DATA / "inventory.img", d / "inventory.img")
-        grow(d / "pages-1.img", os.urandom(3 * mf.CHUNK + 999), pieces=37)  # across chunk edges
-        grow(d / "pages-2.img", os.urandom(mf.CHUNK), pieces=4)  # exactly one chunk
+        grow(d / "pages-1.img", os.urandom(3 * imagehash.CHUNK + 999), pieces=37)  # across chunk edges
+        grow(d / "pages-2.img", os.urandom(imagehash.CHUNK), pieces=4)  # exactly one chunk
         (d / "pages-3.img").write_bytes(b"")
         (d / "core-1.img").write_bytes(b"core")
     finally:
@@ -223,8 +224,8 @@ def test_a_followed_file_that_was_replaced_is_hashed_again(tmp_path: Path) -> No
     d = tmp_path / "ck"
     d.mkdir()
     followed = mf.follow(str(d))
-    grow(d / "pages-1.img", os.urandom(2 * mf.CHUNK), pieces=8)
-    until_followed(followed, "pages-1.img", 2 * mf.CHUNK)
+    grow(d / "pages-1.img", os.urandom(2 * imagehash.CHUNK), pieces=8)
+    until_followed(followed, "pages-1.img", 2 * imagehash.CHUNK)
     followed.stop()
     (d / "pages-1.img").unlink()
     (d / "pages-1.img").write_bytes(b"other")
@@ -233,7 +234,7 @@ def test_a_followed_file_that_was_replaced_is_hashed_again(tmp_path: Path) -> No
 
 def test_seal_with_a_follower_writes_a_manifest_that_verifies(images: Path) -> None:
     followed = mf.follow(str(images))
-    grow(images / "pages-2.img", os.urandom(mf.CHUNK + 5), pieces=3)
+    grow(images / "pages-2.img", os.urandom(imagehash.CHUNK + 5), pieces=3)
     followed.stop()
     mf.seal(str(images), container_id="web", strict=True, followed=followed)
     assert "pages-2.img" in mf.verify_manifest(str(images)).files
