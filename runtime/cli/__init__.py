@@ -63,7 +63,7 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..signals import Interrupted, install_cli_handlers
+    from runtime.linux.signals import Interrupted, install_cli_handlers
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -96,7 +96,7 @@ def _outcome(args: argparse.Namespace) -> str:
     if not isinstance(cid, str):
         return ""
     try:
-        from ..container import Container
+        from runtime.container import Container
 
         return f"; container {cid!r} is {Container.load(cid, args.root).status}"
     except Exception:  # noqa: BLE001 - only a courtesy; the interrupt is what is reported

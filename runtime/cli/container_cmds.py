@@ -67,13 +67,13 @@ def _warn(ctr) -> None:
 
 
 def _container(args: argparse.Namespace):
-    from ..container import Container
+    from runtime.container import Container
 
     return Container.load(args.id, args.root)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..container import Container
+    from runtime.container import Container
 
     ctr = Container.run(args.id, args.bundle, args.root)
     _warn(ctr)
@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from ..container import Container
+    from runtime.container import Container
 
     _warn(Container.create(args.id, args.bundle, args.root))
     return 0
@@ -118,7 +118,7 @@ def _state(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ..container import Container
+    from runtime.container import Container
 
     states = [c.state() for c in Container.list(args.root)]
     if args.json:
@@ -175,7 +175,7 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _adopt(args: argparse.Namespace) -> int:
-    from ..container import Container
+    from runtime.container import Container
 
     ctr = Container.adopt_runc(args.id, runc_root=args.runc_root, root=args.root)
     print(json.dumps(ctr.state(), indent=2))

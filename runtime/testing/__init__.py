@@ -5,7 +5,7 @@ installed package also registers them as the ``criu_cr`` pytest11 plugin).
 See docs/harness.md.
 """
 
-from .bundle import BUSYBOX, DEFAULT_APPLETS, build_busybox_bundle, default_spec
-from .net import http_get, wait_tcp
+from runtime.testing.bundle import BUSYBOX, DEFAULT_APPLETS, build_busybox_bundle, default_spec
+from runtime.testing.net import http_get, wait_tcp
 
 __all__ = ["BUSYBOX", "DEFAULT_APPLETS", "build_busybox_bundle", "default_spec", "http_get", "wait_tcp"]

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from .bundle import build_busybox_bundle
-from .net import http_get, wait_tcp
+from runtime.testing.bundle import build_busybox_bundle
+from runtime.testing.net import http_get, wait_tcp
 
 __all__ = ["TestNet", "allocate_subnet", "wait_tcp", "http_get"]
 
@@ -74,7 +74,7 @@ def state_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh criu-cr state root; containers left in it are force-deleted afterwards."""
     root = str(tmp_path_factory.mktemp("criu-cr-root"))
     yield root
-    from ..container import Container
+    from runtime.container import Container
 
     for ctr in Container.list(root):
         try:
@@ -99,7 +99,7 @@ def busybox_bundle(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., st
 @pytest.fixture
 def netns_factory(criu_cr_net_pool: list[str]) -> Iterator[Callable[[], TestNet]]:
     """Factory: each call makes a named netns + veth + a /30 of addresses; all torn down afterwards."""
-    from .. import netns as netns_mod
+    from runtime.net import netns as netns_mod
 
     made: list[TestNet] = []
     counter = itertools.count()
@@ -146,7 +146,7 @@ def container(state_root: str) -> Iterator[Callable[..., object]]:
 
     Every container made is deleted with force at teardown, even when the test failed.
     """
-    from ..container import Container
+    from runtime.container import Container
 
     made: list[Container] = []
     counter = itertools.count()

@@ -48,10 +48,10 @@ def fault(script: str, action: str, owner: int) -> FaultAt:
 
 
 def main(argv: list[str]) -> int:
-    from runtime.checkpoint import CheckpointOptions, RestoreOptions, checkpoint, restore
     from runtime.cli import main as _unused  # noqa: F401 - same imports as the CLI
+    from runtime.cr.options import CheckpointOptions, RestoreOptions
     from runtime.container import Container
-    from runtime.signals import Interrupted, install_cli_handlers
+    from runtime.linux.signals import Interrupted, install_cli_handlers
 
     op, cid, script, action = argv[:4]
     leave_running = "--leave-running" in argv
@@ -60,10 +60,10 @@ def main(argv: list[str]) -> int:
     try:
         ctr = Container.load(cid)
         if op == "checkpoint":
-            res = checkpoint(ctr, CheckpointOptions(leave_running=leave_running), notify=hook)
+            res = ctr.checkpoint(CheckpointOptions(leave_running=leave_running), notify=hook)
             print(res.image_dir)
         else:
-            print(restore(ctr, RestoreOptions(), notify=hook).pid)
+            print(ctr.restore(RestoreOptions(), notify=hook).pid)
         return 0
     except KeyboardInterrupt:
         return 130

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 import pytest
 
 from criu_rpc import has_inventory
-from runtime import mounts, netlock, pending
-from runtime.cgroups import Cgroups
+from runtime.linux import mounts
+from runtime.net import netlock
+from runtime.cr import pending
+from runtime.linux.cgroups import Cgroups
 from runtime.container import Container
 from runtime.testing.net import http_get, wait_tcp
 from tests.conftest import require

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from runtime.container import Container
-from runtime.crmeta import ImageOwnerError
+from runtime.cr.meta import ImageOwnerError
 from runtime.errors import ImageIntegrityError, RestoreError
-from runtime.manifest import MANIFEST_FILE, verify_manifest
+from runtime.cr.manifest import MANIFEST_FILE, verify_manifest
 from tests.faults.conftest import Web, check_invariants
 from tests.integration.container_helpers import REPO, cli, until
 
@@ -161,7 +161,7 @@ def test_restore_from_a_path_that_does_not_exist_says_so(web, canary, tmp_path):
 
 KILLED_WHILE_HASHING = """
 import os, signal, sys
-from runtime import manifest
+from runtime.cr import manifest
 from runtime.container import Container
 manifest.seal = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # killed right after CRIU's dump
 Container.load(sys.argv[1]).checkpoint()
@@ -272,7 +272,7 @@ def run_cli_as_nobody(argv: list[str]) -> tuple[int, str]:
     loaded before the fork, and the root check must refuse before loading more.
     """
     from runtime import cli as cli_mod
-    from runtime import signals  # noqa: F401 - main() imports it
+    from runtime.linux import signals  # noqa: F401 - main() imports it
 
     cli_mod.build_parser()  # loads every command module while still root
     r, w = os.pipe()

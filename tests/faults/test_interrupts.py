@@ -13,7 +13,7 @@ import signal
 
 import pytest
 
-from runtime import netlock
+from runtime.net import netlock
 from tests.faults.conftest import check_invariants, run_child
 from tests.integration.container_helpers import cli, until
 

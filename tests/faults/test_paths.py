@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from runtime.crmeta import ImageDirError
+from runtime.cr.meta import ImageDirError
 from runtime.errors import CheckpointError
 from tests.faults.conftest import check_invariants
 from tests.integration.container_helpers import cli
@@ -66,7 +66,7 @@ def test_a_full_disk_fails_the_checkpoint_and_the_container_runs_on(web, canary,
 def test_a_copy_restored_beside_its_running_original_is_warned_about_and_refused(web, canary, tmp_path):
     from runtime.container import Container
     from runtime.errors import RestoreError
-    from runtime.state import StateStore
+    from runtime.container.state import StateStore
 
     images = str(tmp_path / "copy")
     web.ctr.checkpoint(image_path=images, leave_running=True)

@@ -1,4 +1,4 @@
-"""runtime.cgroups on the real kernel: every layout this host offers (v1 via hybrid, and v2).
+"""runtime.linux.cgroups on the real kernel: every layout this host offers (v1 via hybrid, and v2).
 
 On a hybrid host the v2 hierarchy at /sys/fs/cgroup/unified is also used on
 its own, as if it were a pure-v2 host, so both freezer kinds are exercised.
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cgroups import DEFAULT_ROOT, UNIFIED, Cgroups, detect_layout, read_proc_cgroup
+from runtime.linux.cgroups import DEFAULT_ROOT, UNIFIED, Cgroups, detect_layout, read_proc_cgroup
 from runtime.errors import CgroupError
-from runtime.spec import Resources
+from runtime.oci.spec import Resources
 from tests.conftest import require
 
 # A child that counts into a file; once <file>.fork exists it forks one

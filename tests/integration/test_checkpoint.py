@@ -19,11 +19,11 @@ import pytest
 
 from pyroute2 import IPRoute
 
-from runtime import mounts
-from runtime import netns as netns_mod
+from runtime.linux import mounts
+from runtime.net import netns as netns_mod
 from runtime.container import Container
 from criu_rpc import CriuVersionError
-from runtime.crmeta import ImageDirError
+from runtime.cr.meta import ImageDirError
 from runtime.errors import CheckpointError, ContainerStateError, RestoreError
 from runtime.testing.net import http_get, wait_tcp
 from tests.conftest import require

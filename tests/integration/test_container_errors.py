@@ -11,7 +11,7 @@ import pytest
 
 from runtime.container import Container, ContainerStartError
 from runtime.errors import ContainerBusyError, ContainerNotFoundError, ContainerStateError, SpecError
-from runtime.state import StateStore
+from runtime.container.state import StateStore
 
 from .container_helpers import REPO, cli, need_container_prereqs
 

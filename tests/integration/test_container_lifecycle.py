@@ -8,7 +8,7 @@ import time
 import pytest
 
 from runtime.container import Container
-from runtime.mounts import mounts_under
+from runtime.linux.mounts import mounts_under
 
 from .container_helpers import need_container_prereqs, until
 
@@ -120,7 +120,7 @@ def test_force_delete_of_a_running_container(busybox_bundle, state_root):
 
 
 def test_reused_pid_reads_as_stopped(busybox_bundle, container, state_root):
-    from runtime.state import StateStore
+    from runtime.container.state import StateStore
 
     ctr = container(busybox_bundle(["sleep", "1000"]))
     store = StateStore(state_root)
@@ -182,7 +182,7 @@ def test_delete_of_a_created_container_needs_no_force(busybox_bundle, state_root
     assert ctr.status == "created"
     ctr.delete()
     assert not os.path.exists(ctr.directory)
-    from runtime.state import proc_start_time
+    from runtime.container.state import proc_start_time
 
     assert proc_start_time(pid) is None  # delete waited for init to die
     with open("/proc/self/mountinfo") as f:

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from runtime.cgroups import read_proc_cgroup
+from runtime.linux.cgroups import read_proc_cgroup
 from runtime.testing import http_get, wait_tcp
 
 from .container_helpers import need_container_prereqs, until

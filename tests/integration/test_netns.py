@@ -1,4 +1,4 @@
-"""runtime.netns on the real kernel: a named netns + veth that the host reaches over TCP.
+"""runtime.net.netns on the real kernel: a named netns + veth that the host reaches over TCP.
 
 Only namespaces and links these tests create are touched; every address is in
 10.231.1.0/24 (a random /30 of it per test, so parallel runs do not collide).
@@ -21,10 +21,7 @@ import pytest
 from pyroute2 import IPRoute
 
 from runtime.errors import NetnsError
-from runtime.netns import (
-    InterfaceInfo, VethPair, create_netns, delete_netns, netns_exists, netns_path, read_snapshot,
-    recreate_from_snapshot, setup_veth, snapshot_interfaces, teardown, write_snapshot,
-)
+from runtime.net.netns import InterfaceInfo, VethPair, create_netns, delete_netns, netns_exists, netns_path, read_snapshot, recreate_from_snapshot, setup_veth, snapshot_interfaces, teardown, write_snapshot
 from tests.conftest import require
 
 CLONE_NEWNET = 0x40000000

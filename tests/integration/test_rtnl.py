@@ -1,4 +1,4 @@
-"""runtime.rtnl on the real kernel, checked against pyroute2's view of the same netns and veth.
+"""runtime.net.rtnl on the real kernel, checked against pyroute2's view of the same netns and veth.
 
 Only the netns and veth these tests create are touched (random suffix); every
 address is in 10.231.7.0/24 (a random free /29 of it per test).
@@ -21,11 +21,9 @@ from typing import Any
 import pytest
 from pyroute2 import IPRoute
 
-from runtime import rtnl
+from runtime.net import rtnl
 from runtime.errors import NetnsError
-from runtime.netns import (
-    InterfaceInfo, create_netns, netns_exists, netns_path, setup_veth, snapshot_interfaces, teardown,
-)
+from runtime.net.netns import InterfaceInfo, create_netns, netns_exists, netns_path, setup_veth, snapshot_interfaces, teardown
 from tests.conftest import require
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,8 +155,8 @@ def test_checkpoint_process_never_imports_pyroute2(net: Net, which: str) -> None
     target = net.name if which == "named" else "/proc/self/ns/net"
     code = (
         "import json, sys\n"
-        "import runtime.checkpoint\n"
-        "from runtime import netns\n"
+        "import runtime.cr.checkpoint\n"
+        "from runtime.net import netns\n"
         f"snap = netns.snapshot_interfaces({target!r})\n"
         "assert 'pyroute2' not in sys.modules, sorted(m for m in sys.modules if m.startswith('pyroute2'))\n"
         "print(json.dumps([i.to_dict() for i in snap]))\n")

@@ -1,4 +1,4 @@
-"""runtime.runc: adopt a container that the real runc created (the test runs runc; the product never does)."""
+"""runtime.container.runc: adopt a container that the real runc created (the test runs runc; the product never does)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cgroups import Cgroups
+from runtime.linux.cgroups import Cgroups
 from runtime.errors import ContainerNotFoundError, ContainerStateError
-from runtime.netns import create_netns, netns_path, setup_veth, teardown
-from runtime.runc import proc_start_time, read_runc_state
+from runtime.net.netns import create_netns, netns_path, setup_veth, teardown
+from runtime.container.runc import proc_start_time, read_runc_state
 from tests.conftest import require
 
 BUSYBOX = "/bin/busybox"

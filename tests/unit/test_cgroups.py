@@ -1,4 +1,4 @@
-"""runtime.cgroups against fake cgroup trees (plain directories): paths, resources, records."""
+"""runtime.linux.cgroups against fake cgroup trees (plain directories): paths, resources, records."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cgroups import (
-    UNIFIED, Cgroups, V1_CONTROLLERS, detect_layout, resolve_cgroup_path, shares_to_weight,
-)
+from runtime.linux.cgroups import UNIFIED, Cgroups, V1_CONTROLLERS, detect_layout, resolve_cgroup_path, shares_to_weight
 from runtime.errors import CgroupError
-from runtime.spec import Resources
+from runtime.oci.spec import Resources
 
 
 def fake_root(tmp_path: Path, layout: str) -> Path:

@@ -1,12 +1,12 @@
-"""runtime.crplan: what CRIU is told about a container, in both directions (pure)."""
+"""runtime.cr.criu_options: what CRIU is told about a container, in both directions (pure)."""
 
 from __future__ import annotations
 
 import pytest
 
 from criu_rpc import CgroupRoot, CriuOptions, ExternalMount, InheritFd
-from runtime import crplan
-from runtime.crplan import DUMP, RESTORE, CrContext, MountRecord
+from runtime.cr import criu_options as crplan
+from runtime.cr.criu_options import DUMP, RESTORE, CrContext, MountRecord
 
 # A criu-cr container's mountinfo on a hybrid-cgroup host (shape as read from a real one).
 MOUNTINFO = """\

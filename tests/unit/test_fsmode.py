@@ -1,4 +1,4 @@
-"""Files and directories criu-cr writes are 0600/0700 whatever the umask (runtime.fsmode and its users)."""
+"""Files and directories criu-cr writes are 0600/0700 whatever the umask (runtime.linux.fsmode and its users)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from runtime import netns
-from runtime.crmeta import CheckpointMeta, fresh_image_dir
-from runtime.fsmode import makedirs_private, open_private
-from runtime.manifest import write_manifest
-from runtime.mounts import archive_upper
-from runtime.state import ContainerState, StateStore
+from runtime.net import netns
+from runtime.cr.meta import CheckpointMeta, fresh_image_dir
+from runtime.linux.fsmode import makedirs_private, open_private
+from runtime.cr.manifest import write_manifest
+from runtime.linux.mounts import archive_upper
+from runtime.container.state import ContainerState, StateStore
 
 
 @pytest.fixture(params=[0o000, 0o777, 0o022])

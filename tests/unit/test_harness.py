@@ -11,8 +11,8 @@ import pytest
 from tests.conftest import require
 
 from runtime.cli.container_cmds import parse_signal
-from runtime.monitor import exit_status_of
-from runtime.spec import load_spec
+from runtime.container.monitor import exit_status_of
+from runtime.oci.spec import load_spec
 from runtime.testing import build_busybox_bundle, default_spec
 from runtime.testing.plugin import allocate_subnet
 
@@ -66,7 +66,7 @@ def test_exit_status_shell_convention():
 
 
 def test_capability_masks():
-    from runtime import caps
+    from runtime.linux import caps
 
     assert caps.CAPABILITIES["CAP_CHOWN"] == 0 and caps.CAPABILITIES["CAP_CHECKPOINT_RESTORE"] == 40
     assert caps.mask(["CAP_KILL", "CAP_NET_BIND_SERVICE"]) == (1 << 5) | (1 << 10)

@@ -1,4 +1,4 @@
-"""The checkpoint manifest (runtime.manifest) and the checks before a restore (runtime.imagecheck)."""
+"""The checkpoint manifest (runtime.cr.manifest) and the checks before a restore (runtime.cr.imagecheck)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from runtime import imagehash
-from runtime import manifest as mf
+from runtime.cr import imagehash
+from runtime.cr import manifest as mf
 from runtime.errors import CheckpointError, ImageIntegrityError, RestoreError
-from runtime.imagecheck import require_checkpoint
+from runtime.cr.imagecheck import require_checkpoint
 
 DATA = Path(__file__).parent / "data"
 
@@ -150,7 +150,7 @@ def test_seal_fails_a_checkpoint_that_left_the_container_running(tmp_path: Path)
         mf.seal(missing, container_id="web", strict=False)
 
 
-# -- runtime.imagecheck: before CRIU runs ------------------------------------------
+# -- runtime.cr.imagecheck: before CRIU runs ------------------------------------------
 
 def test_restore_of_a_path_that_does_not_exist_says_so(tmp_path: Path) -> None:
     with pytest.raises(RestoreError, match="image path .*/nope does not exist") as err:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runtime.cli import ROOT_MESSAGE, has_sys_admin
-from runtime.crmeta import ImageDirError, ImageOwnerError, fresh_image_dir, read_meta
+from runtime.cr.meta import ImageDirError, ImageOwnerError, fresh_image_dir, read_meta
 from runtime.errors import ContainerStateError, RestoreError, state_hint
 
 

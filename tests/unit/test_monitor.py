@@ -1,4 +1,4 @@
-"""runtime.monitor with a plain produce_init (no container, no root): detach, log copy, exit record."""
+"""runtime.container.monitor with a plain produce_init (no container, no root): detach, log copy, exit record."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import os
 import time
 
-from runtime.monitor import read_report, spawn_monitor
+from runtime.container.monitor import read_report, spawn_monitor
 
 
 def _write_exit(path: str, init_pid: int, status: int) -> None:

@@ -1,9 +1,9 @@
-"""runtime.mounts pure parts: option parsing, mountinfo, cgroup bind discovery."""
+"""runtime.linux.mounts pure parts: option parsing, mountinfo, cgroup bind discovery."""
 
 from __future__ import annotations
 
-from runtime import mounts
-from runtime import syscalls as sc
+from runtime.linux import mounts
+from runtime.linux import syscalls as sc
 
 
 def test_parse_options_flags_propagation_and_data():

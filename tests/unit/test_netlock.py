@@ -1,11 +1,11 @@
-"""runtime.netlock: which nftables objects are CRIU's network lock (rulesets captured from real checkpoints)."""
+"""runtime.net.netlock: which nftables objects are CRIU's network lock (rulesets captured from real checkpoints)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from runtime.netlock import criu_lock_objects
+from runtime.net.netlock import criu_lock_objects
 
 DATA = Path(__file__).parent / "data"
 

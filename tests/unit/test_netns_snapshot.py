@@ -1,4 +1,4 @@
-"""runtime.netns: the network snapshot file format (pure JSON, no namespaces)."""
+"""runtime.net.netns: the network snapshot file format (pure JSON, no namespaces)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import NetnsError
-from runtime.netns import InterfaceInfo, VethPair, netns_path, read_snapshot, write_snapshot
+from runtime.net.netns import InterfaceInfo, VethPair, netns_path, read_snapshot, write_snapshot
 
 ETH0 = InterfaceInfo(name="eth0", kind="veth", mac="02:42:0a:e7:01:02", mtu=1500, up=True,
                      addresses=("10.231.1.2/24",), peer_ifname="vh-x", peer_mac="aa:bb:cc:dd:ee:ff",

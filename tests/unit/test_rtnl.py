@@ -1,4 +1,4 @@
-"""runtime.rtnl: netlink framing and rtnetlink parsing from stored and hand-built bytes (no sockets)."""
+"""runtime.net.rtnl: netlink framing and rtnetlink parsing from stored and hand-built bytes (no sockets)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runtime import rtnl
+from runtime.net import rtnl
 
 NLA_F_NESTED = 0x8000
 IFLA_INFO_DATA = 2

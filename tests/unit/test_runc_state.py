@@ -1,4 +1,4 @@
-"""runtime.runc against hand-written runc state files (no runc, no root)."""
+"""runtime.container.runc against hand-written runc state files (no runc, no root)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from runtime.errors import ContainerError, ContainerNotFoundError, ContainerStateError
-from runtime.runc import proc_start_time, read_runc_state
+from runtime.container.runc import proc_start_time, read_runc_state
 
 
 def state(pid: int, start: int, **extra: Any) -> dict[str, Any]:

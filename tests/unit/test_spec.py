@@ -1,4 +1,4 @@
-"""runtime.spec: parsing runc's default config and refusing what we do not support."""
+"""runtime.oci.spec: parsing runc's default config and refusing what we do not support."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from runtime.errors import SpecError
-from runtime.spec import Resources, Spec, load_spec, parse_spec
+from runtime.oci.spec import Resources, Spec, load_spec, parse_spec
 from runtime.testing.bundle import default_spec
 from tests.conftest import require
 

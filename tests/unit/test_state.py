@@ -1,4 +1,4 @@
-"""runtime.state: state root, ids, atomic state.json, lock, pid start-time checks (no root needed)."""
+"""runtime.container.state: state root, ids, atomic state.json, lock, pid start-time checks (no root needed)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from runtime.errors import ContainerBusyError, ContainerExistsError, ContainerNotFoundError
-from runtime.state import ContainerState, StateStore, proc_start_time, process_alive, state_root, validate_id
+from runtime.container.state import ContainerState, StateStore, proc_start_time, process_alive, state_root, validate_id
 
 
 def test_state_root_precedence(monkeypatch, tmp_path):
@@ -69,7 +69,7 @@ def test_second_lock_is_busy_even_from_another_process(tmp_path):
         with pytest.raises(ContainerBusyError, match="busy"):
             store.lock("c")
         code = (
-            "import sys; from runtime.state import StateStore\n"
+            "import sys; from runtime.container.state import StateStore\n"
             "from runtime.errors import ContainerBusyError\n"
             f"try:\n    StateStore({str(tmp_path)!r}).lock('c')\n"
             "except ContainerBusyError:\n    sys.exit(3)\n"

@@ -4,7 +4,7 @@ CRIU's own reports on bad images mislead: a missing core image ends in an
 EOF line, a truncated pages image can make it loop. So a restore first
 checks the image directory here and refuses with the name of what is
 wrong: a path that does not exist, no checkpoint, a file that differs from
-the checkpoint's manifest (:mod:`runtime.manifest`), a corrupt inventory.
+the checkpoint's manifest (:mod:`runtime.cr.manifest`), a corrupt inventory.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import warnings
 
 from criu_rpc import ImageError, has_inventory
 
-from .crmeta import METADATA_FILE
-from .errors import RestoreError
-from .manifest import MANIFEST_FILE, verify_manifest
+from runtime.cr.meta import METADATA_FILE
+from runtime.errors import RestoreError
+from runtime.cr.manifest import MANIFEST_FILE, verify_manifest
 
 __all__ = ["require_checkpoint", "INVENTORY_FILE"]
 

@@ -1,6 +1,6 @@
 """Restore of whole containers over CRIU's RPC (no runc).
 
-The restore runs inside a fresh monitor process (see :mod:`runtime.monitor`):
+The restore runs inside a fresh monitor process (see :mod:`runtime.container.monitor`):
 it is the subreaper and the parent of the restored init, holds the new
 stdout/stderr pipes and hands them to CRIU with ``inherit_fd`` under the old
 pipes' names. A failed restore leaves the images untouched and the container
@@ -21,88 +21,79 @@ from typing import Any
 from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, deadline_for
 from criu_rpc.notify import NOTIFY_SCRIPTS
 
-from . import crplan, mounts, netns, pending
-from .cgroups import Cgroups
-from .container import Container, current, overlay_dirs
-from .crmeta import (NETWORK_FILE, CheckpointMeta, choose_network_lock, read_meta, remove_logs,
-                     require_usable_criu, stats_dict)
-from .crtypes import (CTR_LOG, DEFAULT_IMAGE_DIR, RESTORE_LOG, REPORT_MARGIN, RestoreOptions, RestoreResult,
-                      criu_us)
-from .errors import ContainerStateError, RestoreError, criu_message
-from .imagecheck import require_checkpoint
-from .init import report
-from .monitor import read_report, spawn_monitor
-from .spec import load_spec
-from .signals import deferred
-from .state import ContainerState, StateStore, mark_stopped, proc_start_time, process_alive
-from .syscalls import PROC_NS_NAMES
+from runtime.cr import criu_options as crplan, pending
+from runtime.linux import mounts
+from runtime.net import netns
+from runtime.linux.cgroups import Cgroups
+from runtime.container.host import overlay_dirs
+from runtime.cr.meta import NETWORK_FILE, CheckpointMeta, choose_network_lock, read_meta, remove_logs, require_usable_criu, stats_dict
+from runtime.cr.options import CTR_LOG, DEFAULT_IMAGE_DIR, RESTORE_LOG, REPORT_MARGIN, RestoreOptions, RestoreResult, criu_us
+from runtime.errors import ContainerStateError, RestoreError, criu_message
+from runtime.cr.imagecheck import require_checkpoint
+from runtime.container.init import report
+from runtime.container.monitor import read_report, spawn_monitor
+from runtime.oci.spec import load_spec
+from runtime.linux.signals import deferred
+from runtime.container.state import ContainerState, StateStore, mark_stopped, proc_start_time, process_alive
 
-__all__ = ["restore"]
+__all__ = ["restore", "restore_locked"]
 
 
 # -- restore --------------------------------------------------------------------------
 
-def restore(ctr: Container | None, opts: RestoreOptions = RestoreOptions(), *, container_id: str | None = None,
-            root: str | None = None, criu_path: str | None = None,
-            notify: NotifyHandler | None = None) -> RestoreResult:
-    """Restore a checkpointed container (``ctr``), or a new one (``container_id`` + ``opts.bundle``).
+def restore(store: StateStore, container_id: str, opts: RestoreOptions = RestoreOptions(), *,
+            criu_path: str | None = None, notify: NotifyHandler | None = None) -> RestoreResult:
+    """Restore checkpointed container ``container_id`` from its last checkpoint (or ``opts.image_path``).
 
     ``notify`` receives CRIU's restore callbacks; they run in the container's
-    new monitor process, not in the caller. Signals are held while CRIU
-    restores, as for :func:`runtime.checkpoint.checkpoint`.
+    new monitor process, not in the caller. SIGINT/SIGTERM/SIGHUP are held
+    while CRIU restores (:mod:`runtime.linux.signals`); a killed criu-cr is
+    settled by the next command (:mod:`runtime.cr.pending`).
 
     Raises ContainerStateError ("container X is running"), RestoreError (no
     complete checkpoint; CRIU failed: ``.log_path``, ``.log_errors`` -- the
-    images stay for another try), ContainerExistsError, SpecError, OSError.
+    images stay for another try), ImageIntegrityError, OSError.
     """
-    from .crnew import prepare_new_container  # restore into a container that does not exist yet
+    return restore_locked(store, container_id, opts, criu_path=criu_path, notify=notify, new=False)
 
+
+def restore_locked(store: StateStore, container_id: str, opts: RestoreOptions, *, criu_path: str | None,
+                   notify: NotifyHandler | None, new: bool) -> RestoreResult:
+    """The restore itself, under the container's lock. ``new``: a container made for this restore
+    (:mod:`runtime.cr.restore_new`), whose images were verified before it was made."""
     started = time.monotonic()
-    if ctr is None:
-        if not container_id:
-            raise ValueError("restore needs a container or a container_id")
-        ctr = prepare_new_container(container_id, opts, root)
-        fresh = True
-    else:
-        fresh = False
-    store: StateStore = ctr.store
-    try:
-        with store.lock(ctr.id):
-            st = current(store, ctr.id)
-            if st.status in ("running", "paused", "created"):
-                raise ContainerStateError(ctr.id, st.status, "restore",
-                                          f"container {ctr.id} is {st.status}; checkpoint or delete it first")
-            image_dir = opts.image_path or (st.extra.get("checkpoint") or {}).get("image_dir") \
-                or store.path(ctr.id, DEFAULT_IMAGE_DIR)
-            facts = require_usable_criu(criu_path, store.root)
-            # Before CRIU reads a byte: the files as the checkpoint wrote them (a new
-            # container's were checked by prepare_new_container, before it was made).
-            require_checkpoint(ctr.id, image_dir, verify=opts.verify and not fresh)
-            meta = read_meta(image_dir, container_id=ctr.id)
-            if fresh:
-                _warn_shared_netns(store, ctr.id, meta)
-            _ensure_network(meta, image_dir)
-            criu_root, temporary = _restore_root(store, st)
-            try:
-                # Unlock with the method the dump locked with: the other one would leave the lock.
-                lock = opts.network_lock or meta.network_lock or choose_network_lock(facts=facts)
-                st = pending.begin(store, st, "restore", image_dir=image_dir, joined=sorted(meta.namespaces))
-                with deferred("the restore"):
-                    try:
-                        result = _restore_in_monitor(store, st, meta, image_dir, opts, criu_path, criu_root,
-                                                     lock, notify)
-                    except BaseException:
-                        _undo(store, st, image_dir)
-                        raise
-            finally:
-                if temporary:
-                    # The restored tree has its own copy of the mount; ours was only for CRIU.
-                    mounts.unmount(criu_root)
-                    os.rmdir(criu_root)
-    except BaseException:
-        if fresh:
-            _discard(ctr)
-        raise
+    cid = container_id
+    with store.lock(cid):
+        st = pending.current(store, cid)
+        if st.status in ("running", "paused", "created"):
+            raise ContainerStateError(cid, st.status, "restore",
+                                      f"container {cid} is {st.status}; checkpoint or delete it first")
+        image_dir = opts.image_path or (st.extra.get("checkpoint") or {}).get("image_dir") \
+            or store.path(cid, DEFAULT_IMAGE_DIR)
+        facts = require_usable_criu(criu_path, store.root)
+        # Before CRIU reads a byte: the files as the checkpoint wrote them.
+        require_checkpoint(cid, image_dir, verify=opts.verify and not new)
+        meta = read_meta(image_dir, container_id=cid)
+        if new:
+            _warn_shared_netns(store, cid, meta)
+        _ensure_network(meta, image_dir)
+        criu_root, temporary = _restore_root(store, st)
+        try:
+            # Unlock with the method the dump locked with: the other one would leave the lock.
+            lock = opts.network_lock or meta.network_lock or choose_network_lock(facts=facts)
+            st = pending.begin(store, st, "restore", image_dir=image_dir, joined=sorted(meta.namespaces))
+            with deferred("the restore"):
+                try:
+                    result = _restore_in_monitor(store, st, meta, image_dir, opts, criu_path, criu_root,
+                                                 lock, notify)
+                except BaseException:
+                    _undo(store, st, image_dir)
+                    raise
+        finally:
+            if temporary:
+                # The restored tree has its own copy of the mount; ours was only for CRIU.
+                mounts.unmount(criu_root)
+                os.rmdir(criu_root)
     return dataclasses.replace(result, duration_us=int((time.monotonic() - started) * 1e6))
 
 
@@ -127,26 +118,6 @@ def _undo(store: StateStore, st: ContainerState, image_dir: str) -> None:
     finally:
         store.write(pending.finish(st))
     pending.remove_journal(store.path(st.id, pending.RESTORE_JOURNAL))
-
-
-def record_restored(store: StateStore, st: ContainerState, init_pid: int, monitor_pid: int,
-                    joined: list[str] | tuple[str, ...], stdio: dict[str, str]) -> ContainerState:
-    """Record a restored init as the container's (written); returns the new state."""
-    namespaces = {t: (p if t in joined else f"/proc/{init_pid}/ns/{PROC_NS_NAMES[t]}")
-                  for t, p in st.namespaces.items()}
-    st = pending.finish(st).replace(status="running", init_pid=init_pid,
-                                    init_start_time=proc_start_time(init_pid) or 0,
-                                    monitor_pid=monitor_pid, namespaces=namespaces, stdio=stdio,
-                                    exit_status=None)
-    store.write(st)
-    return st
-
-
-def _discard(ctr: Container) -> None:
-    try:
-        ctr.delete(force=True)
-    except Exception:  # noqa: BLE001 - best effort: the original error matters more
-        pass
 
 
 def _ensure_network(meta: CheckpointMeta, image_dir: str) -> None:
@@ -310,7 +281,7 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
                            log_path=crit.get("log_path"), log_errors=crit.get("log_errors") or [],
                            hint=f"the checkpoint at {image_dir} is kept: fix the cause and restore again") from cause
     try:
-        st = record_restored(store, st, init_pid, int(messages.get("monitor", 0)), sorted(meta.namespaces),
+        st = pending.record_restored(store, st, init_pid, int(messages.get("monitor", 0)), sorted(meta.namespaces),
                              new_stdio)
     except BaseException:
         # Unrecorded, the restored tree would run on out of anyone's reach: end it (its

@@ -3,7 +3,7 @@
 A measured exception to STYLE.md ("netlink through pyroute2") for one read-only
 path: every ``criu-cr checkpoint`` process snapshots the container's netns, and
 importing pyroute2 costs ~0.25 s plus a forked helper per ``IPRoute(netns=...)``.
-Whatever changes network state stays with pyroute2 (:mod:`runtime.netns`).
+Whatever changes network state stays with pyroute2 (:mod:`runtime.net.netns`).
 
 Parsing is pure (bytes in, records out). :func:`open_socket` reaches another netns
 without forking: a short-lived thread setns(2)es itself alone and creates the
@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from . import syscalls
+from runtime.linux import syscalls
 
 __all__ = [
     "Link", "Address", "Message", "IFF_UP", "encode_request", "parse_messages", "parse_attrs", "collect",

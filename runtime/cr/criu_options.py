@@ -28,7 +28,7 @@ RESTORE = "restore"
 NETNS_KEY = "extRootNetNS"
 PIDNS_KEY = "extRootPidNS"
 _NS_KEYS = {"network": ("net", NETNS_KEY), "pid": ("pid", PIDNS_KEY)}
-# Names of cgroup hierarchies under /sys/fs/cgroup -> controller keys of runtime.cgroups.
+# Names of cgroup hierarchies under /sys/fs/cgroup -> controller keys of runtime.linux.cgroups.
 _CGROUP_DIR_TO_CTRL = {"unified": "", "systemd": "name=systemd"}
 
 

@@ -1,4 +1,4 @@
-"""Checkpoint of whole containers over CRIU's RPC (no runc); :func:`restore` is in runtime.restore.
+"""Checkpoint of whole containers over CRIU's RPC (no runc); :func:`restore` is in runtime.cr.restore.
 
 A checkpoint freezes the container, asks CRIU to dump its process tree into
 an image directory (0700: memory pages hold secrets) and, unless told to
@@ -22,31 +22,29 @@ from typing import Any
 
 from criu_rpc import CriuClient, CriuError, CriuOptions, NotifyHandler, deadline_for
 
-from . import crplan, manifest, mounts, netns, pending
-from .cgroups import Cgroups
-from .container import Container, current, overlay_dirs
-from .crmeta import (IMAGE_DIR_MODE, METADATA_FILE, NETWORK_FILE, CheckpointMeta, choose_network_lock,
-                     fresh_image_dir, install_image_dir, remove_logs, require_usable_criu, stats_dict)
-from .crtypes import (DEFAULT_IMAGE_DIR, DUMP_LOG, RESTORE_TIMEOUT, CheckpointOptions, CheckpointResult,
-                      RestoreOptions, RestoreResult, criu_us)
-from .errors import CheckpointError, ContainerStateError, criu_message
-from .fsmode import open_private
-from .restore import restore
-from .spec import load_spec
-from .signals import deferred
-from .state import ContainerState, StateStore, process_alive
+from runtime.cr import criu_options as crplan, manifest, pending
+from runtime.linux import mounts
+from runtime.net import netns
+from runtime.linux.cgroups import Cgroups
+from runtime.container.host import overlay_dirs
+from runtime.cr.meta import NETWORK_FILE, CheckpointMeta, choose_network_lock, fresh_image_dir, install_image_dir, remove_logs, require_usable_criu, stats_dict
+from runtime.cr.options import DEFAULT_IMAGE_DIR, DUMP_LOG, CheckpointOptions, CheckpointResult, criu_us
+from runtime.errors import CheckpointError, ContainerStateError, criu_message
+from runtime.linux.fsmode import open_private
+from runtime.oci.spec import load_spec
+from runtime.linux.signals import deferred
+from runtime.container.state import ContainerState, StateStore, process_alive
 
-__all__ = ["CheckpointOptions", "RestoreOptions", "CheckpointResult", "RestoreResult",
-           "checkpoint", "restore", "RESTORE_TIMEOUT", "DEFAULT_IMAGE_DIR", "IMAGE_DIR_MODE", "METADATA_FILE"]
+__all__ = ["checkpoint"]
 
 FULL_FS_BYTES = 1 << 20  # less free than this after a failed dump: the disk was the reason
 
 # -- checkpoint -----------------------------------------------------------------------
 
-def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
+def checkpoint(store: StateStore, container_id: str, opts: CheckpointOptions = CheckpointOptions(), *,
                criu_path: str | None = None, client: CriuClient | None = None,
                notify: NotifyHandler | None = None) -> CheckpointResult:
-    """Checkpoint the running container ``ctr``.
+    """Checkpoint the running container ``container_id``.
 
     ``client`` lets the caller choose how CRIU is reached, e.g. a
     ``CriuClient(service_address=...)`` of a ``criu service`` kept warm
@@ -54,23 +52,23 @@ def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
     receives CRIU's dump callbacks (a hook that raises aborts the dump).
 
     SIGINT/SIGTERM/SIGHUP arriving while CRIU works are held until the
-    checkpoint is complete and recorded (see :mod:`runtime.signals`); a
-    killed criu-cr is settled by the next command (:mod:`runtime.pending`).
+    checkpoint is complete and recorded (see :mod:`runtime.linux.signals`); a
+    killed criu-cr is settled by the next command (:mod:`runtime.cr.pending`).
 
     Raises ContainerStateError (not running), ContainerBusyError,
     CheckpointError (CRIU refused: ``.log_path``, ``.log_errors``; the
     container keeps running, thawed), ImageDirError, OSError.
     """
     started = time.monotonic()
-    store: StateStore = ctr.store
-    with store.lock(ctr.id):
-        st = current(store, ctr.id)
+    cid = container_id
+    with store.lock(cid):
+        st = pending.current(store, cid)
         if st.status != "running":
             hint = "resume it first" if st.status == "paused" else ""
-            raise ContainerStateError(ctr.id, st.status, "checkpoint", hint)
+            raise ContainerStateError(cid, st.status, "checkpoint", hint)
         facts = require_usable_criu(criu_path, store.root)
-        final_dir = opts.image_path or store.path(ctr.id, DEFAULT_IMAGE_DIR)
-        work_dir = fresh_image_dir(final_dir, container_id=ctr.id)
+        final_dir = opts.image_path or store.path(cid, DEFAULT_IMAGE_DIR)
+        work_dir = fresh_image_dir(final_dir, container_id=cid)
         st = pending.begin(store, st, "checkpoint", work_dir=work_dir, final_dir=final_dir,
                            leave_running=opts.leave_running)
         with deferred("the checkpoint"):
@@ -81,7 +79,7 @@ def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
             except BaseException:
                 _abandon(store, st, work_dir)
                 raise
-            final_dir = _install(ctr.id, work_dir, final_dir, opts.leave_running)
+            final_dir = _install(cid, work_dir, final_dir, opts.leave_running)
             extra = dict(pending.finish(st).extra)
             extra["checkpoint"] = {"image_dir": final_dir, "time": time.time(),
                                    "leave_running": opts.leave_running}
@@ -91,7 +89,7 @@ def checkpoint(ctr: Container, opts: CheckpointOptions = CheckpointOptions(), *,
         if not opts.keep:
             remove_logs(final_dir, "dump")
             log_path = None
-    return CheckpointResult(container_id=ctr.id, image_dir=final_dir, log_path=log_path, stats=stats,
+    return CheckpointResult(container_id=cid, image_dir=final_dir, log_path=log_path, stats=stats,
                             duration_us=int((time.monotonic() - started) * 1e6),
                             criu_duration_us=criu_us(stats, "dump"))
 

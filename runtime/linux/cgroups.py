@@ -19,8 +19,8 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from .errors import CgroupError
-from .spec import Resources
+from runtime.errors import CgroupError
+from runtime.oci.spec import Resources
 
 __all__ = [
     "Cgroups", "detect_layout", "resolve_cgroup_path", "read_proc_cgroup", "shares_to_weight",

@@ -1,4 +1,4 @@
-"""Options and results of container checkpoint/restore (runtime.checkpoint, runtime.restore)."""
+"""Options and results of container checkpoint/restore (runtime.cr.checkpoint, runtime.cr.restore)."""
 
 from __future__ import annotations
 

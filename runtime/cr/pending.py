@@ -38,12 +38,13 @@ import time
 import warnings
 from typing import Any
 
-from . import mounts
-from .cgroups import Cgroups
-from .errors import ContainerBusyError, ContainerError
-from .state import ContainerState, StateStore, proc_start_time, process_alive
+from runtime.linux import mounts
+from runtime.linux.cgroups import Cgroups
+from runtime.errors import ContainerBusyError, ContainerError
+from runtime.container.state import ContainerState, StateStore, live, proc_start_time, process_alive
+from runtime.linux.syscalls import PROC_NS_NAMES
 
-__all__ = ["PENDING_KEY", "RESTORE_JOURNAL", "SettledWarning", "begin", "update", "finish", "settle",
+__all__ = ["current", "record_restored", "PENDING_KEY", "RESTORE_JOURNAL", "SettledWarning", "begin", "update", "finish", "settle",
            "write_journal", "read_journal", "release_network_lock", "kill_cgroup", "remove_journal", "holders_of", "DUMP_COMPLETE_MARK", "CRIU_WAIT"]
 
 PENDING_KEY = "pending"
@@ -55,6 +56,15 @@ _POLL = 0.05
 
 class SettledWarning(UserWarning):
     """What settling found and did about an interrupted operation."""
+
+
+def current(store: StateStore, container_id: str) -> ContainerState:
+    """The container's state with its live status, after settling an interrupted operation.
+
+    Call with the container's lock held. Raises ContainerNotFoundError,
+    ContainerBusyError (an orphaned CRIU or restore still at work), OSError.
+    """
+    return live(settle(store, store.read(container_id)))
 
 
 def begin(store: StateStore, st: ContainerState, op: str, **fields: Any) -> ContainerState:
@@ -137,8 +147,8 @@ def _settle_checkpoint(store: StateStore, st: ContainerState, rec: dict[str, Any
 
 
 def _install(work: str, final: str, container_id: str) -> None:
-    from .crmeta import install_image_dir
-    from .manifest import MANIFEST_FILE, seal
+    from runtime.cr.meta import install_image_dir
+    from runtime.cr.manifest import MANIFEST_FILE, seal
 
     if not os.path.exists(os.path.join(work, MANIFEST_FILE)):  # criu-cr died before writing it
         seal(work, container_id=container_id, strict=False)
@@ -150,12 +160,25 @@ def release_network_lock(st: ContainerState) -> None:
     path = st.joined_namespaces.get("network")
     if not path or not os.path.exists(path):
         return
-    from .netlock import release
+    from runtime.net.netlock import release
 
     release(path)
 
 
 # -- restore ----------------------------------------------------------------------
+
+def record_restored(store: StateStore, st: ContainerState, init_pid: int, monitor_pid: int,
+                    joined: list[str] | tuple[str, ...], stdio: dict[str, str]) -> ContainerState:
+    """Record a restored init as the container's (written); returns the new state."""
+    namespaces = {t: (p if t in joined else f"/proc/{init_pid}/ns/{PROC_NS_NAMES[t]}")
+                  for t, p in st.namespaces.items()}
+    st = finish(st).replace(status="running", init_pid=init_pid,
+                                    init_start_time=proc_start_time(init_pid) or 0,
+                                    monitor_pid=monitor_pid, namespaces=namespaces, stdio=stdio,
+                                    exit_status=None)
+    store.write(st)
+    return st
+
 
 def write_journal(path: str, **fields: Any) -> None:
     """Atomically (re)write the restoring monitor's journal, merging ``fields`` in."""
@@ -178,8 +201,6 @@ def read_journal(path: str) -> dict[str, Any]:
 
 
 def _settle_restore(store: StateStore, st: ContainerState, rec: dict[str, Any]) -> tuple[ContainerState, str]:
-    from .restore import record_restored  # restore imports this module
-
     journal_path = store.path(st.id, RESTORE_JOURNAL)
     deadline = time.monotonic() + CRIU_WAIT
     while True:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
-from . import syscalls as sc
+from runtime.linux import syscalls as sc
 
 __all__ = ["CAPABILITIES", "mask", "unknown_names", "drop_bounding", "apply"]
 

@@ -14,28 +14,30 @@ import select
 import signal
 import time
 import warnings
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import caps, mounts, pending
-from . import exec_in as _exec
-from .cgroups import Cgroups
-from .errors import ContainerBusyError, ContainerError, ContainerNotFoundError, ContainerStateError, SpecError
-from .fsmode import makedirs_private
-from .init import EXEC_FIFO, InitConfig, spawn_init
-from .monitor import read_report, spawn_monitor
-from .spec import Spec, load_spec
-from .state import (ContainerState, StateStore, mark_stopped, now_rfc3339, proc_start_time, process_alive,
-                    validate_id)
-from .syscalls import PROC_NS_NAMES
+from runtime.container.exec_in import ExecResult, exec_in
+from runtime.container.host import STOP_TIMEOUT, destroy, prepare_host, process_record, release_network_lock
+from runtime.container.init import EXEC_FIFO, InitConfig, spawn_init
+from runtime.container.monitor import read_report, spawn_monitor
+from runtime.container.state import (LIVE_STATUSES, ContainerState, StateStore, live, mark_stopped, now_rfc3339,
+                                     proc_start_time, process_alive, validate_id)
+from runtime.cr import pending
+from runtime.cr.options import CheckpointOptions, CheckpointResult, RestoreOptions, RestoreResult
+from runtime.errors import ContainerBusyError, ContainerError, ContainerNotFoundError, ContainerStateError
+from runtime.linux.cgroups import Cgroups
+from runtime.linux.syscalls import PROC_NS_NAMES
+from runtime.oci.spec import Spec, load_spec
+from runtime.oci.support import check_supported
+
+if TYPE_CHECKING:
+    from criu_rpc import CriuClient, NotifyHandler
 
 __all__ = ["Container", "ContainerStartError", "CREATE_TIMEOUT", "STOP_TIMEOUT"]
 
 CREATE_TIMEOUT = 30.0  # seconds for the init to report ready
-STOP_TIMEOUT = 10.0  # seconds for a SIGKILLed init to vanish
 LOG_FILE = "ctr.log"
 OCI_VERSION = "1.0.2"
-_LIVE = ("created", "running", "paused")
 _DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -97,7 +99,7 @@ class Container:
         """
         validate_id(container_id)
         spec = load_spec(bundle)
-        _check_supported(spec)
+        check_supported(spec)
         store = StateStore(root)
         store.create_dir(container_id)
         lock = store.lock(container_id)
@@ -109,7 +111,7 @@ class Container:
             try:
                 state = _create(store, state, spec)
             except BaseException:
-                _destroy(store, store.read(container_id), adopted=False)
+                destroy(store, store.read(container_id), adopted=False)
                 store.remove(container_id)
                 raise
             return cls(store, state, spec.warnings)
@@ -136,7 +138,7 @@ class Container:
         it with ``force``). Raises ContainerNotFoundError, ContainerStateError
         (its init is gone), ContainerExistsError.
         """
-        from .runc import read_runc_state
+        from runtime.container.runc import read_runc_state
 
         validate_id(container_id)
         adopted = read_runc_state(container_id, runc_root)
@@ -165,7 +167,7 @@ class Container:
         """Re-read state.json; returns the record with its live status.
 
         A record of an interrupted operation is settled first when the
-        container's lock is free (see :mod:`runtime.pending`).
+        container's lock is free (see :mod:`runtime.cr.pending`).
         """
         st = self._store.read(self.id)
         if st.extra.get(pending.PENDING_KEY):
@@ -174,7 +176,7 @@ class Container:
                     st = pending.settle(self._store, self._store.read(self.id))
             except ContainerBusyError:
                 pass  # in progress: show the record as it is
-        self._state = _live(st)
+        self._state = live(st)
         if not self.monitor_alive():
             warnings.warn(f"container {self.id!r}: its monitor (pid {st.monitor_pid}) is gone: output is no "
                           "longer written to its log and writes to stdout may fail; checkpoint and restore it "
@@ -184,7 +186,7 @@ class Container:
     def monitor_alive(self) -> bool:
         """Whether the process that collects a live container's output still runs (True when it has none)."""
         st = self._state
-        if st.status not in _LIVE or st.adopted_from or not st.monitor_pid:
+        if st.status not in LIVE_STATUSES or st.adopted_from or not st.monitor_pid:
             return True
         return proc_start_time(st.monitor_pid) is not None
 
@@ -201,7 +203,7 @@ class Container:
         st = self.refresh()
         return {
             "ociVersion": OCI_VERSION, "id": st.id, "status": st.status,
-            "pid": st.init_pid if st.status in _LIVE else 0, "bundle": st.bundle, "rootfs": st.rootfs,
+            "pid": st.init_pid if st.status in LIVE_STATUSES else 0, "bundle": st.bundle, "rootfs": st.rootfs,
             "created": st.created, "annotations": st.annotations, "monitorPid": st.monitor_pid,
             "exitStatus": st.exit_status, "namespaces": st.namespaces, "cgroups": st.cgroups,
             "stdio": st.stdio, "adoptedFrom": st.adopted_from, "monitorAlive": self.monitor_alive(),
@@ -212,7 +214,7 @@ class Container:
         st = self.refresh()
         if st.cgroups:
             return Cgroups.from_dict(st.cgroups).pids()
-        return [st.init_pid] if st.status in _LIVE else []
+        return [st.init_pid] if st.status in LIVE_STATUSES else []
 
     def logs(self) -> bytes:
         """Everything the container wrote to stdout/stderr so far."""
@@ -245,7 +247,7 @@ class Container:
     def start(self) -> None:
         """Let the created process exec. Raises ContainerStateError, ContainerBusyError."""
         with self._store.lock(self.id):
-            st = current(self._store, self.id)
+            st = pending.current(self._store, self.id)
             if st.status != "created":
                 raise ContainerStateError(self.id, st.status, "start")
             fifo_dir = st.extra.get("runc_state_dir") or self._store.dir(self.id)
@@ -276,7 +278,7 @@ class Container:
         a plain ``sh``) are ignored; SIGKILL always works.
         """
         with self._store.lock(self.id):
-            st = self._need(_LIVE, "kill")
+            st = self._need(LIVE_STATUSES, "kill")
             os.kill(st.init_pid, sig)
 
     def delete(self, force: bool = False) -> None:
@@ -286,17 +288,17 @@ class Container:
         Raises ContainerStateError, ContainerBusyError, CgroupError.
         """
         with self._store.lock(self.id):
-            st = current(self._store, self.id)
+            st = pending.current(self._store, self.id)
             if st.status in ("running", "paused") and not force:
                 raise ContainerStateError(self.id, st.status, "delete", "stop it first, or force")
-            _destroy(self._store, st, adopted=st.adopted_from is not None, force=force)
+            destroy(self._store, st, adopted=st.adopted_from is not None, force=force)
             # A checkpointed container's netns is locked until its restore; a CRIU that
             # died mid-checkpoint leaves the lock too. Nothing of it may outlive the container.
-            _release_network_lock(st)
+            _unlock(st)
             self._store.remove(self.id)
 
     def exec(self, argv: list[str], *, env: list[str] | None = None, cwd: str | None = None,
-             capture: bool = True, timeout: float | None = None) -> _exec.ExecResult:
+             capture: bool = True, timeout: float | None = None) -> ExecResult:
         """Run ``argv`` inside the running container (its namespaces, root and cgroups).
 
         With ``capture`` the output is returned, else it goes to this process's
@@ -305,55 +307,54 @@ class Container:
         with self._store.lock(self.id):
             st = self._need(("running",), "exec in")
         proc = st.extra.get("process", {})
-        return _exec.exec_in(
+        return exec_in(
             init_pid=st.init_pid, cgroups=Cgroups.from_dict(st.cgroups) if st.cgroups else None,
             argv=list(argv), env=list(env if env is not None else proc.get("env") or [_DEFAULT_PATH]),
             cwd=cwd or proc.get("cwd", "/"), uid=proc.get("uid", 0), gid=proc.get("gid", 0),
             capture=capture, timeout=timeout)
 
-    # -- checkpoint / restore (runtime.checkpoint) -----------------------------
+    # -- checkpoint / restore (runtime.cr.checkpoint) -----------------------------
 
-    def checkpoint(self, opts: Any = None, *, criu_path: str | None = None, **kwargs: Any) -> Any:
-        """Checkpoint this running container; see :func:`runtime.checkpoint.checkpoint`.
+    def checkpoint(self, opts: CheckpointOptions | None = None, *, criu_path: str | None = None,
+                   client: CriuClient | None = None, notify: NotifyHandler | None = None,
+                   **fields: Any) -> CheckpointResult:
+        """Checkpoint this running container; see :func:`runtime.cr.checkpoint.checkpoint`.
 
         ``opts`` is a CheckpointOptions, or give its fields as keywords
-        (``leave_running=True``...); ``client=`` and ``notify=`` (a
-        criu_rpc.NotifyHandler) pass through. Raises ContainerStateError, CheckpointError.
+        (``leave_running=True``...). Raises ContainerStateError, CheckpointError.
         """
-        from . import checkpoint as cr
+        from runtime.cr.checkpoint import checkpoint
 
-        client = kwargs.pop("client", None)
-        notify = kwargs.pop("notify", None)
-        return cr.checkpoint(self, opts or cr.CheckpointOptions(**kwargs), criu_path=criu_path, client=client,
-                             notify=notify)
+        return checkpoint(self._store, self.id, opts or CheckpointOptions(**fields), criu_path=criu_path,
+                          client=client, notify=notify)
 
-    def restore(self, opts: Any = None, *, criu_path: str | None = None, **kwargs: Any) -> Any:
-        """Restore this checkpointed container; see :func:`runtime.checkpoint.restore`.
+    def restore(self, opts: RestoreOptions | None = None, *, criu_path: str | None = None,
+                notify: NotifyHandler | None = None, **fields: Any) -> RestoreResult:
+        """Restore this checkpointed container; see :func:`runtime.cr.restore.restore`.
 
         Raises ContainerStateError ("container X is running"), RestoreError.
         """
-        from . import checkpoint as cr
+        from runtime.cr.restore import restore
 
-        notify = kwargs.pop("notify", None)
-        return cr.restore(self, opts or cr.RestoreOptions(**kwargs), criu_path=criu_path, notify=notify)
+        return restore(self._store, self.id, opts or RestoreOptions(**fields), criu_path=criu_path, notify=notify)
 
     @classmethod
     def restore_new(cls, container_id: str, image_path: str, *, bundle: str | None = None,
-                    root: str | None = None, criu_path: str | None = None, **kwargs: Any) -> Any:
+                    root: str | None = None, criu_path: str | None = None, notify: NotifyHandler | None = None,
+                    **fields: Any) -> RestoreResult:
         """Make container ``container_id`` from a checkpoint at ``image_path`` and restore it.
 
         Returns the RestoreResult (``Container.load(container_id)`` gives the container).
-
         ``bundle`` defaults to the checkpointed container's. Nothing is left
         behind on failure. Raises RestoreError, ContainerExistsError, SpecError.
         """
-        from . import checkpoint as cr
+        from runtime.cr.restore_new import restore_new
 
-        opts = cr.RestoreOptions(image_path=image_path, bundle=bundle, **kwargs)
-        return cr.restore(None, opts, container_id=container_id, root=root, criu_path=criu_path)
+        opts = RestoreOptions(image_path=image_path, bundle=bundle, **fields)
+        return restore_new(StateStore(root), container_id, opts, criu_path=criu_path, notify=notify)
 
     def _need(self, statuses: tuple[str, ...], action: str) -> ContainerState:
-        st = current(self._store, self.id)
+        st = pending.current(self._store, self.id)
         if st.status not in statuses:
             raise ContainerStateError(self.id, st.status, action)
         self._state = st
@@ -361,68 +362,6 @@ class Container:
 
 
 # -- helpers ----------------------------------------------------------------------
-
-def _check_supported(spec: Spec) -> None:
-    if spec.process.capabilities:
-        unknown = caps.unknown_names(spec.process.capabilities)
-        if unknown:
-            raise SpecError("process.capabilities", "unknown capabilities: " + ", ".join(unknown))
-    if spec.rootfs_propagation not in mounts.ROOT_PROPAGATION:
-        raise SpecError("linux.rootfsPropagation", f"{spec.rootfs_propagation!r} is not supported",
-                        "use private, rprivate, slave or rslave (or leave it out)")
-    mnt = spec.namespace("mount")
-    if mnt is None or mnt.path:
-        raise SpecError("linux.namespaces", "criu-cr needs a new mount namespace",
-                        "add {\"type\": \"mount\"} without a path")
-
-
-def _live(st: ContainerState) -> ContainerState:
-    if st.status in _LIVE or st.status == "creating":
-        if not process_alive(st.init_pid, st.init_start_time):
-            return st.replace(status="stopped")
-    return st
-
-
-def current(store: StateStore, container_id: str) -> ContainerState:
-    """The container's state with its live status, after settling an interrupted operation.
-
-    Call with the container's lock held. Raises ContainerNotFoundError,
-    ContainerBusyError (an orphaned CRIU or restore still at work), OSError.
-    """
-    return _live(pending.settle(store, store.read(container_id)))
-
-
-def overlay_dirs(container_dir: str) -> tuple[str, str]:
-    """The upper (the container's filesystem changes) and work directories of its overlay root."""
-    return os.path.join(container_dir, "overlay", "upper"), os.path.join(container_dir, "overlay", "work")
-
-
-def process_record(spec: Spec) -> dict[str, Any]:
-    """What exec needs of the spec's process, kept in the state."""
-    p = spec.process
-    return {"env": list(p.env), "cwd": p.cwd, "uid": p.uid, "gid": p.gid}
-
-
-def prepare_host(store: StateStore, state: ContainerState, spec: Spec,
-                 seed_upper: Callable[[str], None] | None = None) -> tuple[ContainerState, Cgroups]:
-    """The host side of a container: its cgroups with the spec's resources, its overlay root.
-
-    ``seed_upper`` fills the overlay's upper directory before the mount (a
-    restored copy's filesystem changes). The cgroups are recorded in the
-    state first, so a failure can clean them up. Raises CgroupError, OSError.
-    """
-    cg = Cgroups(spec.cgroups_path, state.id)
-    state = state.replace(cgroups=cg.to_dict())
-    store.write(state)
-    cg.create()
-    cg.apply(spec.resources)
-    upper, work = overlay_dirs(store.dir(state.id))
-    if seed_upper is not None:
-        makedirs_private(upper, 0o755)  # the container's "/": as mount_overlay makes it
-        seed_upper(upper)
-    mounts.mount_overlay(spec.root.path, upper, work, state.rootfs)
-    return state, cg
-
 
 def _create(store: StateStore, state: ContainerState, spec: Spec) -> ContainerState:
     cid = state.id
@@ -497,59 +436,12 @@ def _release_exec(fifo: str, st: ContainerState) -> None:
     os.unlink(fifo)
 
 
-def _destroy(store: StateStore, st: ContainerState, *, adopted: bool, force: bool = False) -> None:
-    """Kill what is left and release everything the container holds on the host.
-
-    An adopted container's cgroup is runc's: its processes are killed only
-    with ``force`` or while its init lives.
-    """
-    cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
-    alive = process_alive(st.init_pid, st.init_start_time)
-    if alive:
-        os.kill(st.init_pid, signal.SIGKILL)
-    if cg is not None and cg.exists():
-        if not adopted or alive or force:
-            for pid in cg.pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        if st.status == "paused" or _frozen(cg):
-            cg.thaw()
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while process_alive(st.init_pid, st.init_start_time):
-        if time.monotonic() > deadline:
-            raise ContainerStateError(st.id, "running", "delete", f"init {st.init_pid} did not die")
-        time.sleep(0.02)
-    # Mounts under our own directory are always ours (for an adopted container: a
-    # restore's temporary bind of runc's rootfs), and must go before the directory is
-    # removed -- removing it through a bind mount would delete what the mount shows.
-    for mp in sorted(mounts.mounts_under(store.dir(st.id)), key=len, reverse=True):
-        mounts.unmount(mp)
-    if adopted:
-        return  # the cgroups and other mounts belong to runc
-    if cg is not None:
-        cg.remove()
 
 
-def _release_network_lock(st: ContainerState) -> None:
-    """No restore will unlock the joined netns CRIU may have locked: unlock it (best effort)."""
-    path = st.joined_namespaces.get("network")
-    if not path or not os.path.exists(path):
-        return
-    from .netlock import release
-
+def _unlock(st: ContainerState) -> None:
+    """CRIU's network lock must not outlive the container (best effort: a warning if it stays)."""
     try:
-        release(path)
+        release_network_lock(st)
     except OSError as exc:
-        import warnings
-
-        warnings.warn(f"container {st.id!r}: could not remove CRIU's network lock from {path}: {exc}",
+        warnings.warn(f"container {st.id!r}: could not remove CRIU's network lock: {exc}",
                       RuntimeWarning, stacklevel=3)
-
-
-def _frozen(cg: Cgroups) -> bool:
-    try:
-        return cg.is_frozen()
-    except ContainerError:
-        return False

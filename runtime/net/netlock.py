@@ -21,7 +21,7 @@ import os
 import threading
 from typing import Any
 
-from . import syscalls as sc
+from runtime.linux import syscalls as sc
 
 __all__ = ["release", "lock_commands", "criu_lock_objects", "LOCK_CHAIN", "LOCK_TABLE_PREFIX"]
 

@@ -9,7 +9,7 @@ another content, or an image file the dump did not write. Logs and
 statistics (``dump.log``, ``restore.log``, ``stats-*``) are left out: they
 are written, kept and removed after the manifest.
 
-The hash is XXH3-128 over 64 MiB chunks (:mod:`runtime.imagehash`). It
+The hash is XXH3-128 over 64 MiB chunks (:mod:`runtime.cr.imagehash`). It
 finds damage -- a truncated or flipped page, a lost or stray file -- not
 tampering: whoever can rewrite the images can rewrite the manifest beside
 them. It was chosen over BLAKE3 by measurement on this project's 2-core
@@ -28,9 +28,9 @@ import stat
 import warnings
 from dataclasses import dataclass, field
 
-from .errors import CheckpointError, ImageIntegrityError
-from .fsmode import FILE_MODE, open_private
-from .imagehash import ALGORITHM, Follower, file_digests, follow
+from runtime.errors import CheckpointError, ImageIntegrityError
+from runtime.linux.fsmode import FILE_MODE, open_private
+from runtime.cr.imagehash import ALGORITHM, Follower, file_digests, follow
 
 __all__ = ["MANIFEST_FILE", "MANIFEST_VERSION", "ALGORITHM", "FileEntry", "Manifest",
            "build_manifest", "write_manifest", "seal", "follow", "Follower", "read_manifest", "verify_manifest", "compare", "file_digests"]

@@ -15,9 +15,9 @@ import errno
 import os
 import stat
 
-from . import syscalls as sc
-from .fsmode import makedirs_private, open_private
-from .spec import Mount, Spec
+from runtime.linux import syscalls as sc
+from runtime.linux.fsmode import makedirs_private, open_private
+from runtime.oci.spec import Mount, Spec
 
 __all__ = [
     "parse_options", "mount_overlay", "unmount", "mounts_under", "cgroup_binds",

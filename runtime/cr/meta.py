@@ -19,10 +19,10 @@ from typing import Any
 from criu_rpc import CriuError, CriuVersion, ImageError, locate, read_stats
 from criu_rpc.locate import MIN_VERSION, binary_version, require_version, required_version
 
-from .crplan import MountRecord
-from .mounts import remove_tree
-from .errors import ContainerError, RestoreError
-from .fsmode import makedirs_private, open_private
+from runtime.cr.criu_options import MountRecord
+from runtime.linux.mounts import remove_tree
+from runtime.errors import ContainerError, RestoreError
+from runtime.linux.fsmode import makedirs_private, open_private
 
 __all__ = [
     "IMAGE_DIR_MODE", "METADATA_FILE", "ImageDirError", "ImageOwnerError", "check_owner", "NETWORK_FILE", "META_VERSION", "CheckpointMeta",

@@ -12,7 +12,7 @@ This is the setup a container joins through ``linux.namespaces[].path``::
 ``network.status`` file next to checkpoint images); :func:`recreate_from_snapshot`
 builds the same netns, veths, addresses and MACs again before a restore.
 
-The snapshot, the one read-only path, goes through :mod:`runtime.rtnl` (plain
+The snapshot, the one read-only path, goes through :mod:`runtime.net.rtnl` (plain
 ``socket`` netlink) instead of pyroute2: every ``criu-cr checkpoint`` process
 takes one, and importing pyroute2 alone costs ~0.25 s there. Everything that
 changes network state stays with pyroute2, imported on first use.
@@ -27,15 +27,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import NetnsError
-from .fsmode import open_private
+from runtime.errors import NetnsError
+from runtime.linux.fsmode import open_private
 
 if TYPE_CHECKING:  # both imported where used: a checkpoint or restore whose netns is there needs neither
     import ipaddress
 
     from pyroute2 import IPRoute
 
-    from . import rtnl
+    from runtime.net import rtnl
 
 __all__ = [
     "NETNS_DIR", "VethPair", "InterfaceInfo",
@@ -239,10 +239,10 @@ def snapshot_interfaces(netns: str) -> list[InterfaceInfo]:
     """Describe every interface in ``netns`` (a name or a path such as ``/proc/PID/ns/net``).
 
     For a veth whose peer is in the caller's netns, the peer's name, MAC and
-    addresses are recorded too. Read with :mod:`runtime.rtnl`, not pyroute2 (see
+    addresses are recorded too. Read with :mod:`runtime.net.rtnl`, not pyroute2 (see
     there why). Raises :class:`NetnsError`.
     """
-    from . import rtnl
+    from runtime.net import rtnl
 
     if not netns_exists(netns):
         raise NetnsError(netns, "network namespace does not exist")
@@ -382,7 +382,7 @@ def _veth_peers(veths: Sequence[rtnl.Link]) -> dict[int, dict[str, Any]]:
     IFLA_LINK is the peer's index in its own netns; the peer is ours only if
     our link with that index points back (IFLA_LINK) at the veth.
     """
-    from . import rtnl
+    from runtime.net import rtnl
 
     if not veths:
         return {}

@@ -1,4 +1,4 @@
-"""Field-level checks for :mod:`runtime.spec`: JSON types, ids, limits, namespace files.
+"""Field-level checks for :mod:`runtime.oci.spec`: JSON types, ids, limits, namespace files.
 
 Each check raises :class:`SpecError` naming the field (``where``) it looked at.
 """
@@ -10,7 +10,7 @@ import os
 from types import MappingProxyType
 from typing import Any
 
-from .errors import SpecError
+from runtime.errors import SpecError
 
 # CLONE_NEW* flag of each type, as answered by the NS_GET_NSTYPE ioctl (linux/nsfs.h: _IO(0xb7, 0x3)).
 CLONE_FLAGS = MappingProxyType({

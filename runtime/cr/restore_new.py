@@ -11,26 +11,44 @@ unpacked into the new overlay's upper layer first.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
-from . import mounts
-from .container import Container, _check_supported, prepare_host, process_record
-from .crmeta import read_meta
-from .errors import RestoreError
-from .imagecheck import require_checkpoint
-from .spec import load_spec
-from .state import ContainerState, StateStore, now_rfc3339, validate_id
-from .syscalls import PROC_NS_NAMES
+from criu_rpc import NotifyHandler
 
-if TYPE_CHECKING:
-    from .crtypes import RestoreOptions
+from runtime.container.host import discard_container, prepare_host, process_record
+from runtime.container.state import ContainerState, StateStore, now_rfc3339, validate_id
+from runtime.cr.imagecheck import require_checkpoint
+from runtime.cr.meta import read_meta
+from runtime.cr.options import RestoreOptions, RestoreResult
+from runtime.cr.restore import restore_locked
+from runtime.errors import RestoreError
+from runtime.linux import mounts
+from runtime.linux.syscalls import PROC_NS_NAMES
+from runtime.oci.spec import load_spec
+from runtime.oci.support import check_supported
 
-__all__ = ["prepare_new_container", "ROOTFS_DIFF"]
+__all__ = ["restore_new", "prepare_new_container", "ROOTFS_DIFF"]
 
 ROOTFS_DIFF = "rootfs-diff.tar"
 
 
-def prepare_new_container(container_id: str, opts: "RestoreOptions", root: str | None) -> Container:
+def restore_new(store: StateStore, container_id: str, opts: RestoreOptions, *,
+                criu_path: str | None = None, notify: NotifyHandler | None = None) -> RestoreResult:
+    """Make container ``container_id`` from the checkpoint at ``opts.image_path`` and restore it.
+
+    The bundle is ``opts.bundle``, else the checkpointed container's. Nothing
+    is left behind on failure. Raises RestoreError (no image path, no bundle,
+    CRIU failed), ImageIntegrityError, ContainerExistsError, SpecError,
+    CgroupError, OSError.
+    """
+    prepare_new_container(store, container_id, opts)
+    try:
+        return restore_locked(store, container_id, opts, criu_path=criu_path, notify=notify, new=True)
+    except BaseException:
+        discard_container(store, container_id)
+        raise
+
+
+def prepare_new_container(store: StateStore, container_id: str, opts: RestoreOptions) -> ContainerState:
     """Create container ``container_id`` ready to be restored from ``opts.image_path``.
 
     Raises RestoreError (no image path, no bundle), ContainerExistsError,
@@ -47,8 +65,7 @@ def prepare_new_container(container_id: str, opts: "RestoreOptions", root: str |
         raise RestoreError(container_id, f"no bundle to restore into (checkpointed bundle {meta.bundle!r} "
                            "is gone)", hint="give --bundle DIR")
     spec = load_spec(bundle)
-    _check_supported(spec)
-    store = StateStore(root)
+    check_supported(spec)
     store.create_dir(container_id)
     try:
         with store.lock(container_id):
@@ -66,11 +83,6 @@ def prepare_new_container(container_id: str, opts: "RestoreOptions", root: str |
                                    "checkpoint": {"image_dir": opts.image_path}})
             store.write(st)
     except BaseException:
-        ctr = Container(store, store.read(container_id)) if store.exists(container_id) else None
-        if ctr is not None:
-            try:
-                ctr.delete(force=True)
-            except Exception:  # noqa: BLE001 - the original error matters more
-                pass
+        discard_container(store, container_id)
         raise
-    return Container(store, st)
+    return st

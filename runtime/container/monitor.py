@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import syscalls as sc
-from .init import report
+from runtime.linux import syscalls as sc
+from runtime.container.init import report
 
 __all__ = ["spawn_monitor", "read_report", "exit_status_of", "DRAIN_TIMEOUT"]
 

@@ -1,4 +1,4 @@
-"""How a checkpoint's files are hashed for its manifest (runtime.manifest): fast, and while CRIU writes.
+"""How a checkpoint's files are hashed for its manifest (runtime.cr.manifest): fast, and while CRIU writes.
 
 XXH3-128 (the ``xxhash`` library) over 64 MiB chunks: a file's hash is the
 XXH3-128 of its chunks' 16-byte hashes, so chunks can be hashed on several

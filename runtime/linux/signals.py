@@ -11,7 +11,7 @@ completes and is recorded, or is rolled back -- and the user is told which.
 :class:`Interrupted` in the CLI, so ``finally`` blocks run and the CLI can
 say what state the container was left in (SIGINT already raises
 KeyboardInterrupt). A SIGKILL cannot be deferred: the next command on the
-container settles what it left (:mod:`runtime.pending`).
+container settles what it left (:mod:`runtime.cr.pending`).
 """
 
 from __future__ import annotations

@@ -21,10 +21,10 @@ import resource
 import signal
 from dataclasses import dataclass
 
-from . import caps, mounts
-from . import syscalls as sc
-from .cgroups import Cgroups
-from .spec import Spec
+from runtime.linux import caps, mounts
+from runtime.linux import syscalls as sc
+from runtime.linux.cgroups import Cgroups
+from runtime.oci.spec import Spec
 
 __all__ = ["InitConfig", "spawn_init", "report", "find_executable", "EXEC_FIFO", "CREATED_NAMESPACES"]
 

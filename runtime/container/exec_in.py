@@ -15,9 +15,9 @@ import signal
 import time
 from dataclasses import dataclass
 
-from . import syscalls as sc
-from .cgroups import Cgroups
-from .init import find_executable
+from runtime.linux import syscalls as sc
+from runtime.linux.cgroups import Cgroups
+from runtime.container.init import find_executable
 
 __all__ = ["ExecResult", "exec_in"]
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field as dc_field
 from types import MappingProxyType
 from typing import Any
 
-from . import _spec_checks as chk
-from .errors import SpecError
+from runtime.oci import checks as chk
+from runtime.errors import SpecError
 
 __all__ = [
     "Spec", "Process", "Rlimit", "Root", "Mount", "Namespace", "Device", "Resources",

@@ -19,12 +19,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from .errors import ContainerBusyError, ContainerExistsError, ContainerNotFoundError
-from .fsmode import makedirs_private, open_private
+from runtime.errors import ContainerBusyError, ContainerExistsError, ContainerNotFoundError
+from runtime.linux.fsmode import makedirs_private, open_private
 
 __all__ = [
     "DEFAULT_ROOT", "ROOT_ENV", "STATUSES", "ContainerState", "StateStore", "ContainerLock",
-    "state_root", "validate_id", "proc_start_time", "process_alive", "now_rfc3339", "mark_stopped",
+    "state_root", "validate_id", "live", "LIVE_STATUSES", "proc_start_time", "process_alive", "now_rfc3339", "mark_stopped",
 ]
 
 DEFAULT_ROOT = "/run/criu-cr"
@@ -248,6 +248,17 @@ def mark_stopped(root: str, container_id: str, init_pid: int, exit_status: int) 
                 time.sleep(_MARK_POLL)
     except (ContainerNotFoundError, OSError):
         pass
+
+
+LIVE_STATUSES = ("created", "running", "paused")
+
+
+def live(st: ContainerState) -> ContainerState:
+    """``st`` with the status its init says: a recorded live init that is gone means ``stopped``."""
+    if st.status in LIVE_STATUSES or st.status == "creating":
+        if not process_alive(st.init_pid, st.init_start_time):
+            return st.replace(status="stopped")
+    return st
 
 
 def now_rfc3339() -> str:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .cgroups import Cgroups
-from .errors import CgroupError, ContainerError, ContainerNotFoundError, ContainerStateError
+from runtime.linux.cgroups import Cgroups
+from runtime.errors import CgroupError, ContainerError, ContainerNotFoundError, ContainerStateError
 
 __all__ = ["AdoptedContainer", "read_runc_state", "proc_start_time", "RUNC_ROOT"]
 

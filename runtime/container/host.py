@@ -1,0 +1,147 @@
+"""The host side of a container: its cgroups, its overlay root, and taking both down again.
+
+Shared by the container facade (create, delete) and by checkpoint/restore
+(a restore into a new container prepares the host the same way).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from runtime.container.state import ContainerState, StateStore, process_alive
+from runtime.errors import ContainerBusyError, ContainerError, ContainerStateError
+from runtime.linux import mounts
+from runtime.linux.cgroups import Cgroups
+from runtime.linux.fsmode import makedirs_private
+from runtime.oci.spec import Spec
+
+__all__ = ["STOP_TIMEOUT", "overlay_dirs", "process_record", "prepare_host", "destroy", "discard_container", "release_network_lock"]
+
+STOP_TIMEOUT = 10.0  # seconds for a SIGKILLed init to vanish
+
+
+def overlay_dirs(container_dir: str) -> tuple[str, str]:
+    """The upper (the container's filesystem changes) and work directories of its overlay root."""
+    return os.path.join(container_dir, "overlay", "upper"), os.path.join(container_dir, "overlay", "work")
+
+
+def process_record(spec: Spec) -> dict[str, Any]:
+    """What exec needs of the spec's process, kept in the state."""
+    p = spec.process
+    return {"env": list(p.env), "cwd": p.cwd, "uid": p.uid, "gid": p.gid}
+
+
+def prepare_host(store: StateStore, state: ContainerState, spec: Spec,
+                 seed_upper: Callable[[str], None] | None = None) -> tuple[ContainerState, Cgroups]:
+    """The host side of a container: its cgroups with the spec's resources, its overlay root.
+
+    ``seed_upper`` fills the overlay's upper directory before the mount (a
+    restored copy's filesystem changes). The cgroups are recorded in the
+    state first, so a failure can clean them up. Raises CgroupError, OSError.
+    """
+    cg = Cgroups(spec.cgroups_path, state.id)
+    state = state.replace(cgroups=cg.to_dict())
+    store.write(state)
+    cg.create()
+    cg.apply(spec.resources)
+    upper, work = overlay_dirs(store.dir(state.id))
+    if seed_upper is not None:
+        makedirs_private(upper, 0o755)  # the container's "/": as mount_overlay makes it
+        seed_upper(upper)
+    mounts.mount_overlay(spec.root.path, upper, work, state.rootfs)
+    return state, cg
+
+
+def destroy(store: StateStore, st: ContainerState, *, adopted: bool, force: bool = False) -> None:
+    """Kill what is left and release everything the container holds on the host.
+
+    An adopted container's cgroup is runc's: its processes are killed only
+    with ``force`` or while its init lives.
+    """
+    cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
+    alive = process_alive(st.init_pid, st.init_start_time)
+    if alive:
+        os.kill(st.init_pid, signal.SIGKILL)
+    if cg is not None and cg.exists():
+        if not adopted or alive or force:
+            for pid in cg.pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if st.status == "paused" or _frozen(cg):
+            cg.thaw()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while process_alive(st.init_pid, st.init_start_time):
+        if time.monotonic() > deadline:
+            raise ContainerStateError(st.id, "running", "delete", f"init {st.init_pid} did not die")
+        time.sleep(0.02)
+    # Mounts under our own directory are always ours (for an adopted container: a
+    # restore's temporary bind of runc's rootfs), and must go before the directory is
+    # removed -- removing it through a bind mount would delete what the mount shows.
+    for mp in sorted(mounts.mounts_under(store.dir(st.id)), key=len, reverse=True):
+        mounts.unmount(mp)
+    if adopted:
+        return  # the cgroups and other mounts belong to runc
+    if cg is not None:
+        cg.remove()
+
+
+def discard_container(store: StateStore, container_id: str) -> None:
+    """Take a container that never ran for the user down completely (best effort; nothing raised).
+
+    Used when making a container for a restore failed half-way.
+    """
+    if not store.exists(container_id):
+        return
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while True:  # a monitor recording its init's exit may hold the lock for a moment
+        try:
+            lock = store.lock(container_id)
+            break
+        except ContainerBusyError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+        except (ContainerError, OSError):
+            return
+    try:
+        with lock:
+            try:
+                st = store.read(container_id)
+            except ContainerError:
+                st = None
+            if st is not None:
+                destroy(store, st, adopted=False, force=True)
+                try:
+                    release_network_lock(st)
+                except OSError:
+                    pass
+            store.remove(container_id)
+    except (ContainerError, OSError):
+        pass  # the original error matters more
+
+
+def release_network_lock(st: ContainerState) -> None:
+    """Remove CRIU's network lock from the container's joined netns (none there is fine).
+
+    A checkpointed container's netns stays locked until its restore, and a
+    CRIU that died mid-operation leaves the lock too. Raises OSError.
+    """
+    path = st.joined_namespaces.get("network")
+    if not path or not os.path.exists(path):
+        return
+    from runtime.net.netlock import release
+
+    release(path)
+
+
+def _frozen(cg: Cgroups) -> bool:
+    try:
+        return cg.is_frozen()
+    except ContainerError:
+        return False

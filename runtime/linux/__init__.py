@@ -1,0 +1,1 @@
+"""Linux primitives: syscalls, procfs, capabilities, cgroups, mounts, signals, file modes."""
