@@ -23,6 +23,7 @@ from typing import Any
 from criu_rpc import CriuClient, CriuError, CriuOptions, NotifyHandler, deadline_for
 
 from . import crplan, manifest, mounts, netns, pending
+from .cghier import read_proc_cgroup_text
 from .cgroups import Cgroups
 from .container import Container, current, overlay_dirs
 from .crmeta import (IMAGE_DIR_MODE, METADATA_FILE, NETWORK_FILE, CheckpointMeta, choose_network_lock,
@@ -109,6 +110,7 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
         rootfs=st.rootfs, pid=st.init_pid, namespaces=dict(st.joined_namespaces),
         ns_inodes={t: os.stat(p).st_ino for t, p in st.joined_namespaces.items()},
         mounts=meta.mounts, freezer_path=cg.freezer_path() if cg else None,
+        cgroup_paths=dict(cg.paths) if cg else {}, proc_cgroup=read_proc_cgroup_text(st.init_pid),
         network_lock=lock, tcp_established=opts.tcp_established,
         tcp_skip_in_flight=(opts.leave_running if opts.tcp_skip_in_flight is None
                             else opts.tcp_skip_in_flight),
