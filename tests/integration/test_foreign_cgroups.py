@@ -15,6 +15,7 @@ import subprocess
 
 import pytest
 
+from runtime import syscalls as sc
 from runtime.testing.foreign_cgroup import ForeignHierarchy, foreign_hierarchy
 from tests.conftest import require
 from tests.integration.container_helpers import need_container_prereqs
@@ -102,6 +103,12 @@ def test_the_throwaway_hierarchy_is_gone_after_removal(tmp_path):
                 with open(os.path.join(h.path, "a", "b", "cgroup.procs"), "w") as f:
                     f.write(str(child.pid))
                 assert h.cgroup_of(child.pid) == "/a/b"
+                # unmounted while it has cgroups (as when a CRIU's cgroup yard goes), then mounted
+                # again by name: the kernel now keeps it past the next clean unmount
+                sc.umount2(h.path)
+                assert h.exists()
+                sc.mount("none", h.path, "cgroup", 0, f"none,name={h.name}")
+                assert os.path.isdir(os.path.join(h.path, "a", "b"))
             assert child.poll() is None  # untouched otherwise
         finally:
             child.kill()
