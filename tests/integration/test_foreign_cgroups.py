@@ -16,6 +16,7 @@ import subprocess
 import pytest
 
 from runtime import syscalls as sc
+from runtime.container import Container
 from runtime.testing.foreign_cgroup import ForeignHierarchy, foreign_hierarchy
 from tests.conftest import require
 from tests.integration.container_helpers import need_container_prereqs
@@ -78,6 +79,23 @@ def test_repeated_checkpoint_restore_leaves_a_foreign_hierarchy_as_it_was(foreig
             assert _unexplained(h, ids) == [], "the foreign hierarchy grew"
     for c in ctrs:
         c.delete(force=True)
+    assert _ours(h, ids) == []
+
+
+def test_a_copy_restored_into_a_new_container_leaves_it_alone_too(foreign_cgroup, busybox_bundle, container,
+                                                                  state_root, tmp_path):
+    h: ForeignHierarchy = foreign_cgroup
+    ids = _ids()[:2]
+    ctr = container(busybox_bundle(["sh", "-c", LOOP]), id=ids[0])
+    images = str(tmp_path / "ckpt")
+    ctr.checkpoint(leave_running=True, image_path=images)
+    Container.restore_new(ids[1], images, root=state_root)
+    copy = Container.load(ids[1], state_root)
+    try:
+        assert h.cgroup_of(copy.init_pid) == "/" and h.cgroup_of(ctr.init_pid) == "/"
+        assert _unexplained(h, ids) == []
+    finally:
+        copy.delete(force=True)
     assert _ours(h, ids) == []
 
 
