@@ -67,8 +67,8 @@ class CrContext:
     container, one per hierarchy criu-cr manages; ``cg_roots`` the same as
     (controller, path in its hierarchy) pairs. ``proc_cgroup``: the text of
     the container init's ``/proc/PID/cgroup`` at checkpoint (every hierarchy
-    it is in, managed or not). ``bind_sources``: container destination -> host source of the
-    (target) spec's bind mounts. ``stdio``: the names CRIU knows the
+    it is in, managed or not). ``bind_sources``: container destination ->
+    host source of the (target) spec's bind mounts. ``stdio``: the names CRIU knows the
     container's stdout/stderr pipes by (``pipe:[inode]``) -> the fd to give
     at restore.
     """
