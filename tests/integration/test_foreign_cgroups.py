@@ -9,6 +9,7 @@ it below the container's cgroup path: it grew with every checkpoint/restore
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -16,10 +17,12 @@ import subprocess
 import pytest
 
 from runtime import syscalls as sc
+from runtime.cghier import is_managed
+from runtime.cgroups import controller_keys
 from runtime.container import Container
 from runtime.testing.foreign_cgroup import ForeignHierarchy, foreign_hierarchy
 from tests.conftest import require
-from tests.integration.container_helpers import need_container_prereqs
+from tests.integration.container_helpers import cli, need_container_prereqs
 
 pytestmark = pytest.mark.integration
 
@@ -109,6 +112,19 @@ def test_delete_removes_what_older_restores_left_in_a_foreign_hierarchy(foreign_
     os.makedirs(stray)
     ctr.delete(force=True)
     assert not os.path.exists(os.path.join(h.path, "criu-cr", cid))
+
+
+def test_check_names_the_hierarchies_and_which_are_managed(foreign_cgroup, state_root):
+    h: ForeignHierarchy = foreign_cgroup
+    out = cli(state_root, "check", "--json")
+    facts = json.loads(out.stdout)
+    by = {x["controllers"]: x for x in facts["cgroups"]["hierarchies"]}
+    assert by[h.controllers]["managed"] is False and by[h.controllers]["mountpoints"] == [h.path]
+    keys = controller_keys()  # what criu-cr makes a container's cgroup in on this host
+    assert all(x["managed"] == is_managed(c, keys) for c, x in by.items()) and len(by) > 1
+    assert any(h.controllers in f["finding"] for f in facts["findings"])
+    text = cli(state_root, "check").stdout
+    assert f"not managed: {h.controllers} ({h.path})" in text
 
 
 def test_the_throwaway_hierarchy_is_gone_after_removal(tmp_path):
