@@ -230,7 +230,8 @@ class CriuOptions:
         for name in _STRING_LISTS:
             values = _as_tuple(name, getattr(self, name))
             for v in values:
-                check_str(name, v)
+                # "" is a real controller name there: cgroup v2's, as in /proc/PID/cgroup's "0::" line
+                check_str(name, v, allow_empty=name == "cgroup_dump_controller")
             self._set(name, values)
         for name, part_type in _PART_LISTS:
             values = _as_tuple(name, getattr(self, name))

@@ -190,8 +190,11 @@ class ExternalMount:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CgroupRoot:
-    """Restore cgroups of controller ``ctrl`` (every controller if None) under ``path``.
+    """Restore cgroups of controller ``ctrl`` under ``path``.
 
+    ``ctrl`` None is CRIU's default root: it applies to every hierarchy in the
+    images that has no root of its own. ``""`` names the cgroup v2 hierarchy
+    alone (CRIU matches an empty controller only against v2's empty name).
     Raises InvalidOptionError unless ``path`` is absolute.
     """
 
@@ -201,7 +204,7 @@ class CgroupRoot:
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", check_path("cg_root.path", self.path, absolute=True))
         if self.ctrl is not None:
-            check_str("cg_root.ctrl", self.ctrl)
+            check_str("cg_root.ctrl", self.ctrl, allow_empty=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

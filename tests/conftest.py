@@ -62,6 +62,9 @@ def _leftovers() -> list[str]:
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
         found += [f"mount {line.split()[4]}" for line in f
                   if "/pytest-of-" in line.split()[4] or "/criu-cr-state-" in line.split()[4]]
+    with open("/proc/self/cgroup", encoding="utf-8") as f:
+        found += [f"cgroup hierarchy {line.split(':')[1]}" for line in f
+                  if line.split(":")[1].startswith("name=ccrt-")]  # runtime.testing.foreign_cgroup's
     for hierarchy in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
         if not os.path.isdir(hierarchy):
             continue

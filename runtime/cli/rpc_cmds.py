@@ -102,6 +102,11 @@ def findings(facts: dict[str, Any]) -> list[Finding]:
     if features.get("pidfd_store") is False:
         out.append(Finding(severity=INFO, finding="no pidfd_open/pidfd_getfd",
                            meaning="pid reuse across pre-dumps is detected by start time only"))
+    unmanaged = [h["label"] for h in (facts.get("cgroups") or {}).get("hierarchies", []) if not h["managed"]]
+    if unmanaged:
+        out.append(Finding(severity=INFO, finding="cgroup hierarchies criu-cr does not manage: " + ", ".join(unmanaged),
+                           meaning="left out of checkpoints; a restored container is in the restoring "
+                                   "process's cgroup there"))
     lock = facts["network_lock"]
     if not lock["iptables"] and not lock["nftables"]:
         out.append(Finding(severity=WARNING, finding="neither iptables-restore nor nftables locking usable",
@@ -128,6 +133,7 @@ def _gather(criu_arg: str | None) -> dict[str, Any]:
         "criu_check": {},
         "features": None,
         "network_lock": {"iptables": shutil.which("iptables-restore") is not None, "nftables": False},
+        "cgroups": _cgroup_facts(),
     }
     try:
         path = locate(criu_arg)
@@ -156,6 +162,22 @@ def _gather(criu_arg: str | None) -> dict[str, Any]:
     return facts
 
 
+def _cgroup_facts() -> dict[str, Any]:
+    """The host's cgroup layout and hierarchies, each marked managed by criu-cr or not."""
+    from runtime.linux.cghier import host_hierarchies
+    from runtime.linux.cgroups import detect_layout
+    from runtime.errors import CgroupError
+
+    try:
+        layout: str | None = detect_layout()
+    except CgroupError:
+        layout = None
+    try:
+        return {"layout": layout, "hierarchies": [h.to_dict() for h in host_hierarchies()]}
+    except OSError as exc:
+        return {"layout": layout, "hierarchies": [], "error": str(exc)}
+
+
 def _check(args: argparse.Namespace) -> int:
     facts = _gather(args.criu)
     found = findings(facts)
@@ -175,6 +197,13 @@ def _check(args: argparse.Namespace) -> int:
     chosen = lock.get("chosen")
     print(f"net lock:    {', '.join(usable) if usable else 'none usable'}"
           + (f"; containers are checkpointed with {chosen}" if chosen else ""))
+    cgroups = facts["cgroups"]
+    hs = sorted(cgroups["hierarchies"], key=lambda h: h["hid"])
+    print(f"cgroups:     {cgroups['layout'] or 'none mounted'}; managed: "
+          + (", ".join(h["label"] for h in hs if h["managed"]) or "none"))
+    for h in hs:
+        if not h["managed"]:
+            print(f"             not managed: {h['label']} ({', '.join(h['mountpoints']) or 'not mounted'})")
     for f in found:
         print(f"{f.severity}: {f.finding} -> {f.meaning}")
     print("checkpoint/restore: " + ("works" if ok else "CANNOT work here"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -89,6 +90,24 @@ def destroy(store: StateStore, st: ContainerState, *, adopted: bool, force: bool
         return  # the cgroups and other mounts belong to runc
     if cg is not None:
         cg.remove()
+        _remove_stray_cgroups(st.id, cg)
+
+
+def _remove_stray_cgroups(cid: str, cg: Cgroups) -> None:
+    """The container's cgroup path in hierarchies criu-cr does not manage (best effort, warns).
+
+    Restores of images written before criu-cr kept CRIU to its own
+    hierarchies made such directories (see :mod:`runtime.linux.cghier`).
+    """
+    from runtime.linux.cghier import host_hierarchies, remove_strays
+
+    try:
+        _, failed = remove_strays(cg.path, host_hierarchies(cg.paths))
+    except OSError as exc:
+        failed = [f"{exc.filename or ''}: {exc.strerror}"]
+    if failed:
+        warnings.warn(f"container {cid!r}: could not remove cgroups {', '.join(failed)}", RuntimeWarning,
+                      stacklevel=3)
 
 
 def discard_container(store: StateStore, container_id: str) -> None:

@@ -34,6 +34,7 @@ from runtime.linux.fsmode import open_private
 from runtime.oci.spec import load_spec
 from runtime.linux.signals import deferred
 from runtime.container.state import ContainerState, StateStore, process_alive
+from runtime.linux.cghier import read_proc_cgroup_text
 
 __all__ = ["checkpoint"]
 
@@ -107,6 +108,7 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
         rootfs=st.rootfs, pid=st.init_pid, namespaces=dict(st.joined_namespaces),
         ns_inodes={t: os.stat(p).st_ino for t, p in st.joined_namespaces.items()},
         mounts=meta.mounts, freezer_path=cg.freezer_path() if cg else None,
+        cgroup_paths=dict(cg.paths) if cg else {}, proc_cgroup=read_proc_cgroup_text(st.init_pid),
         network_lock=lock, tcp_established=opts.tcp_established,
         tcp_skip_in_flight=(opts.leave_running if opts.tcp_skip_in_flight is None
                             else opts.tcp_skip_in_flight),

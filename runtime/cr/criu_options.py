@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterable
 
 from criu_rpc import CgroupRoot, ExternalMount, InheritFd
 
+from runtime.linux.cghier import managed_fields
+
 __all__ = [
     "DUMP", "RESTORE", "NETNS_KEY", "PIDNS_KEY", "MountRecord", "CrContext", "Part",
     "parse_mountinfo", "external_mounts", "build", "CONCERNS",
@@ -62,9 +64,11 @@ class CrContext:
     ``namespaces``: joined namespaces, type -> path (e.g. the pre-created
     netns). ``ns_inodes``: type -> inode of that namespace at checkpoint.
     ``cgroup_paths``: controller key -> host cgroup dir of the (target)
-    container; ``cg_roots`` the same as (controller, path in its hierarchy)
-    pairs. ``bind_sources``: container destination -> host source of the
-    (target) spec's bind mounts. ``stdio``: the names CRIU knows the
+    container, one per hierarchy criu-cr manages; ``cg_roots`` the same as
+    (controller, path in its hierarchy) pairs. ``proc_cgroup``: the text of
+    the container init's ``/proc/PID/cgroup`` at checkpoint (every hierarchy
+    it is in, managed or not). ``bind_sources``: container destination ->
+    host source of the (target) spec's bind mounts. ``stdio``: the names CRIU knows the
     container's stdout/stderr pipes by (``pipe:[inode]``) -> the fd to give
     at restore.
     """
@@ -76,6 +80,7 @@ class CrContext:
     mounts: tuple[MountRecord, ...] = ()
     cgroup_paths: dict[str, str] = field(default_factory=dict)
     cg_roots: tuple[tuple[str, str], ...] = ()
+    proc_cgroup: str = ""
     freezer_path: str | None = None
     bind_sources: dict[str, str] = field(default_factory=dict)
     stdio_fds: dict[str, int] = field(default_factory=dict)
@@ -216,16 +221,38 @@ def mount_part(ctx: CrContext, direction: str) -> Part:
 
 
 def cgroup_part(ctx: CrContext, direction: str) -> Part:
-    """Cgroups: freeze through the container's freezer at dump; land in its cgroups at restore."""
-    opts: dict[str, Any] = {"manage_cgroups": True, "manage_cgroups_mode": "soft"}
-    roots: tuple[CgroupRoot, ...] = ()
+    """Cgroups: only the hierarchies criu-cr manages go into the images and come back.
+
+    Dump: freeze through the container's freezer; ``cgroup_dump_controller``
+    lists the managed hierarchies the init is in, exactly as its
+    ``/proc/PID/cgroup`` names them (``cpu,cpuacct``, ``name=systemd``, ``""``
+    for v2). CRIU drops every other hierarchy when it reads the tasks'
+    cgroups, so neither their membership nor their directories reach
+    cgroup.img -- without it, a hierarchy where the container sits at the
+    root (another tool's named v1 hierarchy) was dumped whole.
+
+    Restore: ``soft`` mode (create the container's cgroups if missing, keep
+    the limits criu-cr set), and one ``cg_root`` per managed hierarchy,
+    v2's as an empty controller: CRIU's controller-less default root would
+    also move any other hierarchy of older images below the container's
+    path (the tree nested one level deeper on every restore). Hierarchies not
+    in the images are not touched: the restored tasks stay in the restoring
+    process's cgroup there. A container with no cgroups of its own: CRIU
+    records memberships but walks and restores nothing (``ignore``).
+    """
     if direction == DUMP:
+        # An empty cgroup_dump_controller means "all" to CRIU: never send it empty.
+        fields = managed_fields(ctx.proc_cgroup, ctx.cgroup_paths)
+        opts: dict[str, Any] = {"manage_cgroups": True, "manage_cgroups_mode": "soft" if fields else "ignore"}
+        if fields:
+            opts["cgroup_dump_controller"] = fields
         if ctx.freezer_path:
             opts["freeze_cgroup"] = ctx.freezer_path
-    else:
-        # The images name the checkpointed container's cgroups; put the tree
-        # under the target container's own (they differ when restoring a copy).
-        roots = tuple(CgroupRoot(ctrl=ctrl or None, path=path) for ctrl, path in ctx.cg_roots)
+        return Part(opts=opts)
+    opts = {"manage_cgroups": True, "manage_cgroups_mode": "soft" if ctx.cg_roots else "ignore"}
+    # The images name the checkpointed container's cgroups; put the tree
+    # under the target container's own (they differ when restoring a copy).
+    roots = tuple(CgroupRoot(ctrl=ctrl, path=path) for ctrl, path in ctx.cg_roots)
     return Part(opts=opts, cg_root=roots)
 
 

@@ -23,7 +23,7 @@ from runtime.errors import CgroupError
 from runtime.oci.spec import Resources
 
 __all__ = [
-    "Cgroups", "detect_layout", "resolve_cgroup_path", "read_proc_cgroup", "shares_to_weight",
+    "Cgroups", "detect_layout", "controller_keys", "resolve_cgroup_path", "read_proc_cgroup", "shares_to_weight",
     "DEFAULT_ROOT", "DEFAULT_PARENT", "V1_CONTROLLERS", "UNIFIED",
 ]
 
@@ -58,6 +58,15 @@ def detect_layout(root: str = DEFAULT_ROOT) -> str:
     if any(os.path.isdir(os.path.join(root, d)) for d in V1_CONTROLLERS):
         return "v1"
     raise CgroupError(root, "no cgroup v1 or v2 hierarchy is mounted here")
+
+
+def controller_keys(root: str = DEFAULT_ROOT) -> frozenset[str]:
+    """The hierarchies (controller keys) a container created on this host gets a cgroup in.
+
+    These are the hierarchies criu-cr manages (see :mod:`runtime.linux.cghier`).
+    Raises :class:`CgroupError` when no cgroup hierarchy is mounted.
+    """
+    return frozenset(_hierarchy_paths(root, detect_layout(root), "/"))
 
 
 def resolve_cgroup_path(cgroups_path: str, container_id: str) -> str:
@@ -249,8 +258,9 @@ class Cgroups:
         """``(controller, cgroup path)`` pairs for CRIU's ``cg_root`` restore option.
 
         Paths are relative to each hierarchy's root, as in ``/proc/PID/cgroup``;
-        controller ``""`` is the v2 hierarchy (to CRIU, an empty controller
-        names the default root, so every v1 controller is listed explicitly).
+        controller ``""`` is the v2 hierarchy. Every managed hierarchy is
+        listed explicitly: CRIU's default root (no controller) would also
+        apply to hierarchies criu-cr does not manage.
         """
         return [(ctrl, self._relative(ctrl, p)) for ctrl, p in sorted(self.paths.items())]
 

@@ -3,7 +3,9 @@
 Fixtures: ``state_root`` (a private criu-cr state root per test),
 ``busybox_bundle`` (bundle factory), ``netns`` / ``netns_factory`` (a named
 netns with a veth and addresses, torn down after the test), ``container``
-(factory: create+start, always force-deleted at teardown). Network addresses
+(factory: create+start, always force-deleted at teardown), ``foreign_cgroup``
+(a v1 named hierarchy criu-cr does not manage, removed afterwards; with
+``$CRIU_CR_TEST_FOREIGN_CGROUP=1`` one is mounted for the whole session). Network addresses
 are /30 blocks from ``criu_cr_net_pool`` (default ``$CRIU_CR_TEST_NET`` or
 ``10.231.2.0/24``); a block whose host address is already on a host interface is
 skipped, and allocation is serialized across processes by a lock file.
@@ -27,6 +29,7 @@ from runtime.testing.net import http_get, wait_tcp
 __all__ = ["TestNet", "allocate_subnet", "wait_tcp", "http_get"]
 
 NET_ENV = "CRIU_CR_TEST_NET"
+FOREIGN_CGROUP_ENV = "CRIU_CR_TEST_FOREIGN_CGROUP"
 DEFAULT_NET_POOL = "10.231.2.0/24"
 _ALLOC_LOCK = "/run/criu-cr-testnet.lock"
 
@@ -74,7 +77,7 @@ def state_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh criu-cr state root; containers left in it are force-deleted afterwards."""
     root = str(tmp_path_factory.mktemp("criu-cr-root"))
     yield root
-    from runtime.container import Container
+    from runtime.container.facade import Container
 
     for ctr in Container.list(root):
         try:
@@ -146,7 +149,7 @@ def container(state_root: str) -> Iterator[Callable[..., object]]:
 
     Every container made is deleted with force at teardown, even when the test failed.
     """
-    from runtime.container import Container
+    from runtime.container.facade import Container
 
     made: list[Container] = []
     counter = itertools.count()
@@ -165,6 +168,31 @@ def container(state_root: str) -> Iterator[Callable[..., object]]:
             ctr.delete(force=True)
         except Exception:  # noqa: BLE001 - already deleted by the test, or teardown of a broken one
             pass
+
+
+@pytest.fixture
+def foreign_cgroup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A cgroup v1 named hierarchy criu-cr does not manage (:mod:`.foreign_cgroup`), removed afterwards."""
+    from runtime.testing.foreign_cgroup import foreign_hierarchy
+
+    with foreign_hierarchy(str(tmp_path_factory.mktemp("cghier"))) as h:
+        yield h
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _foreign_cgroup_for_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """With ``$CRIU_CR_TEST_FOREIGN_CGROUP=1``: a foreign named hierarchy for the whole session.
+
+    Runs every test as on a host where another tool mounts its own v1
+    hierarchy: checkpoints must not carry it, nor slow down because of it.
+    """
+    if os.environ.get(FOREIGN_CGROUP_ENV, "") not in ("1", "true", "yes"):
+        yield
+        return
+    from runtime.testing.foreign_cgroup import foreign_hierarchy
+
+    with foreign_hierarchy(str(tmp_path_factory.mktemp("cghier-session"))):
+        yield
 
 
 @pytest.fixture

@@ -96,9 +96,39 @@ def test_restore_direction():
         "/data": "/srv/new",  # the target spec's source wins over the recorded one
     }
     assert set(kwargs["inherit_fd"]) == {InheritFd(key="pipe:[11]", fd=7), InheritFd(key="pipe:[12]", fd=8)}
-    assert kwargs["cg_root"] == (CgroupRoot(path="/criu-cr/c2"), CgroupRoot(ctrl="memory", path="/criu-cr/c2"))
+    # v2's root under an empty controller, not CRIU's default root (which would catch other hierarchies)
+    assert kwargs["cg_root"] == (CgroupRoot(ctrl="", path="/criu-cr/c2"), CgroupRoot(ctrl="memory", path="/criu-cr/c2"))
+    assert kwargs["manage_cgroups_mode"] == "soft" and "cgroup_dump_controller" not in kwargs
     assert kwargs["rst_sibling"] is True and kwargs["tcp_established"] is True and kwargs["file_locks"] is True
     CriuOptions(images_dir="/tmp", **kwargs)
+
+
+# /proc/PID/cgroup of a container's init on a hybrid host with co-mounted cpu,cpuacct, a
+# hierarchy criu-cr leaves alone (net_cls,net_prio) and another tool's named one.
+PROC_CGROUP = """\
+12:name=elogind:/
+11:net_cls,net_prio:/
+9:name=systemd:/criu-cr/c1
+4:memory:/criu-cr/c1
+2:cpu,cpuacct:/criu-cr/c1
+0::/criu-cr/c1
+"""
+MANAGED = {"memory": "/m", "cpu": "/c", "cpuacct": "/a", "name=systemd": "/s", "": "/u"}
+
+
+def test_dump_names_only_the_managed_hierarchies_as_the_kernel_does():
+    kwargs, _ = crplan.build(_ctx(proc_cgroup=PROC_CGROUP, cgroup_paths=MANAGED), DUMP)
+    assert kwargs["cgroup_dump_controller"] == ("name=systemd", "memory", "cpu,cpuacct", "")
+    assert kwargs["manage_cgroups_mode"] == "soft"
+    CriuOptions(images_dir="/tmp", **kwargs)  # "" (v2) is a valid controller name there
+
+
+def test_a_container_without_cgroups_of_its_own_has_none_walked_nor_restored():
+    dump, _ = crplan.build(_ctx(proc_cgroup=PROC_CGROUP, cgroup_paths={}, mounts=()), DUMP)
+    # never an empty cgroup_dump_controller: to CRIU that means every hierarchy
+    assert dump["manage_cgroups_mode"] == "ignore" and "cgroup_dump_controller" not in dump
+    rst, _ = crplan.build(_ctx(cg_roots=(), mounts=()), RESTORE)
+    assert rst["manage_cgroups_mode"] == "ignore" and "cg_root" not in rst
 
 
 def test_leave_running_and_tcp_close_only_where_they_belong():

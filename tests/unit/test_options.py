@@ -235,3 +235,13 @@ def test_fd_arguments_of_to_proto() -> None:
     with pytest.raises(InvalidOptionError):
         opts().to_proto(images_dir_fd=-2)
     assert not opts(work_dir="/w").to_proto().HasField("work_dir_fd")
+
+
+def test_cgroup_v2_is_named_by_an_empty_controller() -> None:
+    # cgroup v2 is "" in /proc/PID/cgroup: a cg_root for it alone and a dump list holding it
+    msg = opts(cg_root=(CgroupRoot(path="/all"), CgroupRoot(ctrl="", path="/v2")),
+               cgroup_dump_controller=("cpu,cpuacct", "")).to_proto(images_dir_fd=3)
+    assert [(c.HasField("ctrl"), c.ctrl, c.path) for c in msg.cg_root] == [(False, "", "/all"), (True, "", "/v2")]
+    assert list(msg.cgroup_dump_controller) == ["cpu,cpuacct", ""]
+    with pytest.raises(InvalidOptionError):
+        opts(external=("",))  # elsewhere an empty name stays an error

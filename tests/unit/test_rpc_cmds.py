@@ -68,3 +68,13 @@ def test_cli_wiring() -> None:
     assert args.images_dir == "/d" and args.shell_job and callable(args.func)
     assert parser.parse_args(["check", "--json"]).json
     assert callable(parser.parse_args(["version"]).func)
+
+
+def test_unmanaged_cgroup_hierarchies_are_named_but_harmless() -> None:
+    hs = [{"hid": 0, "label": "v2", "managed": True}, {"hid": 13, "label": "name=x", "managed": False},
+          {"hid": 11, "label": "net_cls,net_prio", "managed": False}]
+    found = findings(facts(cgroups={"layout": "hybrid", "hierarchies": hs}))
+    assert not errors(found)
+    assert [f.finding for f in found] == ["cgroup hierarchies criu-cr does not manage: name=x, net_cls,net_prio"]
+    assert "left out of checkpoints" in found[0].meaning
+    assert findings(facts(cgroups={"layout": "v2", "hierarchies": hs[:1]})) == []
