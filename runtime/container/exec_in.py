@@ -15,6 +15,7 @@ import signal
 import time
 from dataclasses import dataclass
 
+from runtime.linux.procfs import exit_status_of
 from runtime.linux import syscalls as sc
 from runtime.linux.cgroups import Cgroups
 from runtime.container.init import find_executable
@@ -95,8 +96,7 @@ def _wait(pid: int, timeout: float | None) -> int:
     while True:
         done, status = os.waitpid(pid, os.WNOHANG if deadline is not None else 0)
         if done:
-            code = os.waitstatus_to_exitcode(status)
-            return 128 - code if code < 0 else code
+            return exit_status_of(status)
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
@@ -120,8 +120,7 @@ def _helper(root_fd: int, ns_fds: list[tuple[int, int, str]], cgroups: Cgroups |
         for fd in out_fds:
             os.close(fd)
         _, status = os.waitpid(child, 0)
-        code = os.waitstatus_to_exitcode(status)
-        code = 128 - code if code < 0 else code
+        code = exit_status_of(status)
     except BaseException as exc:  # noqa: BLE001
         os.write(out_fds[1] if out_fds else 2, f"criu-cr exec: {exc}\n".encode())
     os._exit(code)

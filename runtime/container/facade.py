@@ -20,8 +20,8 @@ from runtime.container.exec_in import ExecResult, exec_in
 from runtime.container.host import STOP_TIMEOUT, destroy, prepare_host, process_record, release_network_lock
 from runtime.container.init import EXEC_FIFO, InitConfig, spawn_init
 from runtime.container.monitor import read_report, spawn_monitor
-from runtime.container.state import (LIVE_STATUSES, ContainerState, StateStore, live, mark_stopped, now_rfc3339,
-                                     proc_start_time, process_alive, validate_id)
+from runtime.container.state import LIVE_STATUSES, ContainerState, StateStore, live, mark_stopped, now_rfc3339, validate_id
+from runtime.linux.procfs import proc_start_time, process_alive
 from runtime.cr import pending
 from runtime.cr.options import CheckpointOptions, CheckpointResult, RestoreOptions, RestoreResult
 from runtime.errors import ContainerBusyError, ContainerError, ContainerNotFoundError, ContainerStateError

@@ -13,7 +13,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from runtime.container.state import ContainerState, StateStore, process_alive
+from runtime.container.state import ContainerState, StateStore
+from runtime.linux.procfs import process_alive
 from runtime.errors import ContainerBusyError, ContainerError, ContainerStateError
 from runtime.linux import mounts
 from runtime.linux.cgroups import Cgroups

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from runtime.linux.procfs import exit_status_of
 from runtime.linux import syscalls as sc
 from runtime.container.init import report
 
@@ -31,12 +32,6 @@ __all__ = ["spawn_monitor", "read_report", "exit_status_of", "DRAIN_TIMEOUT"]
 # After init exits, how long to keep copying output still buffered in the pipes.
 DRAIN_TIMEOUT = 2.0
 _TICK_MS = 1000
-
-
-def exit_status_of(wait_status: int) -> int:
-    """A wait status as a shell would show it: exit code, or 128 + signal number."""
-    code = os.waitstatus_to_exitcode(wait_status)
-    return 128 - code if code < 0 else code
 
 
 def spawn_monitor(*, log_path: str, output_fds: Iterable[int], report_w: int, keep_fds: Iterable[int] = (),

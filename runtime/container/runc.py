@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from runtime.linux.procfs import proc_start_time, process_alive
 from runtime.linux.cgroups import Cgroups
 from runtime.errors import CgroupError, ContainerError, ContainerNotFoundError, ContainerStateError
 
-__all__ = ["AdoptedContainer", "read_runc_state", "proc_start_time", "RUNC_ROOT"]
+__all__ = ["AdoptedContainer", "read_runc_state", "RUNC_ROOT"]
 
 RUNC_ROOT = "/run/runc"
 
@@ -59,27 +60,6 @@ class AdoptedContainer:
         return Cgroups.from_paths(self.cgroup_paths)
 
 
-def proc_start_time(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot (``/proc/PID/stat`` field 22); ``None`` if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # comm (field 2) may hold spaces and ')': the fields after it start at the last ')'.
-    rest = data[data.rindex(")") + 2:].split()
-    return int(rest[22 - 3])
-
-
-def _proc_state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return data[data.rindex(")") + 2:].split()[0]
-
-
 def read_runc_state(container_id: str, runc_root: str = RUNC_ROOT, *,
                     allow_stopped: bool = False) -> AdoptedContainer:
     """Read runc's state for ``container_id`` and verify its init process.
@@ -117,9 +97,8 @@ def read_runc_state(container_id: str, runc_root: str = RUNC_ROOT, *,
 
     status = _status(pid, start, state_dir, cgroup_paths)
     if status == "stopped" and not allow_stopped:
-        alive = proc_start_time(pid) is not None
         detail = (f"pid {pid} now belongs to another process (start time differs from runc's record)"
-                  if alive and _proc_state(pid) != "Z" else f"its init process {pid} has exited")
+                  if proc_start_time(pid) is not None else f"its init process {pid} has exited")
         raise ContainerStateError(container_id, "stopped", "adopt", detail)
     return AdoptedContainer(
         id=raw.get("id", container_id), init_pid=pid, init_start_time=start,
@@ -130,7 +109,7 @@ def read_runc_state(container_id: str, runc_root: str = RUNC_ROOT, *,
 
 def _status(pid: int, start: int, state_dir: str, cgroup_paths: dict[str, str]) -> str:
     """runc's rules: dead or reused pid -> stopped; exec fifo still there -> created; frozen -> paused."""
-    if proc_start_time(pid) != start or _proc_state(pid) in (None, "Z", "X"):
+    if not process_alive(pid, start):
         return "stopped"
     if os.path.exists(os.path.join(state_dir, "exec.fifo")):
         return "created"

@@ -19,12 +19,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from runtime.linux.procfs import mounts_under, process_alive
 from runtime.errors import ContainerBusyError, ContainerExistsError, ContainerNotFoundError
 from runtime.linux.fsmode import makedirs_private, open_private
 
 __all__ = [
     "DEFAULT_ROOT", "ROOT_ENV", "STATUSES", "ContainerState", "StateStore", "ContainerLock",
-    "state_root", "validate_id", "live", "LIVE_STATUSES", "proc_start_time", "process_alive", "now_rfc3339", "mark_stopped",
+    "state_root", "validate_id", "live", "LIVE_STATUSES", "now_rfc3339", "mark_stopped",
 ]
 
 DEFAULT_ROOT = "/run/criu-cr"
@@ -52,28 +53,6 @@ def validate_id(container_id: str) -> str:
         raise ValueError(f"invalid container id {container_id!r}: use letters, digits, '_', '.', '-' "
                          "(starting with a letter or digit, at most 128 characters)")
     return container_id
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Field 22 of ``/proc/PID/stat`` (start time in clock ticks), or ``None`` if no such live process.
-
-    A zombie counts as gone: it will never run again.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # comm may hold spaces and parentheses: split after the last ')'.
-    fields = data[data.rfind(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
-
-
-def process_alive(pid: int, start_time: int) -> bool:
-    """True when ``pid`` runs and is the same process (same start time), not a reused pid."""
-    return pid > 0 and proc_start_time(pid) == start_time
 
 
 @dataclass(kw_only=True)
@@ -206,11 +185,9 @@ class StateStore:
         Raises OSError (EBUSY) rather than descend into something still mounted there.
         """
         top = self.dir(container_id)
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-            for line in f:
-                mp = line.split()[4].replace("\\040", " ")
-                if mp == top or mp.startswith(top + "/"):
-                    raise OSError(errno.EBUSY, "still mounted; not removing what it shows", mp)
+        left = mounts_under(top)
+        if left:
+            raise OSError(errno.EBUSY, "still mounted; not removing what it shows", left[0])
         shutil.rmtree(top, ignore_errors=False)
 
     def iter_states(self) -> Iterator[ContainerState]:

@@ -18,10 +18,11 @@ from typing import Any, Callable, Iterable
 from criu_rpc import CgroupRoot, ExternalMount, InheritFd
 
 from runtime.linux.cghier import managed_fields
+from runtime.linux.procfs import MountEntry, parse_mountinfo
 
 __all__ = [
     "DUMP", "RESTORE", "NETNS_KEY", "PIDNS_KEY", "MountRecord", "CrContext", "Part",
-    "parse_mountinfo", "external_mounts", "build", "CONCERNS",
+    "external_mounts", "build", "CONCERNS",
 ]
 
 DUMP = "dump"
@@ -107,36 +108,15 @@ class Part:
 
 # -- mountinfo ------------------------------------------------------------------
 
-def _unescape(s: str) -> str:
-    if "\\" not in s:
-        return s
-    return s.encode("latin-1", "backslashreplace").decode("unicode_escape")
-
-
-def parse_mountinfo(text: str) -> list[dict[str, str]]:
-    """Lines of a ``/proc/PID/mountinfo`` as dicts (dev, root, mountpoint, fstype, source, super)."""
-    out = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        left, _, right = line.partition(" - ")
-        f = left.split()
-        r = right.split()
-        out.append({"dev": f[2], "root": _unescape(f[3]), "mountpoint": _unescape(f[4]),
-                    "fstype": r[0], "source": _unescape(r[1]) if len(r) > 1 else "",
-                    "super": r[2] if len(r) > 2 else ""})
-    return out
-
-
-def _covered(entry: dict[str, str], entries: Iterable[dict[str, str]]) -> bool:
+def _covered(entry: MountEntry, entries: Iterable[MountEntry]) -> bool:
     """True when another mount of the same filesystem shows ``entry``'s root (CRIU can rebind it)."""
-    root = entry["root"]
+    root = entry.root
     for other in entries:
-        if other is entry or other["dev"] != entry["dev"]:
+        if other is entry or other.dev != entry.dev:
             continue
-        oroot = other["root"]
+        oroot = other.root
         if oroot == "/" or root == oroot or root.startswith(oroot.rstrip("/") + "/"):
-            if other["root"] != entry["root"] or other["mountpoint"] < entry["mountpoint"]:
+            if other.root != entry.root or other.mountpoint < entry.mountpoint:
                 return True
     return False
 
@@ -153,24 +133,24 @@ def external_mounts(mountinfo: str, bind_sources: dict[str, str] | None = None) 
     binds = bind_sources or {}
     records = []
     for e in entries:
-        mp = e["mountpoint"]
+        mp = e.mountpoint
         if mp == "/":
             continue
-        if e["fstype"] in ("cgroup", "cgroup2"):
-            if e["root"] == "/":
+        if e.fstype in ("cgroup", "cgroup2"):
+            if e.root == "/":
                 continue  # a cgroupns-relative mount CRIU recreates itself
             name = os.path.basename(mp)
             ctrl = _CGROUP_DIR_TO_CTRL.get(name, name)
-            if e["fstype"] == "cgroup2":
+            if e.fstype == "cgroup2":
                 ctrl = ""
             records.append(MountRecord(mountpoint=mp, kind="cgroup", detail=ctrl))
             continue
-        if e["root"] == "/" or _covered(e, entries):
+        if e.root == "/" or _covered(e, entries):
             continue
-        if e["fstype"] == "devtmpfs":
-            records.append(MountRecord(mountpoint=mp, kind="devtmpfs", detail=e["root"]))
+        if e.fstype == "devtmpfs":
+            records.append(MountRecord(mountpoint=mp, kind="devtmpfs", detail=e.root))
         else:
-            records.append(MountRecord(mountpoint=mp, kind="bind", detail=binds.get(mp, e["root"])))
+            records.append(MountRecord(mountpoint=mp, kind="bind", detail=binds.get(mp, e.root)))
     return tuple(records)
 
 

@@ -41,7 +41,8 @@ from typing import Any
 from runtime.linux import mounts
 from runtime.linux.cgroups import Cgroups
 from runtime.errors import ContainerBusyError, ContainerError
-from runtime.container.state import ContainerState, StateStore, live, proc_start_time, process_alive
+from runtime.container.state import ContainerState, StateStore, live
+from runtime.linux.procfs import proc_start_time, process_alive
 from runtime.linux.syscalls import PROC_NS_NAMES
 
 __all__ = ["current", "record_restored", "PENDING_KEY", "RESTORE_JOURNAL", "SettledWarning", "begin", "update", "finish", "settle",

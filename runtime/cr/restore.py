@@ -34,7 +34,8 @@ from runtime.container.init import report
 from runtime.container.monitor import read_report, spawn_monitor
 from runtime.oci.spec import load_spec
 from runtime.linux.signals import deferred
-from runtime.container.state import ContainerState, StateStore, mark_stopped, proc_start_time, process_alive
+from runtime.container.state import ContainerState, StateStore, mark_stopped
+from runtime.linux.procfs import proc_start_time, process_alive
 
 __all__ = ["restore", "restore_locked"]
 

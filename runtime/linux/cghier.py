@@ -30,6 +30,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from runtime.linux.procfs import parse_mountinfo
+
 __all__ = [
     "Hierarchy", "parse_proc_cgroup", "parse_cgroup_mounts", "is_managed", "managed_fields",
     "classify", "read_proc_cgroup_text", "host_hierarchies", "remove_strays",
@@ -76,21 +78,10 @@ def parse_proc_cgroup(text: str) -> list[tuple[int, str, str]]:
     return out
 
 
-def _unescape(s: str) -> str:
-    return s.encode("latin-1", "backslashreplace").decode("unicode_escape") if "\\" in s else s
-
-
 def parse_cgroup_mounts(mountinfo: str) -> list[tuple[str, str, str, frozenset[str]]]:
     """The cgroup mounts of a ``/proc/PID/mountinfo``: (mount point, root, fstype, super options)."""
-    out = []
-    for line in mountinfo.splitlines():
-        left, _, right = line.partition(" - ")
-        f, r = left.split(), right.split()
-        if len(f) < 5 or not r or r[0] not in ("cgroup", "cgroup2"):
-            continue
-        opts = frozenset(r[2].split(",")) if len(r) > 2 else frozenset()
-        out.append((_unescape(f[4]), _unescape(f[3]), r[0], opts))
-    return out
+    return [(e.mountpoint, e.root, e.fstype, e.super_option_set) for e in parse_mountinfo(mountinfo)
+            if e.fstype in ("cgroup", "cgroup2")]
 
 
 def is_managed(controllers: str, managed_keys: Iterable[str]) -> bool:

@@ -16,6 +16,7 @@ import os
 import stat
 
 from runtime.linux import syscalls as sc
+from runtime.linux.procfs import mounts_under, read_mountinfo
 from runtime.linux.fsmode import makedirs_private, open_private
 from runtime.oci.spec import Mount, Spec
 
@@ -109,25 +110,6 @@ def unmount(target: str) -> None:
         sc.umount2(target, sc.MNT_DETACH)
 
 
-def _mountinfo(path: str = "/proc/self/mountinfo") -> list[tuple[str, str, str, str]]:
-    """(mount point, root, fstype, super options) per line; octal escapes decoded."""
-    out = []
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields = left.split()
-            rfields = right.split()
-            dec = lambda s: s.encode().decode("unicode_escape") if "\\" in s else s  # noqa: E731
-            out.append((dec(fields[4]), dec(fields[3]), rfields[0], rfields[2] if len(rfields) > 2 else ""))
-    return out
-
-
-def mounts_under(path: str, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
-    """Mount points in ``mountinfo`` at or below ``path``."""
-    path = os.path.abspath(path)
-    return [mp for mp, _, _, _ in _mountinfo(mountinfo) if mp == path or mp.startswith(path + "/")]
-
-
 def cgroup_binds(proc_cgroup: str = "/proc/self/cgroup") -> list[tuple[str, str]]:
     """(host cgroup dir of this process, name under /sys/fs/cgroup) per hierarchy.
 
@@ -137,10 +119,10 @@ def cgroup_binds(proc_cgroup: str = "/proc/self/cgroup") -> list[tuple[str, str]
     with open(proc_cgroup, encoding="utf-8") as f:
         lines = [ln.rstrip("\n").split(":", 2) for ln in f if ln.strip()]
     binds = []
-    for mp, root, fstype, opts in _mountinfo():
+    for e in read_mountinfo():
+        mp, root, fstype, super_opts = e.mountpoint, e.root, e.fstype, e.super_option_set
         if fstype not in ("cgroup", "cgroup2") or not mp.startswith("/sys/fs/cgroup"):
             continue
-        super_opts = set(opts.split(","))
         for _hid, controllers, path in lines:
             if fstype == "cgroup2" and controllers == "":
                 pass

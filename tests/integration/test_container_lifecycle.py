@@ -182,7 +182,7 @@ def test_delete_of_a_created_container_needs_no_force(busybox_bundle, state_root
     assert ctr.status == "created"
     ctr.delete()
     assert not os.path.exists(ctr.directory)
-    from runtime.container.state import proc_start_time
+    from runtime.linux.procfs import proc_start_time
 
     assert proc_start_time(pid) is None  # delete waited for init to die
     with open("/proc/self/mountinfo") as f:

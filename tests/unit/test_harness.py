@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import require
 
 from runtime.cli.container_cmds import parse_signal
-from runtime.container.monitor import exit_status_of
+from runtime.linux.procfs import exit_status_of
 from runtime.oci.spec import load_spec
 from runtime.testing import build_busybox_bundle, default_spec
 from runtime.testing.plugin import allocate_subnet

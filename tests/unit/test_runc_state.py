@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from runtime.errors import ContainerError, ContainerNotFoundError, ContainerStateError
-from runtime.container.runc import proc_start_time, read_runc_state
+from runtime.container.runc import read_runc_state
+from runtime.linux.procfs import proc_start_time
 
 
 def state(pid: int, start: int, **extra: Any) -> dict[str, Any]:

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from runtime.errors import ContainerBusyError, ContainerExistsError, ContainerNotFoundError
-from runtime.container.state import ContainerState, StateStore, proc_start_time, process_alive, state_root, validate_id
+from runtime.container.state import ContainerState, StateStore, state_root, validate_id
+from runtime.linux.procfs import proc_start_time, process_alive
 
 
 def test_state_root_precedence(monkeypatch, tmp_path):
