@@ -22,6 +22,7 @@ from typing import Any
 
 from criu_rpc import CriuClient, CriuError, CriuOptions, NotifyHandler, deadline_for
 
+from runtime.cr.layout import ROOTFS_DIFF
 from runtime.cr import criu_options as crplan, manifest, pending
 from runtime.linux import mounts
 from runtime.net import netns
@@ -245,7 +246,7 @@ def _side_files(work_dir: str, st: ContainerState, meta: CheckpointMeta) -> None
         with open_private(os.path.join(work_dir, NETWORK_FILE), "w", encoding="utf-8") as f:
             json.dump(status, f, indent=2)
     if meta.rootfs_diff:
-        mounts.archive_upper(meta.upper_dir, os.path.join(work_dir, "rootfs-diff.tar"))
+        mounts.archive_upper(meta.upper_dir, os.path.join(work_dir, ROOTFS_DIFF))
 
 
 class _Background:

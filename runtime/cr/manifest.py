@@ -35,12 +35,12 @@ from runtime.cr.imagehash import ALGORITHM, Follower, file_digests, follow
 __all__ = ["MANIFEST_FILE", "MANIFEST_VERSION", "ALGORITHM", "FileEntry", "Manifest",
            "build_manifest", "write_manifest", "seal", "follow", "Follower", "read_manifest", "verify_manifest", "compare", "file_digests"]
 
-MANIFEST_FILE = "criu-cr.manifest"
+from runtime.cr.layout import MANIFEST_FILE, OWN_FILES, RUN_FILES  # noqa: E402 - names in one place
 MANIFEST_VERSION = 1
 # Written after the manifest, or only for debugging: never listed, never "extra".
-UNLISTED = frozenset({MANIFEST_FILE, "dump.log", "stats-dump", "restore.log", "stats-restore"})
+UNLISTED = RUN_FILES | {MANIFEST_FILE}
 # Files a restore reads besides CRIU's *.img: one that the dump did not write is refused.
-_OWN_FILES = frozenset({"criu-cr.json", "network.status", "rootfs-diff.tar"})
+_OWN_FILES = OWN_FILES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,6 +19,7 @@ from typing import Any
 from criu_rpc import CriuError, CriuVersion, ImageError, locate, read_stats
 from criu_rpc.locate import MIN_VERSION, binary_version, require_version, required_version
 
+from runtime.cr.layout import DUMP_LOG, DUMP_STATS, METADATA_FILE, NETWORK_FILE, RESTORE_LOG, RESTORE_STATS
 from runtime.cr.criu_options import MountRecord
 from runtime.linux.mounts import remove_tree
 from runtime.errors import ContainerError, RestoreError
@@ -31,8 +32,6 @@ __all__ = [
 ]
 
 IMAGE_DIR_MODE = 0o700  # memory pages hold secrets
-METADATA_FILE = "criu-cr.json"
-NETWORK_FILE = "network.status"
 META_VERSION = 1
 FEATURE_CACHE = ".criu-features.json"  # in the state root
 # podman's --print-stats names, read from CRIU's stats images.
@@ -40,7 +39,7 @@ DUMP_STATS_FIELDS = ("freezing_time", "frozen_time", "memdump_time", "memwrite_t
                      "pages_scanned", "pages_written")
 RESTORE_STATS_FIELDS = ("forking_time", "restore_time", "pages_restored", "pages_compared",
                         "pages_skipped_cow")
-_LOGS = {"dump": ("dump.log", "stats-dump"), "restore": ("restore.log", "stats-restore")}
+_LOGS = {"dump": (DUMP_LOG, DUMP_STATS), "restore": (RESTORE_LOG, RESTORE_STATS)}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from runtime.cr.layout import DEFAULT_IMAGE_DIR, DUMP_LOG, RESTORE_LOG
+
 __all__ = ["CheckpointOptions", "RestoreOptions", "CheckpointResult", "RestoreResult", "criu_us",
            "RESTORE_TIMEOUT", "REPORT_MARGIN", "DEFAULT_IMAGE_DIR", "LOG_LEVEL", "DUMP_LOG", "RESTORE_LOG", "CTR_LOG"]
 
 RESTORE_TIMEOUT = 300.0  # kept for callers; a restore's deadline now scales with its images
 REPORT_MARGIN = 30.0  # seconds beyond CRIU's deadline for the restoring monitor to report
-DEFAULT_IMAGE_DIR = "checkpoint"  # under the container's directory, as podman does
 LOG_LEVEL = 4  # CRIU's most detailed: the logs are what an operator debugs with
-DUMP_LOG = "dump.log"
-RESTORE_LOG = "restore.log"
 CTR_LOG = "ctr.log"
 
 

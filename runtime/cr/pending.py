@@ -38,6 +38,7 @@ import time
 import warnings
 from typing import Any
 
+from runtime.cr.layout import DUMP_STATS
 from runtime.linux import mounts
 from runtime.linux.cgroups import Cgroups
 from runtime.errors import ContainerBusyError, ContainerError
@@ -50,7 +51,7 @@ __all__ = ["current", "record_restored", "PENDING_KEY", "RESTORE_JOURNAL", "Sett
 
 PENDING_KEY = "pending"
 RESTORE_JOURNAL = "restore.json"  # in the container directory, written by the restoring monitor
-DUMP_COMPLETE_MARK = "stats-dump"  # CRIU writes it after a successful dump, and only then
+DUMP_COMPLETE_MARK = DUMP_STATS  # CRIU writes it after a successful dump, and only then
 CRIU_WAIT = 60.0  # seconds to let an orphaned CRIU finish before the command gives up as busy
 _POLL = 0.05
 

@@ -14,6 +14,7 @@ import os
 
 from criu_rpc import NotifyHandler
 
+from runtime.cr.layout import ROOTFS_DIFF
 from runtime.container.host import discard_container, prepare_host, process_record
 from runtime.container.state import ContainerState, StateStore, now_rfc3339, validate_id
 from runtime.cr.imagecheck import require_checkpoint
@@ -26,9 +27,8 @@ from runtime.linux.syscalls import PROC_NS_NAMES
 from runtime.oci.spec import load_spec
 from runtime.oci.support import check_supported
 
-__all__ = ["restore_new", "prepare_new_container", "ROOTFS_DIFF"]
+__all__ = ["restore_new", "prepare_new_container"]
 
-ROOTFS_DIFF = "rootfs-diff.tar"
 
 
 def restore_new(store: StateStore, container_id: str, opts: RestoreOptions, *,

@@ -11,12 +11,10 @@ from types import MappingProxyType
 from typing import Any
 
 from runtime.errors import SpecError
+from runtime.linux.syscalls import NAMESPACE_FLAGS
 
 # CLONE_NEW* flag of each type, as answered by the NS_GET_NSTYPE ioctl (linux/nsfs.h: _IO(0xb7, 0x3)).
-CLONE_FLAGS = MappingProxyType({
-    "mount": 0x00020000, "cgroup": 0x02000000, "uts": 0x04000000, "ipc": 0x08000000,
-    "user": 0x10000000, "pid": 0x20000000, "network": 0x40000000, "time": 0x00000080,
-})
+CLONE_FLAGS = MappingProxyType(NAMESPACE_FLAGS)
 NS_GET_NSTYPE = 0xB703
 
 # Known properties that criu-cr does not implement: refused when set.
