@@ -24,6 +24,7 @@ __all__ = [
     "CRIU_ENV",
     "INSTALLER_CRIU",
     "MIN_VERSION",
+    "version_gate",
     "INET_SOCKETS_MIN_VERSION_ON_LINUX_6_16",
     "KERNEL_SO_PASSCRED_RESTRICTED",
     "CriuVersion",
@@ -230,11 +231,21 @@ def kernel_release(release: str | None = None) -> tuple[int, ...]:
 
 def required_version(kernel: tuple[int, ...] | None = None) -> tuple[int, ...]:
     """The oldest CRIU that works for containers on ``kernel`` (default: this one)."""
+    return version_gate(kernel)[0]
+
+
+def version_gate(kernel: tuple[int, ...] | None = None) -> tuple[tuple[int, ...], str]:
+    """The oldest CRIU that works for containers on ``kernel`` (default: this one), and why.
+
+    The one version rule, used by checkpoint, restore and ``criu-cr check``.
+    """
     release = kernel_release() if kernel is None else kernel
-    needed = MIN_VERSION
     if release >= KERNEL_SO_PASSCRED_RESTRICTED:
-        needed = max(needed, INET_SOCKETS_MIN_VERSION_ON_LINUX_6_16)
-    return needed
+        return (max(MIN_VERSION, INET_SOCKETS_MIN_VERSION_ON_LINUX_6_16),
+                f"checkpointing containers with INET sockets on Linux >= "
+                f"{'.'.join(map(str, KERNEL_SO_PASSCRED_RESTRICTED))} (the kernel refuses SO_PASSCRED "
+                "on INET sockets to older CRIUs)")
+    return MIN_VERSION, "criu-cr"
 
 
 def require_version(version: CriuVersion, needed: tuple[int, ...] = MIN_VERSION,

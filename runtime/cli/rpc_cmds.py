@@ -68,7 +68,7 @@ class Finding:
 
 def findings(facts: dict[str, Any]) -> list[Finding]:
     """Turn gathered facts (see ``_gather``) into findings; pure, for testing."""
-    from criu_rpc.locate import INET_SOCKETS_MIN_VERSION_ON_LINUX_6_16, KERNEL_SO_PASSCRED_RESTRICTED, MIN_VERSION
+    from criu_rpc.locate import version_gate
 
     out: list[Finding] = []
     if not facts["root"]:
@@ -80,15 +80,10 @@ def findings(facts: dict[str, Any]) -> list[Finding]:
         return out
     version = tuple(criu["version_numbers"])
     kernel = tuple(facts["kernel_numbers"])
-    if version < INET_SOCKETS_MIN_VERSION_ON_LINUX_6_16 and kernel >= KERNEL_SO_PASSCRED_RESTRICTED:
-        out.append(Finding(
-            severity=ERROR, finding=f"CRIU {criu['version']} < {_dotted(INET_SOCKETS_MIN_VERSION_ON_LINUX_6_16)} "
-                                    f"on Linux >= {_dotted(KERNEL_SO_PASSCRED_RESTRICTED)}",
-            meaning="INET sockets cannot be dumped (the kernel refuses SO_PASSCRED on them); "
-                    "run scripts/install-criu"))
-    elif version < MIN_VERSION:
-        out.append(Finding(severity=ERROR, finding=f"CRIU {criu['version']} < {_dotted(MIN_VERSION)}",
-                           meaning="too old for criu-cr; run scripts/install-criu"))
+    needed, why = version_gate(kernel)
+    if version < needed:
+        out.append(Finding(severity=ERROR, finding=f"CRIU {criu['version']} < {_dotted(needed)}",
+                           meaning=f"too old for {why}; run scripts/install-criu"))
     if facts["criu_check"].get("error"):
         out.append(Finding(severity=ERROR, finding=f"criu check failed: {facts['criu_check']['error']}",
                            meaning="CRIU says this kernel cannot checkpoint/restore"))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from criu_rpc import CriuError, CriuVersion, ImageError, locate, read_stats
-from criu_rpc.locate import MIN_VERSION, binary_version, require_version, required_version
+from criu_rpc.locate import binary_version, require_version, version_gate
 
 from runtime.cr.layout import DUMP_LOG, DUMP_STATS, METADATA_FILE, NETWORK_FILE, RESTORE_LOG, RESTORE_STATS
 from runtime.cr.criu_options import MountRecord
@@ -258,9 +258,7 @@ def require_usable_criu(criu_path: str | None = None, cache_dir: str | None = No
         return facts
     major, minor, sublevel = (list(facts["version"]) + [0, 0, 0])[:3]
     found = CriuVersion(major=major, minor=minor, sublevel=sublevel)
-    needed = required_version()
-    why = ("checkpointing containers with network sockets on Linux >= 6.16"
-           if needed > MIN_VERSION else "criu-cr")
+    needed, why = version_gate()
     require_version(found, needed, why, facts.get("path", ""))
     return facts
 
