@@ -20,10 +20,11 @@ import time
 import warnings
 from typing import Any
 
-from criu_rpc import CriuClient, CriuError, CriuOptions, NotifyHandler, deadline_for
+from criu_rpc import CriuClient, CriuError, NotifyHandler, deadline_for
 
 from runtime.cr.layout import ROOTFS_DIFF
-from runtime.cr import criu_options as crplan, manifest, pending
+from runtime.cr import criu_options, manifest, pending
+from runtime.cr.criu_options import Direction
 from runtime.linux import mounts
 from runtime.net import netns
 from runtime.linux.cgroups import Cgroups
@@ -105,7 +106,7 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
     if meta.leave_running and os.path.isdir(meta.upper_dir):
         meta = dataclasses.replace(meta, rootfs_diff=True)  # a copy that may outlive the container
     meta.write(work_dir)
-    ctx = crplan.CrContext(
+    ctx = criu_options.CrContext(
         rootfs=st.rootfs, pid=st.init_pid, namespaces=dict(st.joined_namespaces),
         ns_inodes={t: os.stat(p).st_ino for t, p in st.joined_namespaces.items()},
         mounts=meta.mounts, freezer_path=cg.freezer_path() if cg else None,
@@ -115,8 +116,8 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
                             else opts.tcp_skip_in_flight),
         file_locks=opts.file_locks,
         leave_running=opts.leave_running)
-    kwargs, _ = crplan.build(ctx, crplan.DUMP)
-    criu_opts = CriuOptions(images_dir=work_dir, log_file=DUMP_LOG, log_level=opts.log_level, **kwargs)
+    criu_opts = criu_options.build(ctx, Direction.DUMP).options(images_dir=work_dir, log_file=DUMP_LOG,
+                                                               log_level=opts.log_level)
     if cg is not None:
         cg.freeze()  # faster than CRIU's 100 ms polling; CRIU finds it frozen
     # While the tree is frozen -- the moment the images hold -- and beside
@@ -227,7 +228,7 @@ def _describe(st: ContainerState, opts: CheckpointOptions) -> CheckpointMeta:
     except Exception:  # noqa: BLE001 - an adopted container's bundle may be gone; mountinfo suffices
         pass
     with open(f"/proc/{st.init_pid}/mountinfo", encoding="utf-8") as f:
-        records = crplan.external_mounts(f.read(), binds)
+        records = criu_options.external_mounts(f.read(), binds)
     return CheckpointMeta(container_id=st.id, bundle=st.bundle, rootfs=st.rootfs,
                           namespaces=dict(st.joined_namespaces), mounts=records,
                           stdio={k: v for k, v in st.stdio.items() if v.startswith("pipe:")},

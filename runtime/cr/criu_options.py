@@ -3,30 +3,40 @@
 Each concern (root, namespaces, mounts, cgroups, stdio, network lock, TCP and
 file locks) is a function ``(ctx, direction) -> Part``; the same function
 serves the checkpoint (``DUMP``) and the restore (``RESTORE``) so the two
-directions cannot drift apart. :func:`build` merges the parts into
-:class:`criu_rpc.CriuOptions` keyword arguments. Nothing here opens a file or
+directions cannot drift apart. :func:`build` merges the parts into a
+:class:`Plan`, which makes the :class:`criu_rpc.CriuOptions`. Nothing here opens a file or
 talks to CRIU: fds that a restore must pass are *named* (``Part.open_paths``)
 and opened by the caller.
 """
 
 from __future__ import annotations
 
+import enum
 import os
+from collections.abc import Mapping
+from types import MappingProxyType
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from criu_rpc import CgroupRoot, ExternalMount, InheritFd
+from criu_rpc import CgroupRoot, CriuOptions, ExternalMount, InheritFd
 
 from runtime.linux.cghier import managed_fields
 from runtime.linux.procfs import MountEntry, parse_mountinfo
 
 __all__ = [
-    "DUMP", "RESTORE", "NETNS_KEY", "PIDNS_KEY", "MountRecord", "CrContext", "Part",
+    "Direction", "Plan", "DUMP", "RESTORE", "NETNS_KEY", "PIDNS_KEY", "MountRecord", "CrContext", "Part",
     "external_mounts", "build", "CONCERNS",
 ]
 
-DUMP = "dump"
-RESTORE = "restore"
+class Direction(enum.Enum):
+    """Which way the options go: into images (dump) or out of them (restore)."""
+
+    DUMP = "dump"
+    RESTORE = "restore"
+
+
+DUMP = Direction.DUMP
+RESTORE = Direction.RESTORE
 # Keys under which external namespaces are named in the images (runc uses the same words).
 NETNS_KEY = "extRootNetNS"
 PIDNS_KEY = "extRootPidNS"
@@ -156,7 +166,7 @@ def external_mounts(mountinfo: str, bind_sources: dict[str, str] | None = None) 
 
 # -- the concerns ----------------------------------------------------------------
 
-def root_part(ctx: CrContext, direction: str) -> Part:
+def root_part(ctx: CrContext, direction: Direction) -> Part:
     """The container's root as a host mount point (CRIU's ``root``)."""
     opts: dict[str, Any] = {"root": ctx.rootfs}
     if direction == DUMP:
@@ -164,7 +174,7 @@ def root_part(ctx: CrContext, direction: str) -> Part:
     return Part(opts=opts)
 
 
-def namespace_part(ctx: CrContext, direction: str) -> Part:
+def namespace_part(ctx: CrContext, direction: Direction) -> Part:
     """Joined network/pid namespaces are external: named at dump, handed back as fds at restore."""
     external = []
     open_paths = []
@@ -191,7 +201,7 @@ def _restore_source(rec: MountRecord, ctx: CrContext) -> str:
     return ctx.bind_sources.get(rec.mountpoint, rec.detail)
 
 
-def mount_part(ctx: CrContext, direction: str) -> Part:
+def mount_part(ctx: CrContext, direction: Direction) -> Part:
     """External mounts: keyed by their mount point; at restore bound from the host path."""
     if direction == DUMP:
         ext = tuple(ExternalMount(key=r.mountpoint, value=r.mountpoint) for r in ctx.mounts)
@@ -200,7 +210,7 @@ def mount_part(ctx: CrContext, direction: str) -> Part:
     return Part(ext_mounts=ext)
 
 
-def cgroup_part(ctx: CrContext, direction: str) -> Part:
+def cgroup_part(ctx: CrContext, direction: Direction) -> Part:
     """Cgroups: only the hierarchies criu-cr manages go into the images and come back.
 
     Dump: freeze through the container's freezer; ``cgroup_dump_controller``
@@ -236,14 +246,14 @@ def cgroup_part(ctx: CrContext, direction: str) -> Part:
     return Part(opts=opts, cg_root=roots)
 
 
-def stdio_part(ctx: CrContext, direction: str) -> Part:
+def stdio_part(ctx: CrContext, direction: Direction) -> Part:
     """The container's stdout/stderr pipes lead out of it: new pipes are handed in at restore."""
     if direction == DUMP:
         return Part()
     return Part(inherit=tuple(InheritFd(key=name, fd=fd) for name, fd in sorted(ctx.stdio_fds.items())))
 
 
-def network_part(ctx: CrContext, direction: str) -> Part:
+def network_part(ctx: CrContext, direction: Direction) -> Part:
     """Network locking method, established TCP connections."""
     opts: dict[str, Any] = {}
     if ctx.network_lock:
@@ -257,7 +267,7 @@ def network_part(ctx: CrContext, direction: str) -> Part:
     return Part(opts=opts)
 
 
-def process_part(ctx: CrContext, direction: str) -> Part:
+def process_part(ctx: CrContext, direction: Direction) -> Part:
     """File locks; leave the tree running after a dump."""
     opts: dict[str, Any] = {}
     if ctx.file_locks:
@@ -270,20 +280,42 @@ def process_part(ctx: CrContext, direction: str) -> Part:
     return Part(opts=opts)
 
 
-CONCERNS: tuple[Callable[[CrContext, str], Part], ...] = (
+CONCERNS: tuple[Callable[[CrContext, Direction], Part], ...] = (
     root_part, namespace_part, mount_part, cgroup_part, stdio_part, network_part, process_part,
 )
 
 
-def build(ctx: CrContext, direction: str) -> tuple[dict[str, Any], tuple[tuple[str, str], ...]]:
-    """Merge every concern: (CriuOptions keyword arguments, paths to open for inherit_fd).
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """What CRIU is told about a container in one direction.
 
-    Raises ValueError for an unknown direction, LookupError when a restore
-    cannot resolve an external mount on this host.
+    ``fields``: :class:`criu_rpc.CriuOptions` fields (without ``inherit_fd``);
+    ``inherit``: fds handed in under a key; ``open_paths``: (key, path) pairs
+    the caller opens and hands in too (this module never opens a file).
     """
-    if direction not in (DUMP, RESTORE):
-        raise ValueError(f"direction must be {DUMP!r} or {RESTORE!r}, not {direction!r}")
-    kwargs: dict[str, Any] = {}
+
+    direction: Direction
+    fields: Mapping[str, Any]
+    inherit: tuple[InheritFd, ...] = ()
+    open_paths: tuple[tuple[str, str], ...] = ()
+
+    def options(self, *, images_dir: str, log_file: str, log_level: int,
+                opened: Iterable[InheritFd] = ()) -> CriuOptions:
+        """The CriuOptions of this plan; ``opened``: the fds of :attr:`open_paths`. Raises InvalidOptionError."""
+        inherit = self.inherit + tuple(opened)
+        extra: dict[str, Any] = {"inherit_fd": inherit} if inherit else {}
+        return CriuOptions(images_dir=images_dir, log_file=log_file, log_level=log_level, **extra, **self.fields)
+
+
+def build(ctx: CrContext, direction: Direction) -> Plan:
+    """Merge every concern into one :class:`Plan`.
+
+    Raises TypeError for a direction that is not a :class:`Direction`,
+    LookupError when a restore cannot resolve an external mount on this host.
+    """
+    if not isinstance(direction, Direction):
+        raise TypeError(f"direction must be a Direction, not {direction!r}")
+    fields: dict[str, Any] = {}
     external: list[str] = []
     ext_mounts: list[ExternalMount] = []
     inherit: list[InheritFd] = []
@@ -291,18 +323,17 @@ def build(ctx: CrContext, direction: str) -> tuple[dict[str, Any], tuple[tuple[s
     open_paths: list[tuple[str, str]] = []
     for concern in CONCERNS:
         part = concern(ctx, direction)
-        kwargs.update(part.opts)
+        fields.update(part.opts)
         external += part.external
         ext_mounts += part.ext_mounts
         inherit += part.inherit
         cg_root += part.cg_root
         open_paths += part.open_paths
     if external:
-        kwargs["external"] = tuple(external)
+        fields["external"] = tuple(external)
     if ext_mounts:
-        kwargs["ext_mounts"] = tuple(ext_mounts)
-    if inherit:
-        kwargs["inherit_fd"] = tuple(inherit)
+        fields["ext_mounts"] = tuple(ext_mounts)
     if cg_root:
-        kwargs["cg_root"] = tuple(cg_root)
-    return kwargs, tuple(open_paths)
+        fields["cg_root"] = tuple(cg_root)
+    return Plan(direction=direction, fields=MappingProxyType(fields), inherit=tuple(inherit),
+                open_paths=tuple(open_paths))

@@ -18,14 +18,15 @@ import time
 import warnings
 from typing import Any
 
-from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, deadline_for
+from criu_rpc import CriuClient, CriuError, CriuRpcError, InheritFd, NotifyHandler, deadline_for
 from criu_rpc.notify import NOTIFY_SCRIPTS
 
-from runtime.cr import criu_options as crplan, pending
+from runtime.cr import criu_options, pending
 from runtime.linux import mounts
 from runtime.net import netns
 from runtime.linux.cgroups import Cgroups
 from runtime.container.host import overlay_dirs
+from runtime.cr.criu_options import Direction
 from runtime.cr.meta import NETWORK_FILE, CheckpointMeta, choose_network_lock, read_meta, remove_logs, require_usable_criu, stats_dict
 from runtime.cr.options import CTR_LOG, DEFAULT_IMAGE_DIR, RESTORE_LOG, REPORT_MARGIN, RestoreOptions, RestoreResult, criu_us
 from runtime.errors import ContainerStateError, RestoreError, criu_message
@@ -215,23 +216,23 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
             spec_binds = {m.destination: m.source for m in load_spec(st.bundle).mounts if m.is_bind}
         except Exception:  # noqa: BLE001 - fall back to the recorded sources
             pass
-        ctx = crplan.CrContext(
+        ctx = criu_options.CrContext(
             rootfs=criu_root, namespaces=dict(meta.namespaces), mounts=meta.mounts,
             cgroup_paths=dict(cg.paths) if cg else {}, cg_roots=tuple(cg.cg_roots()) if cg else (),
             bind_sources=spec_binds, stdio_fds=stdio_fds,
             network_lock=network_lock,
             **_tcp_mode(opts, meta), file_locks=opts.file_locks)
         try:
-            kwargs, open_paths = crplan.build(ctx, crplan.RESTORE)
+            plan = criu_options.build(ctx, Direction.RESTORE)
         except LookupError as exc:
             raise RestoreError(st.id, str(exc)) from exc
-        inherit = list(kwargs.pop("inherit_fd", ()))
-        for key, path in open_paths:
+        handed: list[InheritFd] = []
+        for key, path in plan.open_paths:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             opened.append(fd)
-            inherit.append(InheritFd(key=key, fd=fd))
-        criu_opts = CriuOptions(images_dir=image_dir, log_file=RESTORE_LOG, log_level=opts.log_level,
-                                inherit_fd=tuple(inherit), **kwargs)
+            handed.append(InheritFd(key=key, fd=fd))
+        criu_opts = plan.options(images_dir=image_dir, log_file=RESTORE_LOG, log_level=opts.log_level,
+                                 opened=handed)
         client = CriuClient(criu_path)
         client.criu_path  # locate CRIU here, so a missing binary is reported before forking
         timeout = opts.timeout or deadline_for(image_dir)

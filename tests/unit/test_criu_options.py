@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from criu_rpc import CgroupRoot, CriuOptions, ExternalMount, InheritFd
-from runtime.cr import criu_options as crplan
+from runtime.cr import criu_options
 from runtime.cr.criu_options import DUMP, RESTORE, CrContext, MountRecord
 
 # A criu-cr container's mountinfo on a hybrid-cgroup host (shape as read from a real one).
@@ -33,7 +33,7 @@ MOUNTINFO = """\
 
 
 def test_external_mounts_finds_what_comes_from_outside():
-    recs = crplan.external_mounts(MOUNTINFO, {"/data": "/srv/data"})
+    recs = criu_options.external_mounts(MOUNTINFO, {"/data": "/srv/data"})
     by_mp = {r.mountpoint: r for r in recs}
     # cgroup hierarchies bound at the container's cgroup (not cgroupns-relative ones)
     assert by_mp["/sys/fs/cgroup/cpu"] == MountRecord(mountpoint="/sys/fs/cgroup/cpu", kind="cgroup", detail="cpu")
@@ -73,8 +73,9 @@ def _ctx(**kw):
 
 
 def test_dump_direction():
-    kwargs, open_paths = crplan.build(_ctx(), DUMP)
-    assert open_paths == ()
+    plan = criu_options.build(_ctx(), DUMP)
+    kwargs = dict(plan.fields)
+    assert plan.open_paths == () and plan.inherit == () and plan.direction is DUMP
     assert kwargs["pid"] == 4242 and kwargs["root"] == "/s/c/rootfs"
     assert kwargs["external"] == ("net[4026532000]:extRootNetNS",)
     assert kwargs["ext_mounts"] == tuple(ExternalMount(key=m, value=m)
@@ -82,25 +83,29 @@ def test_dump_direction():
     assert kwargs["freeze_cgroup"] == "/sys/fs/cgroup/freezer/criu-cr/c1"
     assert kwargs["manage_cgroups"] is True and kwargs["network_lock"] == "nftables"
     assert "inherit_fd" not in kwargs and "rst_sibling" not in kwargs and "cg_root" not in kwargs
-    CriuOptions(images_dir="/tmp", **kwargs)  # CRIU's options accept all of it
+    opts = plan.options(images_dir="/tmp", log_file="dump.log", log_level=4)  # CRIU's options accept all of it
+    assert opts.pid == 4242 and opts.inherit_fd == ()
 
 
 def test_restore_direction():
-    kwargs, open_paths = crplan.build(_ctx(tcp_established=True, file_locks=True), RESTORE)
+    plan = criu_options.build(_ctx(tcp_established=True, file_locks=True), RESTORE)
+    kwargs = dict(plan.fields)
     # the netns is handed back as an fd under the key it was dumped with
-    assert open_paths == (("extRootNetNS", "/run/netns/n1"),)
+    assert plan.open_paths == (("extRootNetNS", "/run/netns/n1"),)
     assert "external" not in kwargs and "pid" not in kwargs and "freeze_cgroup" not in kwargs
     assert dict((m.key, m.value) for m in kwargs["ext_mounts"]) == {
         "/dev/null": "/dev/null",
         "/sys/fs/cgroup/memory": "/sys/fs/cgroup/memory/criu-cr/c2",  # the target container's cgroup
         "/data": "/srv/new",  # the target spec's source wins over the recorded one
     }
-    assert set(kwargs["inherit_fd"]) == {InheritFd(key="pipe:[11]", fd=7), InheritFd(key="pipe:[12]", fd=8)}
+    assert set(plan.inherit) == {InheritFd(key="pipe:[11]", fd=7), InheritFd(key="pipe:[12]", fd=8)}
     # v2's root under an empty controller, not CRIU's default root (which would catch other hierarchies)
     assert kwargs["cg_root"] == (CgroupRoot(ctrl="", path="/criu-cr/c2"), CgroupRoot(ctrl="memory", path="/criu-cr/c2"))
     assert kwargs["manage_cgroups_mode"] == "soft" and "cgroup_dump_controller" not in kwargs
     assert kwargs["rst_sibling"] is True and kwargs["tcp_established"] is True and kwargs["file_locks"] is True
-    CriuOptions(images_dir="/tmp", **kwargs)
+    netns = InheritFd(key="extRootNetNS", fd=9)
+    opts = plan.options(images_dir="/tmp", log_file="restore.log", log_level=4, opened=[netns])
+    assert set(opts.inherit_fd) == set(plan.inherit) | {netns}
 
 
 # /proc/PID/cgroup of a container's init on a hybrid host with co-mounted cpu,cpuacct, a
@@ -117,37 +122,37 @@ MANAGED = {"memory": "/m", "cpu": "/c", "cpuacct": "/a", "name=systemd": "/s", "
 
 
 def test_dump_names_only_the_managed_hierarchies_as_the_kernel_does():
-    kwargs, _ = crplan.build(_ctx(proc_cgroup=PROC_CGROUP, cgroup_paths=MANAGED), DUMP)
+    kwargs = criu_options.build(_ctx(proc_cgroup=PROC_CGROUP, cgroup_paths=MANAGED), DUMP).fields
     assert kwargs["cgroup_dump_controller"] == ("name=systemd", "memory", "cpu,cpuacct", "")
     assert kwargs["manage_cgroups_mode"] == "soft"
     CriuOptions(images_dir="/tmp", **kwargs)  # "" (v2) is a valid controller name there
 
 
 def test_a_container_without_cgroups_of_its_own_has_none_walked_nor_restored():
-    dump, _ = crplan.build(_ctx(proc_cgroup=PROC_CGROUP, cgroup_paths={}, mounts=()), DUMP)
+    dump = criu_options.build(_ctx(proc_cgroup=PROC_CGROUP, cgroup_paths={}, mounts=()), DUMP).fields
     # never an empty cgroup_dump_controller: to CRIU that means every hierarchy
     assert dump["manage_cgroups_mode"] == "ignore" and "cgroup_dump_controller" not in dump
-    rst, _ = crplan.build(_ctx(cg_roots=(), mounts=()), RESTORE)
+    rst = criu_options.build(_ctx(cg_roots=(), mounts=()), RESTORE).fields
     assert rst["manage_cgroups_mode"] == "ignore" and "cg_root" not in rst
 
 
 def test_leave_running_and_tcp_close_only_where_they_belong():
     ctx = _ctx(leave_running=True, tcp_close=True, tcp_skip_in_flight=True)
-    dump, _ = crplan.build(ctx, DUMP)
+    dump = criu_options.build(ctx, DUMP).fields
     assert dump["leave_running"] is True and dump["tcp_skip_in_flight"] is True and "tcp_close" not in dump
-    rst, _ = crplan.build(ctx, RESTORE)
+    rst = criu_options.build(ctx, RESTORE).fields
     assert "leave_running" not in rst and "tcp_skip_in_flight" not in rst and rst["tcp_close"] is True
 
 
 def test_restore_names_a_cgroup_it_cannot_place():
     ctx = _ctx(cgroup_paths={"": "/sys/fs/cgroup/criu-cr/c2"})  # pure v2 host: no v1 memory hierarchy
     with pytest.raises(LookupError, match="/sys/fs/cgroup/memory.*'memory'"):
-        crplan.build(ctx, RESTORE)
+        criu_options.build(ctx, RESTORE)
 
 
-def test_unknown_direction():
-    with pytest.raises(ValueError, match="direction"):
-        crplan.build(_ctx(), "sideways")
+def test_a_direction_is_a_direction():
+    with pytest.raises(TypeError, match="Direction"):
+        criu_options.build(_ctx(), "sideways")
 
 
 def test_runtime_exports_every_public_name():
