@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import threading
+import tarfile
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from criu_rpc import CriuClient, CriuError, NotifyHandler, deadline_for
@@ -31,7 +32,7 @@ from runtime.linux.cgroups import Cgroups
 from runtime.container.host import overlay_dirs
 from runtime.cr.meta import NETWORK_FILE, CheckpointMeta, choose_network_lock, fresh_image_dir, install_image_dir, remove_logs, require_usable_criu, stats_dict
 from runtime.cr.options import DEFAULT_IMAGE_DIR, DUMP_LOG, CheckpointOptions, CheckpointResult, criu_us
-from runtime.errors import CheckpointError, ContainerStateError, criu_message
+from runtime.errors import CheckpointError, ContainerError, ContainerStateError, criu_message
 from runtime.linux.fsmode import open_private
 from runtime.oci.spec import load_spec
 from runtime.linux.signals import deferred
@@ -122,21 +123,22 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
         cg.freeze()  # faster than CRIU's 100 ms polling; CRIU finds it frozen
     # While the tree is frozen -- the moment the images hold -- and beside
     # CRIU's dump: the netns snapshot and, for a copy, the filesystem changes.
-    side = _Background(_side_files, work_dir, st, meta)
     # The pages are hashed as CRIU writes them: the manifest then costs little more.
-    with manifest.follow(work_dir) as pages:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="criu-cr-side") as pool, \
+            manifest.follow(work_dir) as pages:
+        side = pool.submit(_side_files, work_dir, st, meta)
         try:
             timeout = opts.timeout or deadline_for(_memory_bytes(cg))
             (client or CriuClient(criu_path)).dump(criu_opts, notify=notify, timeout=timeout)
         finally:
-            side.join()  # before the thaw: the archive must not see files change
+            wait([side])  # before the thaw: the archive must not see files change
             if cg is not None:
                 # Thawed even when CRIU killed the tree: the empty cgroup must not
                 # stay frozen, or the restored tasks would land frozen.
                 cg.thaw()
         try:
             side.result()
-        except Exception as exc:  # noqa: BLE001
+        except (OSError, tarfile.TarError, ContainerError) as exc:
             if opts.leave_running:
                 raise  # the container still runs: fail the checkpoint, nothing is lost
             # CRIU has already stopped the container: keep its images, lose only the extra.
@@ -248,30 +250,6 @@ def _side_files(work_dir: str, st: ContainerState, meta: CheckpointMeta) -> None
             json.dump(status, f, indent=2)
     if meta.rootfs_diff:
         mounts.archive_upper(meta.upper_dir, os.path.join(work_dir, ROOTFS_DIFF))
-
-
-class _Background:
-    """Run a function in a thread (here: while CRIU dumps); ``result()`` re-raises its error."""
-
-    def __init__(self, fn: Any, *args: Any) -> None:
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - handed to result()
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, name="criu-cr-snapshot", daemon=True)
-        self._thread.start()
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def result(self) -> None:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
 
 
 def _checkpoint_error(cid: str, work_dir: str, exc: CriuError, *, init_died: bool = False) -> CheckpointError:
