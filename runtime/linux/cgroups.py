@@ -20,6 +20,8 @@ from types import MappingProxyType
 from typing import Any
 
 from runtime.errors import CgroupError
+from runtime.linux.cgroupfs import read_file as _read, write_file as _write
+from runtime.linux.cgroup_limits import apply_v1, apply_v2, shares_to_weight
 from runtime.oci.spec import Resources
 
 __all__ = [
@@ -87,12 +89,6 @@ def resolve_cgroup_path(cgroups_path: str, container_id: str) -> str:
     if not parts or ".." in parts:
         raise CgroupError(cgroups_path, "cgroupsPath must name a cgroup below the root, without '..'")
     return "/" + "/".join(parts)
-
-
-def shares_to_weight(shares: int) -> int:
-    """cgroup v1 ``cpu.shares`` [2, 262144] -> v2 ``cpu.weight`` [1, 10000] (runc's linear map)."""
-    shares = min(max(shares, 2), 262144)
-    return 1 + ((shares - 2) * 9999) // 262142
 
 
 def read_proc_cgroup(pid: int | str) -> dict[str, str]:
@@ -189,11 +185,10 @@ class Cgroups:
 
     def apply(self, resources: Resources) -> None:
         """Write memory, pids, cpu and cpuset limits. Raises :class:`CgroupError`."""
-        r = resources
         if self.layout == "v2":
-            self._apply_v2(r)
+            apply_v2(self.paths[UNIFIED], resources, self.path)
         else:
-            self._apply_v1(r)
+            apply_v1(self.paths, resources, self.path)
 
     def remove(self, timeout: float = REMOVE_TIMEOUT) -> None:
         """Remove the container's directories (and sub-cgroups it made).
@@ -330,61 +325,6 @@ class Cgroups:
             time.sleep(pause)
             pause = min(pause * 2, _POLL)
 
-    def _apply_v1(self, r: Resources) -> None:
-        mem = self.paths.get("memory")
-        if mem:
-            if r.memory_limit is not None:
-                _write(os.path.join(mem, "memory.limit_in_bytes"), str(r.memory_limit))
-            if r.memory_swap is not None:
-                _write(os.path.join(mem, "memory.memsw.limit_in_bytes"), str(r.memory_swap),
-                       hint="swap accounting is off (boot with swapaccount=1) or remove memory.swap")
-            if r.memory_reservation is not None:
-                _write(os.path.join(mem, "memory.soft_limit_in_bytes"), str(r.memory_reservation))
-        elif any(v is not None for v in (r.memory_limit, r.memory_swap, r.memory_reservation)):
-            raise CgroupError(self.path, "memory limits given but the memory controller is not mounted")
-        if r.pids_limit is not None:
-            _write(os.path.join(self._need("pids"), "pids.max"), _max(r.pids_limit))
-        if r.cpu_shares is not None:
-            _write(os.path.join(self._need("cpu"), "cpu.shares"), str(r.cpu_shares))
-        if r.cpu_period is not None:
-            _write(os.path.join(self._need("cpu"), "cpu.cfs_period_us"), str(r.cpu_period))
-        if r.cpu_quota is not None:
-            _write(os.path.join(self._need("cpu"), "cpu.cfs_quota_us"), str(r.cpu_quota))
-        if r.cpuset_cpus is not None:
-            _write(os.path.join(self._need("cpuset"), "cpuset.cpus"), r.cpuset_cpus)
-        if r.cpuset_mems is not None:
-            _write(os.path.join(self._need("cpuset"), "cpuset.mems"), r.cpuset_mems)
-
-    def _apply_v2(self, r: Resources) -> None:
-        path = self.paths[UNIFIED]
-
-        def put(name: str, value: str) -> None:
-            _write(os.path.join(path, name), value,
-                   hint=f"enable the {name.split('.')[0]} controller in the parent's cgroup.subtree_control")
-
-        if r.memory_limit is not None:
-            put("memory.max", _max(r.memory_limit))
-        if r.memory_swap is not None:
-            put("memory.swap.max", _max(_v2_swap(r, self.path)))
-        if r.memory_reservation is not None:
-            put("memory.low", _max(r.memory_reservation))
-        if r.pids_limit is not None:
-            put("pids.max", _max(r.pids_limit))
-        if r.cpu_shares is not None:
-            put("cpu.weight", str(shares_to_weight(r.cpu_shares)))
-        if r.cpu_quota is not None or r.cpu_period is not None:
-            quota = "max" if r.cpu_quota in (None, -1) else str(r.cpu_quota)
-            put("cpu.max", f"{quota} {r.cpu_period or 100000}")
-        if r.cpuset_cpus is not None:
-            put("cpuset.cpus", r.cpuset_cpus)
-        if r.cpuset_mems is not None:
-            put("cpuset.mems", r.cpuset_mems)
-
-    def _need(self, ctrl: str) -> str:
-        try:
-            return self.paths[ctrl]
-        except KeyError:
-            raise CgroupError(self.path, f"the {ctrl} controller is not mounted on this host") from None
 
 
 def _hierarchy_paths(root: str, layout: str, rel: str) -> dict[str, str]:
@@ -433,39 +373,3 @@ def _events(path: str) -> dict[str, str]:
         key, _, value = line.partition(" ")
         out[key] = value
     return out
-
-
-def _max(value: int) -> str:
-    return "max" if value < 0 else str(value)
-
-
-def _v2_swap(r: Resources, where: str) -> int:
-    """OCI ``memory.swap`` is memory+swap; v2's ``memory.swap.max`` is swap alone."""
-    swap, limit = r.memory_swap, r.memory_limit
-    assert swap is not None
-    if swap < 0:
-        return -1
-    if limit is None or limit < 0:
-        raise CgroupError(where, "memory.swap needs a memory.limit on cgroup v2")
-    if swap < limit:
-        raise CgroupError(where, f"memory.swap ({swap}) is below memory.limit ({limit})")
-    return swap - limit
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as exc:
-        raise CgroupError(path, f"cannot read: {exc.strerror}") from exc
-
-
-def _write(path: str, value: str, hint: str = "") -> None:
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(value)
-    except OSError as exc:
-        msg = f"cannot write {value!r}: {exc.strerror}"
-        if hint and exc.errno in (errno.ENOENT, errno.EACCES):
-            msg += f" ({hint})"
-        raise CgroupError(path, msg) from exc
