@@ -14,6 +14,21 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+CRIU_DEFAULT = "/opt/criu-cr/criu/bin/criu"  # where scripts/install-criu puts it
+
+
+def criu_binary() -> str:
+    """The CRIU the tests run: ``$CRIU_CR_CRIU`` (scripts/test sets it), else the installer's."""
+    return os.environ.get("CRIU_CR_CRIU") or CRIU_DEFAULT
+
+
+def require_criu() -> str:
+    """:func:`criu_binary`, required to be there (skip locally, fail in CI)."""
+    path = criu_binary()
+    require(os.access(path, os.X_OK), f"needs CRIU 4.2 at {path} (scripts/install-criu, or set CRIU_CR_CRIU)")
+    return path
+
+
 def require(condition: bool, why: str) -> None:
     """Skip (locally) or fail (in CI) when a prerequisite is missing."""
     if condition:
@@ -21,6 +36,14 @@ def require(condition: bool, why: str) -> None:
     if IN_CI:
         pytest.fail(f"prerequisite missing in CI: {why}")
     pytest.skip(why)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The integration marker comes from the directory: everything outside tests/unit needs root and CRIU."""
+    unit = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unit") + os.sep
+    for item in items:
+        if not str(item.fspath).startswith(unit):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture

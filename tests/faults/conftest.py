@@ -26,7 +26,7 @@ from runtime.cr import pending
 from runtime.linux.cgroups import Cgroups
 from runtime.container import Container
 from runtime.testing.net import http_get, wait_tcp
-from tests.conftest import require
+from tests.conftest import require_criu
 from tests.integration.container_helpers import REPO, need_container_prereqs, until
 
 SERVICE = ("httpd -p 80 -h /www; "
@@ -38,8 +38,7 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 @pytest.fixture(autouse=True)
 def _prereqs() -> None:
     need_container_prereqs()
-    criu = os.environ.get("CRIU_CR_CRIU", "/opt/criu-cr/criu/bin/criu")
-    require(os.access(criu, os.X_OK), f"needs CRIU 4.2 at {criu} (scripts/install-criu)")
+    require_criu()
 
 
 @dataclass

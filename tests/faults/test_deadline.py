@@ -12,7 +12,6 @@ import pytest
 from runtime.errors import RestoreError
 from tests.faults.conftest import check_invariants
 
-pytestmark = pytest.mark.integration
 
 
 def test_a_looping_restore_is_ended_at_its_deadline_and_the_checkpoint_stays(web, canary, tmp_path):

@@ -28,7 +28,6 @@ from runtime.cr.manifest import MANIFEST_FILE, verify_manifest
 from tests.faults.conftest import Web, check_invariants
 from tests.integration.container_helpers import REPO, cli, until
 
-pytestmark = pytest.mark.integration
 
 COUNTER = ("i=0; touch /tmp/made-by-init; while true; do i=$((i+1)); echo $i > /tmp/count.new; "
            "mv /tmp/count.new /tmp/count; sleep 0.05; done")

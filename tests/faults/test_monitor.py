@@ -6,12 +6,10 @@ import json
 import os
 import signal
 
-import pytest
 
 from tests.faults.conftest import check_invariants
 from tests.integration.container_helpers import cli, until
 
-pytestmark = pytest.mark.integration
 
 
 def test_a_killed_monitor_is_reported_and_a_checkpoint_restore_replaces_it(web, canary):

@@ -13,7 +13,6 @@ from runtime.errors import CheckpointError
 from tests.faults.conftest import check_invariants
 from tests.integration.container_helpers import cli
 
-pytestmark = pytest.mark.integration
 
 
 def test_a_trailing_slash_on_the_image_path_keeps_the_newest_checkpoint(web, canary, tmp_path):

@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import require
+from tests.conftest import require, require_criu
 
 CLONE_NEWNET = 0x40000000
 # A shell that counts in memory and writes each value to a file; `sleep`
@@ -19,10 +19,8 @@ COUNTER_SCRIPT = 'i=0; while :; do i=$((i+1)); echo $i > "$1"; sleep 0.05; done'
 
 
 def criu_path() -> str:
-    path = os.environ.get("CRIU_CR_CRIU", "/opt/criu-cr/criu/bin/criu")
     require(os.geteuid() == 0, "needs root")
-    require(os.access(path, os.X_OK), f"CRIU 4.2 not found at {path} (set CRIU_CR_CRIU)")
-    return path
+    return require_criu()
 
 
 def stat_fields(pid: int) -> list[str] | None:

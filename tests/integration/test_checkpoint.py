@@ -26,10 +26,9 @@ from criu_rpc import CriuVersionError
 from runtime.cr.meta import ImageDirError
 from runtime.errors import CheckpointError, ContainerStateError, RestoreError
 from runtime.testing.net import http_get, wait_tcp
-from tests.conftest import require
+from tests.conftest import require, require_criu
 from tests.integration.container_helpers import cli, need_container_prereqs, until
 
-pytestmark = pytest.mark.integration
 
 # httpd on :80, an echo server on :7000, and a counter ticking every 50 ms (written
 # then renamed: a checkpoint between truncate and write would leave it empty).
@@ -42,8 +41,7 @@ SERVICE = ("httpd -p 80 -h /www; "
 @pytest.fixture(autouse=True)
 def _prereqs() -> None:
     need_container_prereqs()
-    criu = os.environ.get("CRIU_CR_CRIU", "/opt/criu-cr/criu/bin/criu")
-    require(os.access(criu, os.X_OK), f"needs CRIU 4.2 at {criu} (scripts/install-criu)")
+    require_criu()
 
 
 @pytest.fixture

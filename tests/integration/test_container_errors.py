@@ -15,7 +15,6 @@ from runtime.container.state import StateStore
 
 from .container_helpers import REPO, cli, need_container_prereqs
 
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)

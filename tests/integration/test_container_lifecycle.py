@@ -12,7 +12,6 @@ from runtime.linux.mounts import mounts_under
 
 from .container_helpers import need_container_prereqs, until
 
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)

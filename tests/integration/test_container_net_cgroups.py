@@ -12,7 +12,6 @@ from runtime.testing import http_get, wait_tcp
 
 from .container_helpers import need_container_prereqs, until
 
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,6 @@ from runtime.testing import build_busybox_bundle, default_spec
 from .container_helpers import cli, need_container_prereqs, runc_available, until
 from tests.conftest import require
 
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)

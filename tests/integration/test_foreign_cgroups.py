@@ -21,10 +21,9 @@ from runtime.linux.cghier import is_managed
 from runtime.linux.cgroups import controller_keys
 from runtime.container.facade import Container
 from runtime.testing.foreign_cgroup import ForeignHierarchy, foreign_hierarchy
-from tests.conftest import require
+from tests.conftest import require, require_criu
 from tests.integration.container_helpers import cli, need_container_prereqs
 
-pytestmark = pytest.mark.integration
 
 LOOP = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done"
 
@@ -32,8 +31,7 @@ LOOP = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done"
 @pytest.fixture(autouse=True)
 def _prereqs() -> None:
     need_container_prereqs()
-    criu = os.environ.get("CRIU_CR_CRIU", "/opt/criu-cr/criu/bin/criu")
-    require(os.access(criu, os.X_OK), f"needs CRIU 4.2 at {criu} (scripts/install-criu)")
+    require_criu()
     require(os.path.isdir("/sys/fs/cgroup/unified") or not os.path.exists("/sys/fs/cgroup/cgroup.controllers"),
             "needs cgroup v1 (named hierarchies)")
 

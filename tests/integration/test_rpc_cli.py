@@ -11,7 +11,6 @@ import pytest
 
 from .rpc_helpers import Counter, criu_path
 
-pytestmark = pytest.mark.integration
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,6 @@ from criu_rpc import (CriuClient, CriuDiedError, CriuOptions, FeatureUnavailable
 
 from .rpc_helpers import Counter, criu_path, stat_fields
 
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

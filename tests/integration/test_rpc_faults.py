@@ -24,7 +24,6 @@ from criu_rpc.proctree import process_table
 
 from .rpc_helpers import Counter, criu_path, stat_fields, wait_until
 
-pytestmark = pytest.mark.integration
 
 PLAIN_DUMP = ["pre-dump", "query-ext-files", "post-dump"]
 NET_DUMP = ["pre-dump", "network-lock", "query-ext-files", "post-dump"]

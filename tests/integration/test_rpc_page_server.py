@@ -12,7 +12,6 @@ from criu_rpc import CriuClient, CriuOptions, PageServer
 
 from .rpc_helpers import criu_path, stat_fields, wait_until
 
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

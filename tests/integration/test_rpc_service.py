@@ -11,7 +11,6 @@ from criu_rpc import CriuClient, CriuOptions, NotifyHandler
 
 from .rpc_helpers import Counter, criu_path, wait_until
 
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
