@@ -154,7 +154,7 @@ class Channel:
         data, fds = msg
         try:
             event = self.session.receive(data, fds)
-        except BaseException:
+        except BaseException:  # cleanup, then re-raise: whatever went wrong, no received fd leaks
             _close_fds(fds)
             raise
         kept = event.fd if isinstance(event, Notify) else None

@@ -246,7 +246,7 @@ class CriuClient:
             try:
                 response = channel.call(ReqType.PAGE_SERVER_CHLD, prepared.proto, keep_open=True,
                                         log_path=prepared.log_path, timeout=self._timeout(timeout))
-            except BaseException:
+            except BaseException:  # cleanup, then re-raise: a failed start leaves no swrk child
                 channel.close()
                 raise
         finally:

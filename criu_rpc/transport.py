@@ -172,7 +172,7 @@ class SwrkProcess(Connection):
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
                 close_fds=True,
             )
-        except BaseException as exc:
+        except BaseException as exc:  # cleanup, then re-raise: a failed spawn holds no fd
             ours.close()
             theirs.close()
             self._stderr.close()
