@@ -16,7 +16,7 @@ from .images import has_inventory, read_stats
 from .locate import CriuVersion, binary_version, locate
 from .notify import NotifyContext, NotifyHandler
 from .options import CriuOptions
-from .optparts import CgroupRoot, ExternalMount, InheritFd, JoinNamespace, PageServer
+from .option_types import CgroupRoot, ExternalMount, InheritFd, JoinNamespace, PageServer
 from .results import DumpResult, DumpSequenceResult, PageServerResult, PreDumpResult, RestoreResult
 from .session import Features
 

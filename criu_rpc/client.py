@@ -43,7 +43,7 @@ from .errors import CriuRpcError, InvalidOptionError
 from .locate import CriuVersion
 from .notify import NotifyHandler
 from .options import CriuOptions
-from .optparts import InheritFd
+from .option_types import InheritFd
 from .prepare import PreparedRequest
 from .results import DumpResult, DumpSequenceResult, PageServerResult, PreDumpResult, RestoreResult
 from .session import Features, ReqType, Response
