@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from .errors import CriuDiedError, CriuRpcError, CriuTimeoutError, NotifyAbortedError
-from .logs import HARMLESS_ERRORS, first_errors
+from .logs import first_errors, is_harmless
 from .notify import NotifyContext, NotifyHandler, dispatch
 from .restoring import RestoredTasks
 from .session import Features, Notify, ReqType, Response, Session
@@ -50,7 +50,7 @@ def _real_errmsg(cr_errmsg: str) -> str:
     # CRIU's cr_errmsg is the first "Error" line of its log, which on our
     # machines is the harmless RLIMIT_NOFILE one; the log's real errors are
     # reported separately, so drop it rather than show it as the cause.
-    return "" if any(h in cr_errmsg for h in HARMLESS_ERRORS) else cr_errmsg.strip()
+    return "" if is_harmless(cr_errmsg) else cr_errmsg.strip()
 
 
 def _close_fds(fds: list[int]) -> None:
@@ -154,7 +154,7 @@ class Channel:
         data, fds = msg
         try:
             event = self.session.receive(data, fds)
-        except BaseException:
+        except BaseException:  # cleanup, then re-raise: whatever went wrong, no received fd leaks
             _close_fds(fds)
             raise
         kept = event.fd if isinstance(event, Notify) else None

@@ -37,28 +37,18 @@ import os
 from collections.abc import Iterator, Sequence
 
 from .channel import Channel
-from .errors import CriuRpcError, FeatureUnavailableError, InvalidOptionError
-from .locate import CriuVersion, locate
+from .connector import ALL_FEATURES, Connector
+from .dump_session import DumpSession
+from .errors import CriuRpcError, InvalidOptionError
+from .locate import CriuVersion
 from .notify import NotifyHandler
 from .options import CriuOptions
-from .optparts import InheritFd
+from .option_types import InheritFd
 from .prepare import PreparedRequest
-from .results import (DumpResult, DumpSequenceResult, PageServerResult, PreDumpResult,
-                      RestoreResult)
+from .results import DumpResult, DumpSequenceResult, PageServerResult, PreDumpResult, RestoreResult
 from .session import Features, ReqType, Response
-from .transport import Connection, ServiceConnection, SwrkProcess
 
-__all__ = ["CriuClient", "DumpSession", "PageServerChild", "NO_MEM_TRACK_MESSAGE"]
-
-NO_MEM_TRACK_MESSAGE = (
-    "CRIU reports no memory tracking (CONFIG_MEM_SOFT_DIRTY off): pre-copy/pre-dump cannot work "
-    "on this kernel; dump without pre-dumps, or use lazy pages (post-copy) instead")
-
-# How CRIU 4.2 fails a pre-dump without soft-dirty bits: with track_mem it
-# refuses the option; without, it hits BUG() in mem.c.
-_NO_MEM_TRACK_MARKS = ("Tracking memory is not available", "BUG at criu/mem.c")
-
-_ALL_FEATURES = Features(mem_track=True, lazy_pages=True, pidfd_store=True)
+__all__ = ["CriuClient", "PageServerChild"]
 
 
 class CriuClient:
@@ -77,45 +67,21 @@ class CriuClient:
     def __init__(self, criu_path: str | os.PathLike[str] | None = None,
                  service_address: str | os.PathLike[str] | None = None,
                  timeout: float | None = None) -> None:
-        self._criu_path = None if criu_path is None else os.fspath(criu_path)
-        self.service_address = None if service_address is None else os.fspath(service_address)
         if timeout is not None and timeout <= 0:
             raise InvalidOptionError("timeout", f"must be positive seconds, not {timeout}")
         self.timeout = timeout
-        self._features: Features | None = None  # per client: CRIU's answer does not change
+        self._connector = Connector(None if criu_path is None else os.fspath(criu_path),
+                                    None if service_address is None else os.fspath(service_address))
 
     @property
     def criu_path(self) -> str:
         """The criu binary used for swrk (raises CriuNotFoundError)."""
-        if self._criu_path is None or "/" not in self._criu_path:
-            self._criu_path = locate(self._criu_path)
-        return self._criu_path
+        return self._connector.criu_path
 
-    # -- connections -------------------------------------------------------
-
-    def _connect(self, pass_fds: Sequence[int] = ()) -> Connection:
-        if self.service_address is not None:
-            return ServiceConnection(self.service_address)
-        return SwrkProcess(self.criu_path, pass_fds=sorted(set(pass_fds)))
-
-    def _prepare(self, opts: CriuOptions, rtype: ReqType, notify: NotifyHandler | None) -> PreparedRequest:
-        if not isinstance(opts, CriuOptions):
-            raise InvalidOptionError("opts", f"must be CriuOptions, not {type(opts).__name__}")
-        if notify is not None and not opts.notify_scripts:
-            # CRIU only sends notifies when asked to.
-            opts = dataclasses.replace(opts, notify_scripts=True)
-        if self.service_address is not None:
-            self._check_service_opts(opts)
-        return PreparedRequest(opts, rtype, by_path=self.service_address is not None)
-
-    @staticmethod
-    def _check_service_opts(opts: CriuOptions) -> None:
-        for name, bad in (("inherit_fd", bool(opts.inherit_fd)), ("rst_sibling", opts.rst_sibling),
-                          ("ps", opts.ps is not None and opts.ps.fd is not None),
-                          ("images_dir_fd", opts.images_dir_fd is not None)):
-            if bad:
-                raise InvalidOptionError(name, "not possible over a criu service connection "
-                                         "(CRIU cannot receive our fds there); use swrk")
+    @property
+    def service_address(self) -> str | None:
+        """The ``criu service`` socket talked to, or None (``criu swrk``)."""
+        return self._connector.service_address
 
     def _timeout(self, timeout: float | None) -> float | None:
         if timeout is None:
@@ -128,7 +94,7 @@ class CriuClient:
                   notify: NotifyHandler | None = None, extra_fds: Sequence[int] = (),
                   timeout: float | None = None, **kw: object) -> Response:
         fds = [*(prepared.child_fds() if prepared is not None else []), *extra_fds]
-        with Channel(self._connect(fds), notify) as channel:
+        with Channel(self._connector.connect(fds), notify) as channel:
             return channel.call(rtype, prepared.proto if prepared else None,
                                 log_path=prepared.log_path if prepared else None,
                                 timeout=self._timeout(timeout), **kw)
@@ -151,7 +117,7 @@ class CriuClient:
         if opts is None:
             self._one_shot(ReqType.CHECK, timeout=timeout)
             return
-        prepared = self._prepare(opts, ReqType.CHECK, None)
+        prepared = self._connector.prepare(opts, ReqType.CHECK, None)
         try:
             self._one_shot(ReqType.CHECK, prepared, timeout=timeout)
         finally:
@@ -163,9 +129,9 @@ class CriuClient:
         Returns CRIU's answer (not the question).  Raises CriuRpcError when
         CRIU cannot tell.
         """
-        response = self._one_shot(ReqType.FEATURE_CHECK, features=_ALL_FEATURES, timeout=timeout)
-        self._features = response.features or Features()
-        return self._features
+        response = self._one_shot(ReqType.FEATURE_CHECK, features=ALL_FEATURES, timeout=timeout)
+        self._connector.features = response.features or Features()
+        return self._connector.features
 
     # -- dump --------------------------------------------------------------
 
@@ -208,7 +174,7 @@ class CriuClient:
                 s.pre_dump(CriuOptions(images_dir=d1, pid=pid))
                 s.dump(CriuOptions(images_dir=d2, pid=pid, parent_img="../1"))
         """
-        session = DumpSession(self, notify, pass_fds, self._timeout(timeout))
+        session = DumpSession(self._connector, notify, pass_fds, self._timeout(timeout))
         try:
             yield session
         finally:
@@ -246,7 +212,7 @@ class CriuClient:
         """
         if inherit:
             opts = dataclasses.replace(opts, inherit_fd=(*opts.inherit_fd, *inherit))
-        prepared = self._prepare(opts, ReqType.RESTORE, notify)
+        prepared = self._connector.prepare(opts, ReqType.RESTORE, notify)
         try:
             response = self._one_shot(ReqType.RESTORE, prepared, notify, extra_fds, timeout=timeout)
         finally:
@@ -259,7 +225,7 @@ class CriuClient:
 
     def page_server(self, opts: CriuOptions, *, timeout: float | None = None) -> PageServerResult:
         """Start a page server daemon (options' ``ps`` says where to listen)."""
-        prepared = self._prepare(opts, ReqType.PAGE_SERVER, None)
+        prepared = self._connector.prepare(opts, ReqType.PAGE_SERVER, None)
         try:
             response = self._one_shot(ReqType.PAGE_SERVER, prepared, timeout=timeout)
         finally:
@@ -274,13 +240,13 @@ class CriuClient:
         Use the returned object as a context manager; ``wait()`` asks CRIU
         to wait for the page server (WAIT_PID) and returns its wait status.
         """
-        prepared = self._prepare(opts, ReqType.PAGE_SERVER_CHLD, None)
+        prepared = self._connector.prepare(opts, ReqType.PAGE_SERVER_CHLD, None)
         try:
-            channel = Channel(self._connect(prepared.child_fds()))
+            channel = Channel(self._connector.connect(prepared.child_fds()))
             try:
                 response = channel.call(ReqType.PAGE_SERVER_CHLD, prepared.proto, keep_open=True,
                                         log_path=prepared.log_path, timeout=self._timeout(timeout))
-            except BaseException:
+            except BaseException:  # cleanup, then re-raise: a failed start leaves no swrk child
                 channel.close()
                 raise
         finally:
@@ -298,79 +264,11 @@ class CriuClient:
         self._cpuinfo(ReqType.CPUINFO_CHECK, opts, timeout)
 
     def _cpuinfo(self, rtype: ReqType, opts: CriuOptions, timeout: float | None) -> None:
-        prepared = self._prepare(opts, rtype, None)
+        prepared = self._connector.prepare(opts, rtype, None)
         try:
             self._one_shot(rtype, prepared, timeout=timeout)
         finally:
             prepared.close()
-
-
-class DumpSession:
-    """Pre-dumps then one dump on one CRIU session (see CriuClient.dump_session)."""
-
-    def __init__(self, client: CriuClient, notify: NotifyHandler | None, pass_fds: Sequence[int],
-                 timeout: float | None = None) -> None:
-        self._client = client
-        self._notify = notify
-        self._pass_fds = list(pass_fds)
-        self._timeout = timeout
-        self._channel: Channel | None = None
-
-    def _channel_for(self, prepared: PreparedRequest) -> Channel:
-        if self._channel is None:
-            conn = self._client._connect(self._pass_fds + prepared.child_fds())
-            self._channel = Channel(conn, self._notify)
-        return self._channel
-
-    def _require_mem_track(self, channel: Channel) -> None:
-        features = self._client._features
-        if features is None:
-            # On this same session: CRIU accepts FEATURE_CHECK with keep_open.
-            response = channel.call(ReqType.FEATURE_CHECK, features=_ALL_FEATURES, keep_open=True,
-                                    timeout=self._timeout)
-            features = self._client._features = response.features or Features()
-        if features.mem_track is False:
-            raise FeatureUnavailableError("mem_track", NO_MEM_TRACK_MESSAGE)
-
-    def pre_dump(self, opts: CriuOptions, *, single: bool = False) -> PreDumpResult:
-        """Pre-dump memory of ``opts.pid`` (``track_mem`` is turned on).
-
-        Raises FeatureUnavailableError("mem_track") without memory tracking,
-        IllegalStepError after the dump or a single pre-dump.
-        """
-        rtype = ReqType.SINGLE_PRE_DUMP if single else ReqType.PRE_DUMP
-        if not opts.track_mem:
-            opts = dataclasses.replace(opts, track_mem=True)
-        prepared = self._client._prepare(opts, rtype, self._notify)
-        try:
-            channel = self._channel_for(prepared)
-            self._require_mem_track(channel)
-            try:
-                channel.call(rtype, prepared.proto, log_path=prepared.log_path, timeout=self._timeout)
-            except CriuRpcError as exc:
-                if any(m in line for m in _NO_MEM_TRACK_MARKS for line in [exc.cr_errmsg, *exc.log_errors]):
-                    raise FeatureUnavailableError("mem_track", NO_MEM_TRACK_MESSAGE) from exc
-                raise
-        finally:
-            prepared.close()
-        return PreDumpResult(pid=opts.pid, images_dir=prepared.images_dir, log_path=prepared.log_path,
-                             parent_img=opts.parent_img)
-
-    def dump(self, opts: CriuOptions) -> DumpResult:
-        """The final dump of the session."""
-        prepared = self._client._prepare(opts, ReqType.DUMP, self._notify)
-        try:
-            self._channel_for(prepared).call(ReqType.DUMP, prepared.proto, log_path=prepared.log_path,
-                                             timeout=self._timeout)
-        finally:
-            prepared.close()
-        return DumpResult(pid=opts.pid, images_dir=prepared.images_dir, log_path=prepared.log_path,
-                          leave_running=opts.leave_running)
-
-    def close(self) -> None:
-        """End the session (reaps the swrk child)."""
-        if self._channel is not None:
-            self._channel.close()
 
 
 class PageServerChild:

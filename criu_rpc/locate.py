@@ -139,10 +139,6 @@ def parse_version(text: str) -> CriuVersion:
     )
 
 
-def _usable(path: str) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)
-
-
 # Where scripts/install-criu installs its wrapper (used when nothing else names a criu).
 INSTALLER_CRIU = "/opt/criu-cr/criu/bin/criu"
 
@@ -169,18 +165,16 @@ def locate(criu_path: str | os.PathLike[str] | None = None,
     if found is not None:
         return os.path.abspath(found)
     # Last resort: where scripts/install-criu puts it.
-    if fallback and os.access(fallback, os.X_OK):
+    if fallback and shutil.which(fallback) is not None:
         return fallback
     raise CriuNotFoundError([f"criu on PATH ({search_path})"] + ([fallback] if fallback else []))
 
 
 def _resolve(candidate: str, origin: str, environ: Mapping[str, str]) -> str:
-    if "/" not in candidate:
-        found = shutil.which(candidate, path=environ.get("PATH", os.defpath))
-        if found is not None:
-            return os.path.abspath(found)
-    elif _usable(candidate):
-        return os.path.abspath(candidate)
+    # shutil.which searches PATH for a bare name and checks a path with a slash as it is.
+    found = shutil.which(candidate, path=environ.get("PATH", os.defpath))
+    if found is not None:
+        return os.path.abspath(found)
     what = "does not exist" if not os.path.exists(candidate) else "is not an executable file"
     raise CriuNotFoundError(
         [f"{candidate} ({origin})"],

@@ -38,9 +38,10 @@ _STAMP_RE = re.compile(r"^\(\s*\d+\.\d+\)\s*")
 def is_harmless(line: str) -> bool:
     """True if ``line`` is one of CRIU's errors that never explain a failure.
 
-    Useful for ``cr_errmsg`` too: CRIU 4.2 fills it with the *first* error
-    it logged, which on our machines is the RLIMIT_NOFILE line, on success
-    and on failure alike.
+    The one place that decides it: the log scan below, ``cr_errmsg``
+    (CRIU 4.2 fills it with the *first* error it logged, which on our
+    machines is the RLIMIT_NOFILE line, on success and on failure alike)
+    and CRIU's stderr all ask here.
     """
     return any(harmless in line for harmless in HARMLESS_ERRORS)
 

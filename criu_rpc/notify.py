@@ -169,7 +169,7 @@ def dispatch(handler: NotifyHandler, ctx: NotifyContext) -> NotifyAck:
         externals = tuple(result) if ctx.script == "query-ext-files" and result else ()
         if any(not isinstance(e, str) for e in externals):
             raise TypeError("query_ext_files must return strings (external keys)")
-    except Exception as exc:  # any hook failure becomes a nack; the caller re-raises it chained
+    except Exception as exc:  # deliberately broad: any hook failure becomes a nack; the caller re-raises it chained
         log.debug("notify %r handler raised %r; telling CRIU to abort", ctx.script, exc)
         return NotifyAck(success=False, error=exc)
     return NotifyAck(success=True, externals=externals)

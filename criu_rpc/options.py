@@ -14,7 +14,7 @@ from typing import Any
 
 from ._pb import rpc_pb2
 from .errors import InvalidOptionError
-from .optparts import (
+from .option_types import (
     CLONE_NEWNET,
     INT32_MAX,
     UINT32_MAX,

@@ -48,7 +48,7 @@ class PreparedRequest:
                 images_fd = self._open_dir(opts.images_dir)
             work_fd = self._open_dir(opts.work_dir) if opts.work_dir is not None else None
             self.proto = opts.to_proto(images_dir_fd=images_fd, work_dir_fd=work_fd)
-        except BaseException:
+        except BaseException:  # cleanup, then re-raise: a failed prepare holds no fd
             self.close()
             raise
         self.images_dir = opts.images_dir if opts.images_dir is not None else self._fd_path(opts.images_dir_fd)

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from .errors import CriuNotFoundError, CriuProtocolError
-from .logs import HARMLESS_ERRORS
+from .logs import is_harmless
 from .proctree import kill_tree
 
 __all__ = ["Connection", "SwrkProcess", "ServiceConnection", "recv_message", "send_message", "MAX_FDS"]
@@ -172,7 +172,7 @@ class SwrkProcess(Connection):
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
                 close_fds=True,
             )
-        except BaseException as exc:
+        except BaseException as exc:  # cleanup, then re-raise: a failed spawn holds no fd
             ours.close()
             theirs.close()
             self._stderr.close()
@@ -271,7 +271,7 @@ class SwrkProcess(Connection):
             self._stderr_head = self._stderr.read(_STDERR_KEPT)
         lines = self._stderr_head.decode("utf-8", "replace").splitlines()
         errors = [ln.strip() for ln in lines
-                  if ("Error" in ln or "error" in ln) and not any(h in ln for h in HARMLESS_ERRORS)]
+                  if ("Error" in ln or "error" in ln) and not is_harmless(ln)]
         return errors[:limit]
 
     def __enter__(self) -> SwrkProcess:

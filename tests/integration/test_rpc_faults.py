@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from criu_rpc import (CriuClient, CriuDiedError, CriuOptions, CriuTimeoutError, InheritFd,
-                      LOG_SCAN_BYTES)
+from criu_rpc import CriuClient, CriuDiedError, CriuOptions, CriuTimeoutError, InheritFd
+from criu_rpc.logs import LOG_SCAN_BYTES
 from criu_rpc.faults import FaultAt, KillCriuAt
 from criu_rpc.proctree import process_table
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from criu_rpc import DEADLINE_BASE, DEADLINE_RATE, deadline_for, images_size
+from criu_rpc.deadline import DEADLINE_BASE, DEADLINE_RATE, deadline_for, images_size
 
 
 def test_base_plus_size_over_rate() -> None:

@@ -172,3 +172,15 @@ def test_service_connection_names_the_address(tmp_path: Path) -> None:
         ServiceConnection(str(tmp_path / "nothing.sock"))
     assert info.value.filename == str(tmp_path / "nothing.sock")
 
+
+
+def test_swrk_stderr_errors_skip_the_harmless_line(tmp_path: Path) -> None:
+    criu = tmp_path / "criu"
+    criu.write_text("#!/bin/sh\n"
+                    "echo \"Error (criu/util.c:1534): rlimit: Can't setup RLIMIT_NOFILE for self: x\" >&2\n"
+                    "echo 'Error (criu/cr-service.c:1): the real one' >&2\n"
+                    "echo 'just talk' >&2\n")
+    criu.chmod(0o755)
+    with SwrkProcess(str(criu)) as proc:
+        assert proc.wait(10) == 0
+        assert proc.stderr_errors() == ["Error (criu/cr-service.c:1): the real one"]
