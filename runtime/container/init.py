@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import resource
 import signal
 from dataclasses import dataclass
@@ -57,17 +58,11 @@ def report(fd: int, **message: object) -> None:
 
 def find_executable(name: str, env: tuple[str, ...] | list[str]) -> str | None:
     """Resolve ``name`` like execvp does, with the PATH from the process env (in the current root)."""
-    if "/" in name:
-        return name if os.access(name, os.X_OK) and not os.path.isdir(name) else None
     path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     for entry in env:
         if entry.startswith("PATH="):
             path = entry[5:]
-    for d in path.split(":"):
-        candidate = os.path.join(d or ".", name)
-        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
-            return candidate
-    return None
+    return shutil.which(name, path=path)
 
 
 def spawn_init(cfg: InitConfig) -> int:
