@@ -19,6 +19,7 @@ from typing import Any
 from criu_rpc import CriuError, CriuVersion, ImageError, locate, read_stats
 from criu_rpc.locate import binary_version, require_version, version_gate
 
+from runtime.cr import kdat
 from runtime.cr.layout import DUMP_LOG, DUMP_STATS, METADATA_FILE, NETWORK_FILE, RESTORE_LOG, RESTORE_STATS
 from runtime.cr.criu_options import MountRecord
 from runtime.linux.mounts import remove_tree
@@ -260,6 +261,7 @@ def require_usable_criu(criu_path: str | None = None, cache_dir: str | None = No
     found = CriuVersion(major=major, minor=minor, sublevel=sublevel)
     needed, why = version_gate()
     require_version(found, needed, why, facts.get("path", ""))
+    kdat.ensure(facts.get("path", ""))  # CRIU's kernel probing, saved once per boot and binary
     return facts
 
 
