@@ -13,7 +13,6 @@ and an earlier checkpoint in the same directory untouched. See docs/checkpoint.m
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import tarfile
@@ -27,13 +26,12 @@ from runtime.cr.layout import ROOTFS_DIFF
 from runtime.cr import criu_options, manifest, pending
 from runtime.cr.criu_options import Direction
 from runtime.linux import mounts
-from runtime.net import netns
+from runtime.net import snapshot
 from runtime.linux.cgroups import Cgroups
 from runtime.container.host import overlay_dirs
-from runtime.cr.meta import NETWORK_FILE, CheckpointMeta, choose_network_lock, fresh_image_dir, install_image_dir, remove_logs, require_usable_criu, stats_dict
+from runtime.cr.meta import CheckpointMeta, choose_network_lock, fresh_image_dir, install_image_dir, remove_logs, require_usable_criu, stats_dict
 from runtime.cr.options import DEFAULT_IMAGE_DIR, DUMP_LOG, CheckpointOptions, CheckpointResult, criu_us
 from runtime.errors import CheckpointError, ContainerError, criu_message
-from runtime.linux.fsmode import open_private
 from runtime.oci.spec import load_spec
 from runtime.linux.signals import deferred
 from runtime.container.state import Action, ContainerState, StateStore, process_alive
@@ -244,9 +242,7 @@ def _side_files(work_dir: str, st: ContainerState, meta: CheckpointMeta) -> None
     restore) and, for a copy, rootfs-diff.tar (the overlay's upper dir)."""
     net = st.joined_namespaces.get("network")
     if net:
-        status = {"netns": net, "interfaces": [i.to_dict() for i in netns.snapshot_interfaces(net)]}
-        with open_private(os.path.join(work_dir, NETWORK_FILE), "w", encoding="utf-8") as f:
-            json.dump(status, f, indent=2)
+        snapshot.write_network_status(work_dir, net, snapshot.snapshot_interfaces(net))
     if meta.rootfs_diff:
         mounts.archive_upper(meta.upper_dir, os.path.join(work_dir, ROOTFS_DIFF))
 

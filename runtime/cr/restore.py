@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 import signal
@@ -23,7 +22,7 @@ from criu_rpc.notify import NOTIFY_SCRIPTS
 
 from runtime.cr import criu_options, pending
 from runtime.linux import mounts
-from runtime.net import netns
+from runtime.net import netns, snapshot
 from runtime.linux.cgroups import Cgroups
 from runtime.container.host import overlay_dirs
 from runtime.cr.criu_options import Direction
@@ -128,15 +127,14 @@ def _ensure_network(meta: CheckpointMeta, image_dir: str) -> None:
     if not path or netns.netns_exists(path):
         return
     try:
-        with open(os.path.join(image_dir, NETWORK_FILE), encoding="utf-8") as f:
-            status = json.load(f)
+        status = snapshot.read_network_status(image_dir)
     except FileNotFoundError:
         raise RestoreError(meta.container_id, f"network namespace {path} is gone and the checkpoint "
                            f"has no {NETWORK_FILE} to recreate it", hint=f"create {path} again") from None
     if not path.startswith(netns.NETNS_DIR + "/"):
         raise RestoreError(meta.container_id, f"network namespace {path} is gone; only namespaces under "
                            f"{netns.NETNS_DIR} can be recreated", hint=f"create {path} again")
-    netns.recreate_from_snapshot(os.path.basename(path), status["interfaces"])
+    snapshot.recreate_from_snapshot(os.path.basename(path), status.interfaces)
 
 
 def _tcp_mode(opts: RestoreOptions, meta: CheckpointMeta) -> dict[str, bool]:
