@@ -21,6 +21,7 @@ import pytest
 from pyroute2 import IPRoute
 
 from runtime.errors import NetnsError
+from runtime.net.in_netns import in_netns
 from runtime.net.netns import VethPair, create_netns, delete_netns, netns_exists, netns_path, setup_veth, teardown
 from runtime.net.snapshot import InterfaceInfo, read_network_status, recreate_from_snapshot, snapshot_interfaces, write_network_status
 from tests.conftest import require
@@ -222,3 +223,18 @@ def test_recreate_refuses_unknown_kinds(net: Net) -> None:
     with pytest.raises(NetnsError, match="kind 'bridge'"):
         recreate_from_snapshot(net.name, [bogus])
     assert not os.path.lexists(netns_path(net.name))
+
+
+def test_in_netns_runs_there_and_leaves_the_caller_where_it_was(net: Net) -> None:
+    path = create_netns(net.name)
+    here = os.stat("/proc/thread-self/ns/net").st_ino
+    assert in_netns(path, lambda: os.stat("/proc/thread-self/ns/net").st_ino) == os.stat(path).st_ino != here
+    assert os.stat("/proc/thread-self/ns/net").st_ino == here
+
+    def fails() -> None:
+        raise LookupError("from inside")
+
+    with pytest.raises(LookupError, match="from inside"):
+        in_netns(path, fails)
+    with pytest.raises(OSError):
+        in_netns("/proc/self/ns/uts", lambda: None)  # not a network namespace: setns(2) refuses it
