@@ -13,6 +13,7 @@ from typing import Any
 _EXPORTS = {
     "Container": "container",
     "ContainerStartError": "container",
+    "Status": "container.state",
     "CheckpointOptions": "cr.options",
     "RestoreOptions": "cr.options",
     "CheckpointResult": "cr.options",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 import warnings
 
@@ -57,8 +58,26 @@ def has_sys_admin(status: str | None = None) -> bool:
     return True
 
 
+class _OperatorHandler(logging.Handler):
+    """criu-cr's log records (the ``criu_cr`` loggers) as one line each: ``criu-cr: warning: ...`` on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:  # sys.stderr looked up now: it may have been replaced since the handler was installed
+            print(f"criu-cr: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging's own convention
+            self.handleError(record)
+
+
+def install_log_handler() -> None:
+    """Show operator messages (WARNING and up on the ``criu_cr`` loggers) on stderr; once per process."""
+    logger = logging.getLogger("criu_cr")
+    if not any(isinstance(h, _OperatorHandler) for h in logger.handlers):
+        logger.addHandler(_OperatorHandler(logging.WARNING))
+
+
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: object = None, line: str | None = None) -> None:
+    # The modules that still use `warnings` (the image checks) look the same as the log records.
     print(f"criu-cr: warning: {message}", file=sys.stderr)
 
 
@@ -70,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "needs_root", True) and not has_sys_admin():
         print(f"criu-cr: error: {ROOT_MESSAGE}", file=sys.stderr)
         return 1
+    install_log_handler()
     warnings.showwarning = _show_warning
     install_cli_handlers()
     try:

@@ -8,46 +8,33 @@ pid now belongs to another process (different start time), means ``stopped``.
 
 from __future__ import annotations
 
-import functools
+import logging
 import os
-import select
 import signal
 import time
-import warnings
 from typing import TYPE_CHECKING, Any
 
+from runtime.container.create import (CREATE_TIMEOUT, DEFAULT_PATH, LOG_FILE, ContainerStartError, create_container,
+                                      release_exec)
 from runtime.container.exec_in import ExecResult, exec_in
-from runtime.container.host import STOP_TIMEOUT, destroy, prepare_host, process_record, release_network_lock
-from runtime.container.init import EXEC_FIFO, InitConfig, spawn_init
-from runtime.container.monitor import read_report, spawn_monitor
-from runtime.container.state import LIVE_STATUSES, ContainerState, StateStore, live, mark_stopped, now_rfc3339, validate_id
-from runtime.linux.procfs import proc_start_time, process_alive
+from runtime.container.host import STOP_TIMEOUT, destroy, release_network_lock
+from runtime.container.init import EXEC_FIFO
+from runtime.container.state import LIVE_STATUSES, Action, ContainerState, Status, StateStore, live, now_rfc3339, validate_id
+from runtime.linux.procfs import proc_start_time
 from runtime.cr import pending
 from runtime.cr.options import CheckpointOptions, CheckpointResult, RestoreOptions, RestoreResult
-from runtime.errors import ContainerBusyError, ContainerError, ContainerNotFoundError, ContainerStateError
+from runtime.errors import ContainerBusyError, ContainerNotFoundError
 from runtime.linux.cgroups import Cgroups
 from runtime.linux.syscalls import PROC_NS_NAMES
-from runtime.oci.spec import Spec, load_spec
-from runtime.oci.support import check_supported
 
 if TYPE_CHECKING:
     from criu_rpc import CriuClient, NotifyHandler
 
 __all__ = ["Container", "ContainerStartError", "CREATE_TIMEOUT", "STOP_TIMEOUT"]
 
-CREATE_TIMEOUT = 30.0  # seconds for the init to report ready
-LOG_FILE = "ctr.log"
+_log = logging.getLogger("criu_cr.container")
+
 OCI_VERSION = "1.0.2"
-_DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-class ContainerStartError(ContainerError):
-    """The container's init failed while being set up; ``reason`` is what it reported."""
-
-    def __init__(self, container_id: str, reason: str) -> None:
-        self.container_id = container_id
-        self.reason = reason
-        super().__init__(f"container {container_id!r}: {reason}")
 
 
 class Container:
@@ -57,6 +44,7 @@ class Container:
         self._store = store
         self._state = state
         self.warnings = warnings  # what the bundle asked for but criu-cr does not honour (spec warnings)
+        self._told_monitor_gone = False  # said once per object: wait() refreshes in a loop
 
     # -- construction ---------------------------------------------------------
 
@@ -97,26 +85,9 @@ class Container:
         ContainerStartError (setup inside the container failed), OSError.
         Nothing is left behind on failure.
         """
-        validate_id(container_id)
-        spec = load_spec(bundle)
-        check_supported(spec)
         store = StateStore(root)
-        store.create_dir(container_id)
-        lock = store.lock(container_id)
-        try:
-            state = ContainerState(id=container_id, status="creating", bundle=spec.bundle,
-                                   rootfs=store.path(container_id, "rootfs"), created=now_rfc3339(),
-                                   annotations=dict(spec.annotations))
-            store.write(state)
-            try:
-                state = _create(store, state, spec)
-            except BaseException:
-                destroy(store, store.read(container_id), adopted=False)
-                store.remove(container_id)
-                raise
-            return cls(store, state, spec.warnings)
-        finally:
-            lock.release()
+        state, spec = create_container(store, container_id, bundle)
+        return cls(store, state, spec.warnings)
 
     @classmethod
     def run(cls, container_id: str, bundle: str, root: str | None = None) -> "Container":
@@ -156,7 +127,7 @@ class Container:
                 cgroups=adopted.cgroups().to_dict() if adopted.cgroup_paths else {},
                 adopted_from="runc",
                 extra={"runc_root": runc_root, "runc_state_dir": adopted.state_dir,
-                       "process": {"env": list(process.get("env") or [_DEFAULT_PATH]),
+                       "process": {"env": list(process.get("env") or [DEFAULT_PATH]),
                                    "cwd": process.get("cwd") or "/"}})
             store.write(state)
         return cls(store, state)
@@ -177,10 +148,11 @@ class Container:
             except ContainerBusyError:
                 pass  # in progress: show the record as it is
         self._state = live(st)
-        if not self.monitor_alive():
-            warnings.warn(f"container {self.id!r}: its monitor (pid {st.monitor_pid}) is gone: output is no "
-                          "longer written to its log and writes to stdout may fail; checkpoint and restore it "
-                          "to get a new monitor", RuntimeWarning, stacklevel=2)
+        if not self._told_monitor_gone and not self.monitor_alive():
+            self._told_monitor_gone = True
+            _log.warning("container %r: its monitor (pid %d) is gone: output is no longer written to its log "
+                         "and writes to stdout may fail; checkpoint and restore it to get a new monitor",
+                         self.id, st.monitor_pid)
         return self._state
 
     def monitor_alive(self) -> bool:
@@ -235,7 +207,7 @@ class Container:
                 st = self.refresh()
             except ContainerNotFoundError:
                 return -1
-            if st.status == "stopped" and (st.exit_status is not None or st.monitor_pid == 0
+            if st.status == Status.STOPPED and (st.exit_status is not None or st.monitor_pid == 0
                                             or proc_start_time(st.monitor_pid) is None):
                 return -1 if st.exit_status is None else st.exit_status
             if deadline is not None and time.monotonic() > deadline:
@@ -247,28 +219,26 @@ class Container:
     def start(self) -> None:
         """Let the created process exec. Raises ContainerStateError, ContainerBusyError."""
         with self._store.lock(self.id):
-            st = pending.current(self._store, self.id)
-            if st.status != "created":
-                raise ContainerStateError(self.id, st.status, "start")
+            st = self._need(Action.START)
             fifo_dir = st.extra.get("runc_state_dir") or self._store.dir(self.id)
-            _release_exec(os.path.join(fifo_dir, EXEC_FIFO), st)
-            self._state = st.replace(status="running")
+            release_exec(os.path.join(fifo_dir, EXEC_FIFO), st)
+            self._state = st.advance(Action.START)
             self._store.write(self._state)
 
     def pause(self) -> None:
         """Freeze every process of the container. Raises ContainerStateError, CgroupError."""
         with self._store.lock(self.id):
-            st = self._need(("running",), "pause")
+            st = self._need(Action.PAUSE)
             Cgroups.from_dict(st.cgroups).freeze()
-            self._state = st.replace(status="paused")
+            self._state = st.advance(Action.PAUSE)
             self._store.write(self._state)
 
     def resume(self) -> None:
         """Thaw a paused container. Raises ContainerStateError, CgroupError."""
         with self._store.lock(self.id):
-            st = self._need(("paused",), "resume")
+            st = self._need(Action.RESUME)
             Cgroups.from_dict(st.cgroups).thaw()
-            self._state = st.replace(status="running")
+            self._state = st.advance(Action.RESUME)
             self._store.write(self._state)
 
     def kill(self, sig: int = signal.SIGTERM) -> None:
@@ -278,7 +248,7 @@ class Container:
         a plain ``sh``) are ignored; SIGKILL always works.
         """
         with self._store.lock(self.id):
-            st = self._need(LIVE_STATUSES, "kill")
+            st = self._need(Action.KILL)
             os.kill(st.init_pid, sig)
 
     def delete(self, force: bool = False) -> None:
@@ -289,8 +259,7 @@ class Container:
         """
         with self._store.lock(self.id):
             st = pending.current(self._store, self.id)
-            if st.status in ("running", "paused") and not force:
-                raise ContainerStateError(self.id, st.status, "delete", "stop it first, or force")
+            st.check(Action.FORCE_DELETE if force else Action.DELETE, "stop it first, or force")
             destroy(self._store, st, adopted=st.adopted_from is not None, force=force)
             # A checkpointed container's netns is locked until its restore; a CRIU that
             # died mid-checkpoint leaves the lock too. Nothing of it may outlive the container.
@@ -305,11 +274,11 @@ class Container:
         stdout/stderr. Raises ContainerStateError, TimeoutError, OSError.
         """
         with self._store.lock(self.id):
-            st = self._need(("running",), "exec in")
+            st = self._need(Action.EXEC)
         proc = st.extra.get("process", {})
         return exec_in(
             init_pid=st.init_pid, cgroups=Cgroups.from_dict(st.cgroups) if st.cgroups else None,
-            argv=list(argv), env=list(env if env is not None else proc.get("env") or [_DEFAULT_PATH]),
+            argv=list(argv), env=list(env if env is not None else proc.get("env") or [DEFAULT_PATH]),
             cwd=cwd or proc.get("cwd", "/"), uid=proc.get("uid", 0), gid=proc.get("gid", 0),
             capture=capture, timeout=timeout)
 
@@ -353,95 +322,19 @@ class Container:
         opts = RestoreOptions(image_path=image_path, bundle=bundle, **fields)
         return restore_new(StateStore(root), container_id, opts, criu_path=criu_path, notify=notify)
 
-    def _need(self, statuses: tuple[str, ...], action: str) -> ContainerState:
+    def _need(self, action: Action) -> ContainerState:
+        """The current state, if ``action`` is allowed in it. Raises ContainerStateError."""
         st = pending.current(self._store, self.id)
-        if st.status not in statuses:
-            raise ContainerStateError(self.id, st.status, action)
+        st.check(action)
         self._state = st
         return st
 
 
 # -- helpers ----------------------------------------------------------------------
 
-def _create(store: StateStore, state: ContainerState, spec: Spec) -> ContainerState:
-    cid = state.id
-    state, cg = prepare_host(store, state, spec)
-    d = store.dir(cid)
-    fifo = os.path.join(d, EXEC_FIFO)
-    os.mkfifo(fifo, 0o600)
-    os.chown(fifo, spec.process.uid, spec.process.gid)  # init opens it after its uid switch
-    out_r, out_w = os.pipe2(os.O_CLOEXEC)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
-    stdio = {"stdin": "/dev/null", "stdout": f"pipe:[{os.fstat(out_w).st_ino}]",
-             "stderr": f"pipe:[{os.fstat(err_w).st_ino}]"}
-    cfg = InitConfig(spec=spec, rootfs=state.rootfs, state_dir=d, cgroups=cg,
-                     stdout_w=out_w, stderr_w=err_w, report_w=rep_w)
-
-    def produce_init() -> int:
-        try:
-            return spawn_init(cfg)
-        finally:
-            os.close(out_w)
-            os.close(err_w)
-
-    try:
-        spawn_monitor(
-            log_path=os.path.join(d, LOG_FILE), output_fds=(out_r, err_r), report_w=rep_w,
-            keep_fds=(out_w, err_w), produce_init=produce_init,
-            on_exit=functools.partial(mark_stopped, store.root, cid))
-    except BaseException:
-        os.close(rep_r)
-        raise
-    finally:
-        # The monitor holds its copies now; ours would keep the pipes from reaching EOF.
-        for fd in (out_r, out_w, err_r, err_w, rep_w):
-            os.close(fd)
-    messages = read_report(rep_r, CREATE_TIMEOUT)
-    init_pid = int(messages.get("init", 0))
-    state = state.replace(monitor_pid=int(messages.get("monitor", 0)), init_pid=init_pid,
-                          init_start_time=(proc_start_time(init_pid) or 0) if init_pid else 0)
-    if "error" in messages or not messages.get("ready") or not init_pid:
-        store.write(state)
-        raise ContainerStartError(cid, messages.get("error", "the container's init exited during setup"))
-    namespaces = {}
-    for ns in spec.namespaces:
-        namespaces[ns.type] = ns.path or f"/proc/{init_pid}/ns/{PROC_NS_NAMES[ns.type]}"
-    state = state.replace(
-        status="created", namespaces=namespaces,
-        joined_namespaces={ns.type: ns.path for ns in spec.namespaces if ns.path}, stdio=stdio,
-        extra={"process": process_record(spec)})
-    store.write(state)
-    return state
-
-
-def _release_exec(fifo: str, st: ContainerState) -> None:
-    """Open exec.fifo for reading and wait for init's byte; then remove the fifo."""
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        deadline = time.monotonic() + CREATE_TIMEOUT
-        while True:
-            if poller.poll(100):
-                if os.read(fd, 1):
-                    break
-                raise ContainerStateError(st.id, "stopped", "start", "its init exited before exec")
-            if not process_alive(st.init_pid, st.init_start_time):
-                raise ContainerStateError(st.id, "stopped", "start", "its init exited before exec")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"container {st.id!r}: init did not take the start signal")
-    finally:
-        os.close(fd)
-    os.unlink(fifo)
-
-
-
-
 def _unlock(st: ContainerState) -> None:
     """CRIU's network lock must not outlive the container (best effort: a warning if it stays)."""
     try:
         release_network_lock(st)
     except OSError as exc:
-        warnings.warn(f"container {st.id!r}: could not remove CRIU's network lock: {exc}",
-                      RuntimeWarning, stacklevel=3)
+        _log.warning("container %r: could not remove CRIU's network lock: %s", st.id, exc)

@@ -6,14 +6,14 @@ Shared by the container facade (create, delete) and by checkpoint/restore
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
-from runtime.container.state import ContainerState, StateStore
+from runtime.container.state import Action, ContainerState, Status, StateStore
 from runtime.linux.procfs import process_alive
 from runtime.errors import ContainerBusyError, ContainerError, ContainerStateError
 from runtime.linux import mounts
@@ -22,6 +22,8 @@ from runtime.linux.fsmode import makedirs_private
 from runtime.oci.spec import Spec
 
 __all__ = ["STOP_TIMEOUT", "overlay_dirs", "process_record", "prepare_host", "destroy", "discard_container", "release_network_lock"]
+
+_log = logging.getLogger("criu_cr.container")
 
 STOP_TIMEOUT = 10.0  # seconds for a SIGKILLed init to vanish
 
@@ -75,12 +77,12 @@ def destroy(store: StateStore, st: ContainerState, *, adopted: bool, force: bool
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        if st.status == "paused" or _frozen(cg):
+        if st.status == Status.PAUSED or _frozen(cg):
             cg.thaw()
     deadline = time.monotonic() + STOP_TIMEOUT
     while process_alive(st.init_pid, st.init_start_time):
         if time.monotonic() > deadline:
-            raise ContainerStateError(st.id, "running", "delete", f"init {st.init_pid} did not die")
+            raise ContainerStateError(st.id, Status.RUNNING, Action.DELETE.verb, f"init {st.init_pid} did not die")
         time.sleep(0.02)
     # Mounts under our own directory are always ours (for an adopted container: a
     # restore's temporary bind of runc's rootfs), and must go before the directory is
@@ -107,8 +109,7 @@ def _remove_stray_cgroups(cid: str, cg: Cgroups) -> None:
     except OSError as exc:
         failed = [f"{exc.filename or ''}: {exc.strerror}"]
     if failed:
-        warnings.warn(f"container {cid!r}: could not remove cgroups {', '.join(failed)}", RuntimeWarning,
-                      stacklevel=3)
+        _log.warning("container %r: could not remove cgroups %s", cid, ", ".join(failed))
 
 
 def discard_container(store: StateStore, container_id: str) -> None:

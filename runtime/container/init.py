@@ -116,91 +116,142 @@ def _setup_process(cfg: InitConfig, pid_w: int) -> None:
     os._exit(code)
 
 
-def _init_process(cfg: InitConfig) -> None:
+@dataclass(kw_only=True)
+class _Setup:
+    """What init's setup steps hand on to the exec."""
+
+    binds: object = None  # mounts.cgroup_binds(), read before the mounts change
+    fifo_dir: int = -1  # O_PATH: reopened through /proc/self/fd after pivot_root and the uid switch,
+    fifo_path: int = -1  # when the state directory is neither visible nor searchable
+    program: str = ""
+
+
+def _prepare(cfg: InitConfig, s: _Setup) -> None:
     spec = cfg.spec
-    proc = spec.process
+    s.binds = mounts.cgroup_binds()
+    cg = spec.namespace("cgroup")
+    if cg is not None and not cg.path:
+        sc.unshare(sc.CLONE_NEWCGROUP)
+    net = spec.namespace("network")
+    if net is not None and not net.path:
+        sc.link_up("lo")
+    s.fifo_dir = os.open(cfg.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    s.fifo_path = os.open(EXEC_FIFO, os.O_PATH | os.O_CLOEXEC, dir_fd=s.fifo_dir)
+
+
+def _hostname(cfg: InitConfig, s: _Setup) -> None:
+    if cfg.spec.hostname:
+        sc.sethostname(cfg.spec.hostname)
+
+
+def _sysctl(cfg: InitConfig, s: _Setup) -> None:
+    for key, value in cfg.spec.sysctl.items():
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(value)
+
+
+def _limits(cfg: InitConfig, s: _Setup) -> None:
+    proc = cfg.spec.process
+    for rl in proc.rlimits:
+        resource.setrlimit(getattr(resource, rl.type), (rl.soft, rl.hard))
+    if proc.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(proc.oom_score_adj))
+
+
+def _cwd(cfg: InitConfig, s: _Setup) -> None:
+    os.makedirs(cfg.spec.process.cwd, exist_ok=True)
+    os.chdir(cfg.spec.process.cwd)
+
+
+def _find_program(cfg: InitConfig, s: _Setup) -> None:
+    proc = cfg.spec.process
+    path = find_executable(proc.args[0], proc.env)
+    if path is None:
+        raise FileNotFoundError(f"{proc.args[0]}: executable file not found in the container's rootfs")
+    s.program = path
+
+
+def _switch_user(cfg: InitConfig, s: _Setup) -> None:
+    proc = cfg.spec.process
+    # Not ours: the umask criu-cr was started with is no business of the container (runc's default).
+    os.umask(proc.umask if proc.umask is not None else 0o022)
+    if proc.capabilities is not None:
+        caps.drop_bounding(proc.capabilities)  # needs CAP_SETPCAP: before the uid switch
+        if proc.uid != 0:
+            sc.prctl(sc.PR_SET_KEEPCAPS, 1)
+    os.setgroups(list(proc.additional_gids))
+    os.setgid(proc.gid)
+    os.setuid(proc.uid)
+
+
+def _capabilities(cfg: InitConfig, s: _Setup) -> None:
+    proc = cfg.spec.process
+    if proc.capabilities is not None:
+        caps.apply(proc.capabilities)
+    if proc.no_new_privileges:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _stdio(cfg: InitConfig, s: _Setup) -> None:
+    # Its own session, as with runc: CRIU refuses a tree whose session
+    # leader lives outside the container's pid namespace.
+    os.setsid()
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(cfg.stdout_w, 1)
+    os.dup2(cfg.stderr_w, 2)
+    for fd in (null, cfg.stdout_w, cfg.stderr_w):
+        if fd > 2:
+            os.close(fd)
+    # Python ignores SIGPIPE/SIGXFSZ; an ignored signal stays ignored across execve.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+# Init's setup, in order; a failure is reported as "<stage>: <what went wrong>".
+_STEPS = (
+    ("prepare", _prepare),
+    ("mounts", lambda cfg, s: mounts.setup_rootfs(cfg.spec, cfg.rootfs, s.binds)),
+    ("pivot_root", lambda cfg, s: mounts.pivot_into(cfg.rootfs)),
+    ("hostname", _hostname),
+    ("sysctl", _sysctl),  # before /proc/sys turns read-only
+    ("masked/read-only paths", lambda cfg, s: mounts.finish_rootfs(cfg.spec)),
+    ("rlimits", _limits),
+    ("cwd", _cwd),
+    ("exec", _find_program),
+    ("user", _switch_user),
+    ("capabilities", _capabilities),
+    ("stdio", _stdio),
+)
+
+
+def _init_process(cfg: InitConfig) -> None:
+    setup = _Setup()
     stage = "prepare"
     try:
-        binds = mounts.cgroup_binds()
-        cg = spec.namespace("cgroup")
-        if cg is not None and not cg.path:
-            sc.unshare(sc.CLONE_NEWCGROUP)
-        net = spec.namespace("network")
-        if net is not None and not net.path:
-            sc.link_up("lo")
-        # Kept as O_PATH and reopened through /proc/self/fd after pivot_root and the uid switch:
-        # the state directory is neither visible nor searchable then.
-        fifo_dir = os.open(cfg.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        fifo_path = os.open(EXEC_FIFO, os.O_PATH | os.O_CLOEXEC, dir_fd=fifo_dir)
-        stage = "mounts"
-        mounts.setup_rootfs(spec, cfg.rootfs, binds)
-        stage = "pivot_root"
-        mounts.pivot_into(cfg.rootfs)
-        stage = "hostname"
-        if spec.hostname:
-            sc.sethostname(spec.hostname)
-        stage = "sysctl"  # before /proc/sys turns read-only
-        for key, value in spec.sysctl.items():
-            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-                f.write(value)
-        stage = "masked/read-only paths"
-        mounts.finish_rootfs(spec)
-        stage = "rlimits"
-        for rl in proc.rlimits:
-            resource.setrlimit(getattr(resource, rl.type), (rl.soft, rl.hard))
-        if proc.oom_score_adj is not None:
-            with open("/proc/self/oom_score_adj", "w") as f:
-                f.write(str(proc.oom_score_adj))
-        stage = "cwd"
-        os.makedirs(proc.cwd, exist_ok=True)
-        os.chdir(proc.cwd)
-        stage = "exec"
-        path = find_executable(proc.args[0], proc.env)
-        if path is None:
-            raise FileNotFoundError(f"{proc.args[0]}: executable file not found in the container's rootfs")
-        stage = "user"
-        # Not ours: the umask criu-cr was started with is no business of the container (runc's default).
-        os.umask(proc.umask if proc.umask is not None else 0o022)
-        if proc.capabilities is not None:
-            caps.drop_bounding(proc.capabilities)  # needs CAP_SETPCAP: before the uid switch
-            if proc.uid != 0:
-                sc.prctl(sc.PR_SET_KEEPCAPS, 1)
-        os.setgroups(list(proc.additional_gids))
-        os.setgid(proc.gid)
-        os.setuid(proc.uid)
-        stage = "capabilities"
-        if proc.capabilities is not None:
-            caps.apply(proc.capabilities)
-        if proc.no_new_privileges:
-            sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-        stage = "stdio"
-        # Its own session, as with runc: CRIU refuses a tree whose session
-        # leader lives outside the container's pid namespace.
-        os.setsid()
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(cfg.stdout_w, 1)
-        os.dup2(cfg.stderr_w, 2)
-        for fd in (null, cfg.stdout_w, cfg.stderr_w):
-            if fd > 2:
-                os.close(fd)
-        # Python ignores SIGPIPE/SIGXFSZ; an ignored signal stays ignored across execve.
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-            signal.signal(sig, signal.SIG_DFL)
+        for stage, step in _STEPS:
+            step(cfg, setup)
         report(cfg.report_w, ready=True)
         os.close(cfg.report_w)
     except BaseException as exc:  # noqa: BLE001
         report(cfg.report_w, error=f"{stage}: {_describe(exc)}")
         os._exit(1)
+    _wait_and_exec(cfg, setup)
+
+
+def _wait_and_exec(cfg: InitConfig, s: _Setup) -> None:
+    """Block on exec.fifo until ``start``, then exec the process; never returns."""
+    proc = cfg.spec.process
     try:
         try:
-            fifo = os.open(f"/proc/self/fd/{fifo_path}", os.O_WRONLY | os.O_CLOEXEC)
+            fifo = os.open(f"/proc/self/fd/{s.fifo_path}", os.O_WRONLY | os.O_CLOEXEC)
         except FileNotFoundError:  # no /proc in the container
-            fifo = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=fifo_dir)
+            fifo = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=s.fifo_dir)
         os.write(fifo, b"0")
-        os.close(fifo_dir)
-        os.close(fifo_path)
-        os.execve(path, list(proc.args), _env_dict(proc.env))
+        os.close(s.fifo_dir)
+        os.close(s.fifo_path)
+        os.execve(s.program, list(proc.args), _env_dict(proc.env))
     except BaseException as exc:  # noqa: BLE001 - the log is all that is left to tell
         os.write(2, f"criu-cr: exec {proc.args[0]}: {_describe(exc)}\n".encode())
     os._exit(127)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from runtime.container.state import Status
 from runtime.linux.procfs import proc_start_time, process_alive
 from runtime.linux.cgroups import Cgroups
 from runtime.errors import CgroupError, ContainerError, ContainerNotFoundError, ContainerStateError
@@ -50,7 +51,7 @@ class AdoptedContainer:
     namespace_paths: dict[str, str]
     namespaces: dict[str, str | None]
     cgroup_paths: dict[str, str]
-    status: str
+    status: Status
     created: str
     state_dir: str
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -96,10 +97,10 @@ def read_runc_state(container_id: str, runc_root: str = RUNC_ROOT, *,
         raise ContainerError(f"runc state {path} is not in the expected format: {exc!r}") from exc
 
     status = _status(pid, start, state_dir, cgroup_paths)
-    if status == "stopped" and not allow_stopped:
+    if status == Status.STOPPED and not allow_stopped:
         detail = (f"pid {pid} now belongs to another process (start time differs from runc's record)"
                   if proc_start_time(pid) is not None else f"its init process {pid} has exited")
-        raise ContainerStateError(container_id, "stopped", "adopt", detail)
+        raise ContainerStateError(container_id, Status.STOPPED, "adopt", detail)
     return AdoptedContainer(
         id=raw.get("id", container_id), init_pid=pid, init_start_time=start,
         bundle=labels.get("bundle", ""), rootfs=rootfs, namespace_paths=ns_paths, namespaces=namespaces,
@@ -107,15 +108,15 @@ def read_runc_state(container_id: str, runc_root: str = RUNC_ROOT, *,
     )
 
 
-def _status(pid: int, start: int, state_dir: str, cgroup_paths: dict[str, str]) -> str:
+def _status(pid: int, start: int, state_dir: str, cgroup_paths: dict[str, str]) -> Status:
     """runc's rules: dead or reused pid -> stopped; exec fifo still there -> created; frozen -> paused."""
     if not process_alive(pid, start):
-        return "stopped"
+        return Status.STOPPED
     if os.path.exists(os.path.join(state_dir, "exec.fifo")):
-        return "created"
+        return Status.CREATED
     try:
         if cgroup_paths and Cgroups.from_paths(cgroup_paths).is_frozen():
-            return "paused"
+            return Status.PAUSED
     except CgroupError:
         pass  # no readable freezer: runc would call it running as well
-    return "running"
+    return Status.RUNNING

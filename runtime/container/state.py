@@ -9,6 +9,7 @@ deleting the container leaves no lock file behind.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import errno
 import fcntl
 import json
@@ -20,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from runtime.linux.procfs import mounts_under, process_alive
-from runtime.errors import ContainerBusyError, ContainerExistsError, ContainerNotFoundError
+from runtime.errors import ContainerBusyError, ContainerExistsError, ContainerNotFoundError, ContainerStateError
 from runtime.linux.fsmode import makedirs_private, open_private
 
 __all__ = [
-    "DEFAULT_ROOT", "ROOT_ENV", "STATUSES", "ContainerState", "StateStore", "ContainerLock",
-    "state_root", "validate_id", "live", "LIVE_STATUSES", "now_rfc3339", "mark_stopped",
+    "DEFAULT_ROOT", "ROOT_ENV", "Status", "Action", "STATUSES", "next_status", "allowed", "ContainerState",
+    "StateStore", "ContainerLock", "state_root", "validate_id", "live", "LIVE_STATUSES", "now_rfc3339", "mark_stopped",
 ]
 
 DEFAULT_ROOT = "/run/criu-cr"
@@ -34,10 +35,79 @@ STATE_FILE = "state.json"
 ROOT_MODE = 0o711  # others may pass through (to a container's files they are given a path to), not list
 _MARK_POLL = 0.02  # seconds between a monitor's tries for a busy lock
 
-# "creating" only exists while `create` holds the lock.
-STATUSES = ("creating", "created", "running", "paused", "stopped", "checkpointed")
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class Status(enum.StrEnum):
+    """A container's status; the values are what state.json and ``state`` show."""
+
+    CREATING = "creating"  # only while `create` holds the lock
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    CHECKPOINTED = "checkpointed"
+
+
+STATUSES = tuple(Status)
+
+
+class Action(enum.Enum):
+    """What is done to a container; ``verb`` is how refusals name it."""
+
+    CREATE = "create"
+    START = "start"
+    PAUSE = "pause"
+    RESUME = "resume"
+    KILL = "kill"
+    EXEC = "exec in"
+    DELETE = "delete"
+    FORCE_DELETE = "delete --force"
+    CHECKPOINT = "checkpoint"
+    COPY = "checkpoint --leave-running"  # also a failed checkpoint whose container runs on
+    RESTORE = "restore"
+    RESTORE_FAILED = "keep the checkpoint"  # a failed or interrupted restore
+    EXIT = "exit"  # init exited (the monitor saw it, or its pid is gone)
+
+    @property
+    def verb(self) -> str:
+        return _VERBS.get(self, self.value)
+
+
+_VERBS = {Action.FORCE_DELETE: "delete", Action.COPY: "checkpoint", Action.RESTORE_FAILED: "restore",
+          Action.EXIT: "stop"}
+
+_LIVE = (Status.CREATED, Status.RUNNING, Status.PAUSED)
+_DEAD = (Status.STOPPED, Status.CHECKPOINTED)
+
+# The only place that says which action is legal in which status, and what the status becomes.
+_STEPS: dict[tuple[Status, Action], Status] = {
+    (Status.CREATING, Action.CREATE): Status.CREATED,
+    (Status.CREATED, Action.START): Status.RUNNING,
+    (Status.RUNNING, Action.PAUSE): Status.PAUSED,
+    (Status.PAUSED, Action.RESUME): Status.RUNNING,
+    (Status.RUNNING, Action.EXEC): Status.RUNNING,
+    (Status.RUNNING, Action.CHECKPOINT): Status.CHECKPOINTED,
+    (Status.RUNNING, Action.COPY): Status.RUNNING,
+    **{(s, Action.KILL): s for s in _LIVE},  # the monitor records the exit (Action.EXIT)
+    **{(s, Action.EXIT): Status.STOPPED for s in (Status.CREATING, *_LIVE)},
+    **{(s, Action.RESTORE): Status.RUNNING for s in _DEAD},
+    **{(s, Action.RESTORE_FAILED): Status.CHECKPOINTED for s in _DEAD},
+    **{(s, Action.DELETE): Status.STOPPED for s in (Status.CREATING, Status.CREATED, *_DEAD)},
+    **{(s, Action.FORCE_DELETE): Status.STOPPED for s in Status},
+}
+
+
+def next_status(status: Status | str, action: Action) -> Status | None:
+    """What ``status`` becomes after ``action``; ``None`` when the action is not allowed there. Pure."""
+    return _STEPS.get((Status(status), action))
+
+
+def allowed(status: Status | str, action: Action) -> bool:
+    """Whether ``action`` is legal in ``status``. Pure."""
+    return next_status(status, action) is not None
+
 
 
 def state_root(explicit: str | os.PathLike[str] | None = None) -> str:
@@ -60,7 +130,7 @@ class ContainerState:
     """What criu-cr records about one container (``state.json``)."""
 
     id: str
-    status: str
+    status: Status  # a plain string is converted (state.json holds the value)
     bundle: str
     rootfs: str = ""  # host mount point of the container's root (overlay), CRIU's restore root
     created: str = ""  # RFC 3339, UTC
@@ -77,8 +147,10 @@ class ContainerState:
     extra: dict[str, Any] = field(default_factory=dict)  # for later issues (checkpoint info...)
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"unknown container status {self.status!r}")
+        try:
+            self.status = Status(self.status)
+        except ValueError:
+            raise ValueError(f"unknown container status {self.status!r}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -90,6 +162,18 @@ class ContainerState:
 
     def replace(self, **changes: Any) -> "ContainerState":
         return dataclasses.replace(self, **changes)
+
+    def check(self, action: Action, detail: str = "") -> Status:
+        """The status ``action`` leads to from this one. Raises ContainerStateError (naming the
+        status and the action) when it is not allowed; nothing changes then."""
+        after = next_status(self.status, action)
+        if after is None:
+            raise ContainerStateError(self.id, self.status, action.verb, detail)
+        return after
+
+    def advance(self, action: Action, detail: str = "", **changes: Any) -> "ContainerState":
+        """This state after ``action`` (with ``changes``). Raises ContainerStateError as :meth:`check`."""
+        return self.replace(status=self.check(action, detail), **changes)
 
 
 class ContainerLock:
@@ -207,7 +291,7 @@ def mark_stopped(root: str, container_id: str, init_pid: int, exit_status: int) 
     store = StateStore(root)
 
     def applies(st: ContainerState) -> bool:
-        return st.init_pid == init_pid and st.status in ("creating", "created", "running", "paused")
+        return st.init_pid == init_pid and allowed(st.status, Action.EXIT)
 
     # Poll rather than block on the lock: while a checkpoint (which made this
     # init exit) holds it, a blocked monitor would grab the lock right after
@@ -219,7 +303,7 @@ def mark_stopped(root: str, container_id: str, init_pid: int, exit_status: int) 
                 with store.lock(container_id):
                     st = store.read(container_id)
                     if applies(st):
-                        store.write(st.replace(status="stopped", exit_status=exit_status))
+                        store.write(st.advance(Action.EXIT, exit_status=exit_status))
                     return
             except ContainerBusyError:
                 time.sleep(_MARK_POLL)
@@ -227,14 +311,13 @@ def mark_stopped(root: str, container_id: str, init_pid: int, exit_status: int) 
         pass
 
 
-LIVE_STATUSES = ("created", "running", "paused")
+LIVE_STATUSES = frozenset(_LIVE)  # an init process runs
 
 
 def live(st: ContainerState) -> ContainerState:
     """``st`` with the status its init says: a recorded live init that is gone means ``stopped``."""
-    if st.status in LIVE_STATUSES or st.status == "creating":
-        if not process_alive(st.init_pid, st.init_start_time):
-            return st.replace(status="stopped")
+    if allowed(st.status, Action.EXIT) and not process_alive(st.init_pid, st.init_start_time):
+        return st.advance(Action.EXIT)
     return st
 
 

@@ -13,11 +13,10 @@ and an earlier checkpoint in the same directory untouched. See docs/checkpoint.m
 from __future__ import annotations
 
 import dataclasses
-import json
+import logging
 import os
 import tarfile
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
@@ -27,19 +26,20 @@ from runtime.cr.layout import ROOTFS_DIFF
 from runtime.cr import criu_options, manifest, pending
 from runtime.cr.criu_options import Direction
 from runtime.linux import mounts
-from runtime.net import netns
+from runtime.net import snapshot
 from runtime.linux.cgroups import Cgroups
 from runtime.container.host import overlay_dirs
-from runtime.cr.meta import NETWORK_FILE, CheckpointMeta, choose_network_lock, fresh_image_dir, install_image_dir, remove_logs, require_usable_criu, stats_dict
+from runtime.cr.meta import CheckpointMeta, choose_network_lock, fresh_image_dir, install_image_dir, remove_logs, require_usable_criu, stats_dict
 from runtime.cr.options import DEFAULT_IMAGE_DIR, DUMP_LOG, CheckpointOptions, CheckpointResult, criu_us
-from runtime.errors import CheckpointError, ContainerError, ContainerStateError, criu_message
-from runtime.linux.fsmode import open_private
+from runtime.errors import CheckpointError, ContainerError, criu_message
 from runtime.oci.spec import load_spec
 from runtime.linux.signals import deferred
-from runtime.container.state import ContainerState, StateStore, process_alive
+from runtime.container.state import Action, ContainerState, StateStore, process_alive
 from runtime.linux.cghier import read_proc_cgroup_text
 
 __all__ = ["checkpoint"]
+
+_log = logging.getLogger("criu_cr.cr")
 
 FULL_FS_BYTES = 1 << 20  # less free than this after a failed dump: the disk was the reason
 
@@ -67,9 +67,7 @@ def checkpoint(store: StateStore, container_id: str, opts: CheckpointOptions = C
     cid = container_id
     with store.lock(cid):
         st = pending.current(store, cid)
-        if st.status != "running":
-            hint = "resume it first" if st.status == "paused" else ""
-            raise ContainerStateError(cid, st.status, "checkpoint", hint)
+        st.check(Action.COPY if opts.leave_running else Action.CHECKPOINT)
         facts = require_usable_criu(criu_path, store.root)
         final_dir = opts.image_path or store.path(cid, DEFAULT_IMAGE_DIR)
         work_dir = fresh_image_dir(final_dir, container_id=cid)
@@ -87,7 +85,7 @@ def checkpoint(store: StateStore, container_id: str, opts: CheckpointOptions = C
             extra = dict(pending.finish(st).extra)
             extra["checkpoint"] = {"image_dir": final_dir, "time": time.time(),
                                    "leave_running": opts.leave_running}
-            store.write(st.replace(status="running" if opts.leave_running else "checkpointed", extra=extra))
+            store.write(st.advance(Action.COPY if opts.leave_running else Action.CHECKPOINT, extra=extra))
         stats = stats_dict(final_dir, "dump")
         log_path: str | None = os.path.join(final_dir, DUMP_LOG)
         if not opts.keep:
@@ -142,7 +140,7 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
             if opts.leave_running:
                 raise  # the container still runs: fail the checkpoint, nothing is lost
             # CRIU has already stopped the container: keep its images, lose only the extra.
-            warnings.warn(f"container {st.id!r}: checkpoint taken, but {exc}", RuntimeWarning, stacklevel=3)
+            _log.warning("container %r: checkpoint taken, but %s", st.id, exc)
         manifest.seal(work_dir, container_id=st.id, strict=opts.leave_running, followed=pages)  # for restore
 
 
@@ -174,8 +172,8 @@ def _install(cid: str, work_dir: str, final_dir: str, leave_running: bool) -> st
         if leave_running:
             mounts.remove_tree(work_dir)
             raise
-        warnings.warn(f"container {cid!r}: could not move the checkpoint to {final_dir} ({exc}); "
-                      f"it stays at {work_dir}", RuntimeWarning, stacklevel=3)
+        _log.warning("container %r: could not move the checkpoint to %s (%s); it stays at %s",
+                     cid, final_dir, exc, work_dir)
         return work_dir
 
 
@@ -186,7 +184,7 @@ def _failed(store: StateStore, st: ContainerState, work_dir: str, exc: CriuError
         _unlock_quietly(st)  # a CRIU that was killed did not unlock
     err = _checkpoint_error(st.id, work_dir, exc, init_died=not alive)
     _prune_failed(work_dir)
-    store.write(pending.finish(st).replace(status="running" if alive else "stopped"))
+    store.write(pending.finish(st).advance(Action.COPY if alive else Action.EXIT))
     return err
 
 
@@ -205,8 +203,7 @@ def _unlock_quietly(st: ContainerState) -> None:
     try:
         pending.release_network_lock(st)
     except OSError as exc:
-        warnings.warn(f"container {st.id!r}: could not remove CRIU's network lock: {exc}",
-                      RuntimeWarning, stacklevel=4)
+        _log.warning("container %r: could not remove CRIU's network lock: %s", st.id, exc)
 
 
 def _prune_failed(work_dir: str) -> None:
@@ -245,9 +242,7 @@ def _side_files(work_dir: str, st: ContainerState, meta: CheckpointMeta) -> None
     restore) and, for a copy, rootfs-diff.tar (the overlay's upper dir)."""
     net = st.joined_namespaces.get("network")
     if net:
-        status = {"netns": net, "interfaces": [i.to_dict() for i in netns.snapshot_interfaces(net)]}
-        with open_private(os.path.join(work_dir, NETWORK_FILE), "w", encoding="utf-8") as f:
-            json.dump(status, f, indent=2)
+        snapshot.write_network_status(work_dir, net, snapshot.snapshot_interfaces(net))
     if meta.rootfs_diff:
         mounts.archive_upper(meta.upper_dir, os.path.join(work_dir, ROOTFS_DIFF))
 

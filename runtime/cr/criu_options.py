@@ -18,7 +18,7 @@ from types import MappingProxyType
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from criu_rpc import CgroupRoot, CriuOptions, ExternalMount, InheritFd
+from criu_rpc import CgroupRoot, CriuOptions, ExternalMount, InheritFd, JoinNamespace
 
 from runtime.linux.cghier import managed_fields
 from runtime.linux.procfs import MountEntry, parse_mountinfo
@@ -41,6 +41,9 @@ RESTORE = Direction.RESTORE
 NETNS_KEY = "extRootNetNS"
 PIDNS_KEY = "extRootPidNS"
 _NS_KEYS = {"network": ("net", NETNS_KEY), "pid": ("pid", PIDNS_KEY)}
+# Joined namespaces CRIU restores the tree into by path (join_ns), as crun does; at dump they need
+# nothing: CRIU records them like any namespace, and the joined one is there again at restore.
+_JOIN_NS = {"uts": "uts", "ipc": "ipc"}
 # Names of cgroup hierarchies under /sys/fs/cgroup -> controller keys of runtime.linux.cgroups.
 _CGROUP_DIR_TO_CTRL = {"unified": "", "systemd": "name=systemd"}
 
@@ -175,9 +178,14 @@ def root_part(ctx: CrContext, direction: Direction) -> Part:
 
 
 def namespace_part(ctx: CrContext, direction: Direction) -> Part:
-    """Joined network/pid namespaces are external: named at dump, handed back as fds at restore."""
+    """Joined network/pid namespaces are external: named at dump, handed back as fds at restore.
+
+    Joined uts/ipc namespaces are joined again at restore (``join_ns``).
+    """
     external = []
     open_paths = []
+    join = tuple(JoinNamespace(ns=criu_name, ns_file=ctx.namespaces[ns_type])
+                 for ns_type, criu_name in _JOIN_NS.items() if ctx.namespaces.get(ns_type) and direction != DUMP)
     for ns_type, (criu_name, key) in _NS_KEYS.items():
         path = ctx.namespaces.get(ns_type)
         if not path:
@@ -186,7 +194,7 @@ def namespace_part(ctx: CrContext, direction: Direction) -> Part:
             external.append(f"{criu_name}[{ctx.ns_inodes[ns_type]}]:{key}")
         else:
             open_paths.append((key, path))
-    return Part(external=tuple(external), open_paths=tuple(open_paths))
+    return Part(opts={"join_ns": join} if join else {}, external=tuple(external), open_paths=tuple(open_paths))
 
 
 def _restore_source(rec: MountRecord, ctx: CrContext) -> str:

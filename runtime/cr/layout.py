@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from criu_rpc.images import STATS_FILES
 
+from runtime.net.snapshot import NETWORK_FILE  # the pre-created netns' interfaces (podman's name); its reader/writer is there
+
 __all__ = ["DEFAULT_IMAGE_DIR", "DUMP_LOG", "RESTORE_LOG", "DUMP_STATS", "RESTORE_STATS", "METADATA_FILE",
            "NETWORK_FILE", "MANIFEST_FILE", "ROOTFS_DIFF", "RUN_FILES", "OWN_FILES"]
 
@@ -19,7 +21,6 @@ RESTORE_LOG = "restore.log"
 DUMP_STATS = STATS_FILES["dump"]  # "stats-dump": CRIU writes it only after a successful dump
 RESTORE_STATS = STATS_FILES["restore"]
 METADATA_FILE = "criu-cr.json"  # what a restore needs that CRIU's images do not say
-NETWORK_FILE = "network.status"  # the pre-created netns' interfaces (podman's name)
 MANIFEST_FILE = "criu-cr.manifest"  # size and hash of every file
 ROOTFS_DIFF = "rootfs-diff.tar"  # the overlay's upper layer (podman's name)
 

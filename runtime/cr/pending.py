@@ -26,27 +26,27 @@ restore
     cgroup are killed, CRIU's mounts in the image directory unmounted, and
     the container stays ``checkpointed``.
 
-Each settled record leaves a :class:`SettledWarning` saying what happened.
+Each settled record is logged (a warning on the ``criu_cr.cr`` logger) saying what happened.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import time
-import warnings
 from typing import Any
 
 from runtime.cr.layout import DUMP_STATS
 from runtime.linux import mounts
 from runtime.linux.cgroups import Cgroups
 from runtime.errors import ContainerBusyError, ContainerError
-from runtime.container.state import ContainerState, StateStore, live
+from runtime.container.state import Action, ContainerState, Status, StateStore, live
 from runtime.linux.procfs import proc_start_time, process_alive
 from runtime.linux.syscalls import PROC_NS_NAMES
 
-__all__ = ["current", "record_restored", "PENDING_KEY", "RESTORE_JOURNAL", "SettledWarning", "begin", "update", "finish", "settle",
+__all__ = ["current", "record_restored", "PENDING_KEY", "RESTORE_JOURNAL", "begin", "update", "finish", "settle",
            "write_journal", "read_journal", "release_network_lock", "kill_cgroup", "remove_journal", "holders_of", "DUMP_COMPLETE_MARK", "CRIU_WAIT"]
 
 PENDING_KEY = "pending"
@@ -56,8 +56,7 @@ CRIU_WAIT = 60.0  # seconds to let an orphaned CRIU finish before the command gi
 _POLL = 0.05
 
 
-class SettledWarning(UserWarning):
-    """What settling found and did about an interrupted operation."""
+_log = logging.getLogger("criu_cr.cr")
 
 
 def current(store: StateStore, container_id: str) -> ContainerState:
@@ -72,7 +71,8 @@ def current(store: StateStore, container_id: str) -> ContainerState:
 def begin(store: StateStore, st: ContainerState, op: str, **fields: Any) -> ContainerState:
     """Record that ``op`` ("checkpoint"/"restore") starts on ``st``; returns the written state."""
     me = os.getpid()
-    rec = {"op": op, "pid": me, "pid_start": proc_start_time(me) or 0, "since": time.time(), **fields}
+    rec = {"op": op, "status": st.status, "pid": me, "pid_start": proc_start_time(me) or 0, "since": time.time(),
+           **fields}
     st = st.replace(extra={**st.extra, PENDING_KEY: rec})
     store.write(st)
     return st
@@ -111,8 +111,7 @@ def settle(store: StateStore, st: ContainerState) -> ContainerState:
         st, note = finish(st), f"dropped an unknown pending operation {rec.get('op')!r}"
     store.write(st)
     owner = f"criu-cr pid {rec.get('pid')}"
-    warnings.warn(f"container {st.id!r}: the {rec.get('op')} started by {owner} was interrupted; {note}",
-                  SettledWarning, stacklevel=3)
+    _log.warning("container %r: the %s started by %s was interrupted; %s", st.id, rec.get("op"), owner, note)
     return st
 
 
@@ -131,21 +130,31 @@ def _settle_checkpoint(store: StateStore, st: ContainerState, rec: dict[str, Any
         if complete and rec.get("leave_running"):
             _install(work, final, st.id)
             extra = {**st.extra, "checkpoint": {"image_dir": final, "time": time.time(), "leave_running": True}}
-            return finish(st.replace(status="running", extra=extra)), \
+            return finish(_after(st, rec, Action.COPY, extra=extra)), \
                 f"CRIU finished the copy: it is at {final}; the container runs on"
         mounts.remove_tree(work)
-        return finish(st.replace(status="running")), "the container runs on; the partial images were removed"
+        return finish(_after(st, rec, Action.COPY)), "the container runs on; the partial images were removed"
     if complete:
         _install(work, final, st.id)
         extra = {**st.extra, "checkpoint": {"image_dir": final, "time": time.time(),
                                             "leave_running": bool(rec.get("leave_running"))}}
-        return finish(st.replace(status="checkpointed", extra=extra)), \
+        return finish(_after(st, rec, Action.CHECKPOINT, extra=extra)), \
             f"CRIU finished it: the container is checkpointed at {final}"
     release_network_lock(st)
     if work:
         mounts.remove_tree(work)
-    return finish(st.replace(status="stopped")), \
+    return finish(_after(st, rec, Action.EXIT)), \
         "the container's processes are gone and the dump did not complete: it is stopped"
+
+
+def _after(st: ContainerState, rec: dict[str, Any], action: Action, **changes: Any) -> ContainerState:
+    """``st`` after ``action`` from the status its operation began in (a checkpoint: ``running``).
+
+    The record may have moved on since (the monitor marks an init that CRIU
+    killed ``stopped``); what the interrupted operation did decides.
+    """
+    began = Status(rec.get("status") or Status.RUNNING)
+    return st.replace(status=began).advance(action, **changes)
 
 
 def _install(work: str, final: str, container_id: str) -> None:
@@ -174,10 +183,8 @@ def record_restored(store: StateStore, st: ContainerState, init_pid: int, monito
     """Record a restored init as the container's (written); returns the new state."""
     namespaces = {t: (p if t in joined else f"/proc/{init_pid}/ns/{PROC_NS_NAMES[t]}")
                   for t, p in st.namespaces.items()}
-    st = finish(st).replace(status="running", init_pid=init_pid,
-                                    init_start_time=proc_start_time(init_pid) or 0,
-                                    monitor_pid=monitor_pid, namespaces=namespaces, stdio=stdio,
-                                    exit_status=None)
+    st = finish(st).advance(Action.RESTORE, init_pid=init_pid, init_start_time=proc_start_time(init_pid) or 0,
+                            monitor_pid=monitor_pid, namespaces=namespaces, stdio=stdio, exit_status=None)
     store.write(st)
     return st
 
@@ -223,7 +230,7 @@ def _settle_restore(store: StateStore, st: ContainerState, rec: dict[str, Any]) 
         return st, f"it completed: the container runs (init pid {init})"
     _clean_failed_restore(st, image_dir)
     remove_journal(journal_path)
-    return finish(st.replace(status="checkpointed")), \
+    return finish(st.advance(Action.RESTORE_FAILED)), \
         f"nothing runs; the checkpoint at {image_dir} is kept for another restore"
 
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
+import logging
 import os
 import signal
 import time
-import warnings
 from typing import Any
 
 from criu_rpc import CriuClient, CriuError, CriuRpcError, InheritFd, NotifyHandler, deadline_for
@@ -23,22 +22,24 @@ from criu_rpc.notify import NOTIFY_SCRIPTS
 
 from runtime.cr import criu_options, pending
 from runtime.linux import mounts
-from runtime.net import netns
+from runtime.net import netns, snapshot
 from runtime.linux.cgroups import Cgroups
 from runtime.container.host import overlay_dirs
 from runtime.cr.criu_options import Direction
 from runtime.cr.meta import NETWORK_FILE, CheckpointMeta, choose_network_lock, read_meta, remove_logs, require_usable_criu, stats_dict
 from runtime.cr.options import CTR_LOG, DEFAULT_IMAGE_DIR, RESTORE_LOG, REPORT_MARGIN, RestoreOptions, RestoreResult, criu_us
-from runtime.errors import ContainerStateError, RestoreError, criu_message
+from runtime.errors import RestoreError, criu_message
 from runtime.cr.imagecheck import require_checkpoint
 from runtime.container.init import report
 from runtime.container.monitor import read_report, spawn_monitor
 from runtime.oci.spec import load_spec
 from runtime.linux.signals import deferred
-from runtime.container.state import ContainerState, StateStore, mark_stopped
+from runtime.container.state import LIVE_STATUSES, Action, ContainerState, Status, StateStore, mark_stopped
 from runtime.linux.procfs import proc_start_time, process_alive
 
 __all__ = ["restore", "restore_locked"]
+
+_log = logging.getLogger("criu_cr.cr")
 
 
 # -- restore --------------------------------------------------------------------------
@@ -67,9 +68,8 @@ def restore_locked(store: StateStore, container_id: str, opts: RestoreOptions, *
     cid = container_id
     with store.lock(cid):
         st = pending.current(store, cid)
-        if st.status in ("running", "paused", "created"):
-            raise ContainerStateError(cid, st.status, "restore",
-                                      f"container {cid} is {st.status}; checkpoint or delete it first")
+        st.check(Action.RESTORE, f"container {cid} is {st.status}; checkpoint or delete it first"
+                 if st.status in LIVE_STATUSES else "")
         image_dir = opts.image_path or (st.extra.get("checkpoint") or {}).get("image_dir") \
             or store.path(cid, DEFAULT_IMAGE_DIR)
         facts = require_usable_criu(criu_path, store.root)
@@ -106,10 +106,9 @@ def _warn_shared_netns(store: StateStore, cid: str, meta: CheckpointMeta) -> Non
         return
     for other in store.iter_states():
         if other.id != cid and other.joined_namespaces.get("network") == path \
-                and other.status in ("running", "paused") and process_alive(other.init_pid, other.init_start_time):
-            warnings.warn(f"container {other.id!r} runs in the same network namespace {path}: the copy "
-                          f"{cid!r} takes the same IP and ports (the restore fails on a port in use)",
-                          RuntimeWarning, stacklevel=4)
+                and other.status in (Status.RUNNING, Status.PAUSED) and process_alive(other.init_pid, other.init_start_time):
+            _log.warning("container %r runs in the same network namespace %s: the copy %r takes the same IP "
+                         "and ports (the restore fails on a port in use)", other.id, path, cid)
 
 
 def _undo(store: StateStore, st: ContainerState, image_dir: str) -> None:
@@ -128,15 +127,14 @@ def _ensure_network(meta: CheckpointMeta, image_dir: str) -> None:
     if not path or netns.netns_exists(path):
         return
     try:
-        with open(os.path.join(image_dir, NETWORK_FILE), encoding="utf-8") as f:
-            status = json.load(f)
+        status = snapshot.read_network_status(image_dir)
     except FileNotFoundError:
         raise RestoreError(meta.container_id, f"network namespace {path} is gone and the checkpoint "
                            f"has no {NETWORK_FILE} to recreate it", hint=f"create {path} again") from None
     if not path.startswith(netns.NETNS_DIR + "/"):
         raise RestoreError(meta.container_id, f"network namespace {path} is gone; only namespaces under "
                            f"{netns.NETNS_DIR} can be recreated", hint=f"create {path} again")
-    netns.recreate_from_snapshot(os.path.basename(path), status["interfaces"])
+    snapshot.recreate_from_snapshot(os.path.basename(path), status.interfaces)
 
 
 def _tcp_mode(opts: RestoreOptions, meta: CheckpointMeta) -> dict[str, bool]:

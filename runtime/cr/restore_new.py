@@ -16,7 +16,7 @@ from criu_rpc import NotifyHandler
 
 from runtime.cr.layout import ROOTFS_DIFF
 from runtime.container.host import discard_container, prepare_host, process_record
-from runtime.container.state import ContainerState, StateStore, now_rfc3339, validate_id
+from runtime.container.state import ContainerState, Status, StateStore, now_rfc3339, validate_id
 from runtime.cr.imagecheck import require_checkpoint
 from runtime.cr.meta import read_meta
 from runtime.cr.options import RestoreOptions, RestoreResult
@@ -69,7 +69,7 @@ def prepare_new_container(store: StateStore, container_id: str, opts: RestoreOpt
     store.create_dir(container_id)
     try:
         with store.lock(container_id):
-            st = ContainerState(id=container_id, status="checkpointed", bundle=spec.bundle,
+            st = ContainerState(id=container_id, status=Status.CHECKPOINTED, bundle=spec.bundle,
                                 rootfs=store.path(container_id, "rootfs"), created=now_rfc3339(),
                                 annotations=dict(spec.annotations))
             store.write(st)

@@ -17,11 +17,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
-import os
-import threading
 from typing import Any
 
-from runtime.linux import syscalls as sc
+from runtime.net.in_netns import in_netns
 
 __all__ = ["release", "lock_commands", "criu_lock_objects", "LOCK_CHAIN", "LOCK_TABLE_PREFIX"]
 
@@ -106,30 +104,15 @@ def lock_commands(netns_path: str) -> list[str]:
 
 
 def _in_netns(netns_path: str, *, remove: bool) -> list[str]:
-    fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    outcome: dict[str, Any] = {}
-
-    def inside() -> None:  # this thread alone enters the netns, and ends there
+    def inside() -> list[str]:
+        nft = _Nft()
         try:
-            sc.setns(fd, sc.CLONE_NEWNET, netns_path)
-            nft = _Nft()
-            try:
-                cmds = criu_lock_objects(json.loads(nft.run("list ruleset") or "{}"))
-                if remove:
-                    for cmd in cmds:
-                        nft.run(cmd)
-                outcome["done"] = cmds
-            finally:
-                nft.close()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            outcome["error"] = exc
+            cmds = criu_lock_objects(json.loads(nft.run("list ruleset") or "{}"))
+            if remove:
+                for cmd in cmds:
+                    nft.run(cmd)
+            return cmds
+        finally:
+            nft.close()
 
-    try:
-        t = threading.Thread(target=inside, name="criu-cr-netlock")
-        t.start()
-        t.join()
-    finally:
-        os.close(fd)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["done"]
+    return in_netns(netns_path, inside)

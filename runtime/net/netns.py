@@ -8,42 +8,31 @@ This is the setup a container joins through ``linux.namespaces[].path``::
     ...
     teardown(pair)                                        # link and netns gone
 
-:func:`snapshot_interfaces` records a netns' interfaces as JSON-able data (for a
-``network.status`` file next to checkpoint images); :func:`recreate_from_snapshot`
-builds the same netns, veths, addresses and MACs again before a restore.
-
-The snapshot, the one read-only path, goes through :mod:`runtime.net.rtnl` (plain
-``socket`` netlink) instead of pyroute2: every ``criu-cr checkpoint`` process
-takes one, and importing pyroute2 alone costs ~0.25 s there. Everything that
-changes network state stays with pyroute2, imported on first use.
+The interface snapshot (``network.status``) and recreating a netns from it
+are in :mod:`runtime.net.snapshot`. Everything here changes network state,
+with pyroute2, imported on first use.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from runtime.errors import NetnsError
-from runtime.linux.fsmode import open_private
 
 if TYPE_CHECKING:  # both imported where used: a checkpoint or restore whose netns is there needs neither
     import ipaddress
 
     from pyroute2 import IPRoute
 
-    from runtime.net import rtnl
-
 __all__ = [
-    "NETNS_DIR", "VethPair", "InterfaceInfo",
-    "netns_path", "netns_exists", "create_netns", "delete_netns",
-    "setup_veth", "teardown", "snapshot_interfaces", "recreate_from_snapshot", "write_snapshot", "read_snapshot",
+    "NETNS_DIR", "VethPair", "netns_path", "netns_exists", "create_netns", "delete_netns",
+    "setup_veth", "add_addresses", "teardown",
 ]
 
-SNAPSHOT_VERSION = 1  # format of write_snapshot()'s file
 NETNS_DIR = "/run/netns"  # where `ip netns add` and pyroute2 bind-mount named namespaces
 _IFNAMSIZ = 15
 
@@ -66,34 +55,6 @@ class VethPair:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VethPair:
         return cls(**data)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InterfaceInfo:
-    """One interface of a netns; ``peer_*`` describe a veth's end in the caller's netns."""
-
-    name: str
-    kind: str  # "loopback", "veth", or the kernel's link kind
-    mac: str
-    mtu: int
-    up: bool
-    addresses: tuple[str, ...]  # CIDR; IPv6 link-local (kernel-made) ones are left out
-    peer_ifname: str | None = None
-    peer_mac: str | None = None
-    peer_addresses: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["addresses"] = list(self.addresses)
-        d["peer_addresses"] = list(self.peer_addresses)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> InterfaceInfo:
-        d = dict(data)
-        d["addresses"] = tuple(d.get("addresses", ()))
-        d["peer_addresses"] = tuple(d.get("peer_addresses", ()))
-        return cls(**d)
 
 
 def netns_path(name_or_path: str) -> str:
@@ -218,6 +179,14 @@ def _setup_veth(netns: str, ns_fd: int, host_ifname: str, ns_ifname: str, host_a
                     ns_addr=ns_addrs[0] if ns_addrs else None, host_mac=host_mac or "", ns_mac=ns_mac or "")
 
 
+def add_addresses(ifname: str, cidrs: Iterable[str]) -> None:
+    """Add more addresses to link ``ifname`` of the caller's netns. Raises :class:`NetnsError`."""
+    with _iproute() as ipr:
+        idx = _lookup(ipr, "the host namespace", ifname)
+        for cidr in cidrs:
+            _add_addr(ipr, ifname, idx, cidr)
+
+
 def teardown(pair: VethPair | None = None, *, netns: str | None = None,
              host_ifname: str | None = None) -> None:
     """Delete the host end of a veth (its peer goes with it) and the named netns.
@@ -233,96 +202,6 @@ def teardown(pair: VethPair | None = None, *, netns: str | None = None,
             _delete_link(ipr, host_ifname)
     if netns:
         delete_netns(netns, missing_ok=True)
-
-
-def snapshot_interfaces(netns: str) -> list[InterfaceInfo]:
-    """Describe every interface in ``netns`` (a name or a path such as ``/proc/PID/ns/net``).
-
-    For a veth whose peer is in the caller's netns, the peer's name, MAC and
-    addresses are recorded too. Read with :mod:`runtime.net.rtnl`, not pyroute2 (see
-    there why). Raises :class:`NetnsError`.
-    """
-    from runtime.net import rtnl
-
-    if not netns_exists(netns):
-        raise NetnsError(netns, "network namespace does not exist")
-    try:
-        with rtnl.open_socket(netns_path(netns)) as ns:
-            links = rtnl.dump_links(ns)
-            addrs = _addresses_by_index(rtnl.dump_addresses(ns))
-    except OSError as exc:
-        raise NetnsError(netns, f"cannot read its links and addresses over netlink: {exc.strerror or exc}") from exc
-    peers = _veth_peers([link for link in links if link.kind == "veth" and link.link
-                         and link.link_netnsid is not None])
-    return [InterfaceInfo(name=link.ifname, kind=link.kind or ("loopback" if link.ifname == "lo" else "unknown"),
-                          mac=link.mac, mtu=link.mtu, up=bool(link.flags & rtnl.IFF_UP),
-                          addresses=tuple(addrs.get(link.index, ())), **peers.get(link.index, {}))
-            for link in links]
-
-
-def write_snapshot(path: str | os.PathLike[str], interfaces: Iterable[InterfaceInfo]) -> None:
-    """Write a :func:`snapshot_interfaces` record as JSON (e.g. ``network.status`` next to images)."""
-    record = {"version": SNAPSHOT_VERSION, "interfaces": [i.to_dict() for i in interfaces]}
-    tmp = f"{os.fspath(path)}.tmp"
-    with open_private(tmp, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def read_snapshot(path: str | os.PathLike[str]) -> list[InterfaceInfo]:
-    """Read what :func:`write_snapshot` wrote. Raises :class:`NetnsError` naming the file."""
-    name = os.fspath(path)
-    try:
-        with open(name, encoding="utf-8") as f:
-            record = json.load(f)
-        if record.get("version") != SNAPSHOT_VERSION:
-            raise NetnsError(name, f"unsupported network snapshot version {record.get('version')!r}")
-        return [InterfaceInfo.from_dict(i) for i in record["interfaces"]]
-    except NetnsError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise NetnsError(name, f"cannot read network snapshot: {exc}") from exc
-
-
-def recreate_from_snapshot(netns: str, interfaces: Iterable[InterfaceInfo | dict[str, Any]], *,
-                           exist_ok: bool = False) -> list[VethPair]:
-    """Create ``netns`` again with the veths of a :func:`snapshot_interfaces` record.
-
-    Every veth gets its names, MACs and addresses back; ``lo`` is brought up.
-    Interfaces of other kinds are refused. On failure everything made is
-    removed. Raises :class:`NetnsError`.
-    """
-    infos = [i if isinstance(i, InterfaceInfo) else InterfaceInfo.from_dict(i) for i in interfaces]
-    for info in infos:
-        if info.kind not in ("loopback", "veth"):
-            raise NetnsError(info.name, f"cannot recreate an interface of kind {info.kind!r}; only veth is supported")
-        if info.kind == "veth" and not info.peer_ifname:
-            raise NetnsError(info.name, "veth peer unknown (it was not in the host namespace at snapshot time)")
-    existed = netns_exists(netns)
-    create_netns(netns, exist_ok=exist_ok)
-    pairs: list[VethPair] = []
-    try:
-        for info in infos:
-            if info.kind != "veth":
-                continue
-            assert info.peer_ifname is not None
-            pairs.append(setup_veth(
-                netns=netns, host_ifname=info.peer_ifname, ns_ifname=info.name,
-                host_addr=info.peer_addresses[0] if info.peer_addresses else None,
-                ns_addr=info.addresses, ns_mac=info.mac or None, host_mac=info.peer_mac or None))
-            if len(info.peer_addresses) > 1:
-                with _iproute() as ipr:
-                    idx = ipr.link_lookup(ifname=info.peer_ifname)[0]
-                    for cidr in info.peer_addresses[1:]:
-                        _add_addr(ipr, info.peer_ifname, idx, cidr)
-    except BaseException:
-        for pair in pairs:
-            teardown(host_ifname=pair.host_ifname)
-        if not existed:
-            delete_netns(netns)
-        raise
-    return pairs
 
 
 # -- helpers ---------------------------------------------------------------
@@ -363,45 +242,6 @@ def _parse_cidr(cidr: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
 def _add_addr(ipr: IPRoute, ifname: str, index: int, cidr: str) -> None:
     iface = _parse_cidr(cidr)
     _call(ifname, ipr.addr, "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-
-
-def _addresses_by_index(addrs: Iterable[rtnl.Address]) -> dict[int, list[str]]:
-    import ipaddress
-
-    out: dict[int, list[str]] = {}
-    for addr in addrs:
-        if addr.address is None or ipaddress.ip_address(addr.address).is_link_local:
-            continue
-        out.setdefault(addr.index, []).append(f"{addr.address}/{addr.prefixlen}")
-    return out
-
-
-def _veth_peers(veths: Sequence[rtnl.Link]) -> dict[int, dict[str, Any]]:
-    """``peer_*`` fields by netns link index, for the veths whose peer is in the caller's netns.
-
-    IFLA_LINK is the peer's index in its own netns; the peer is ours only if
-    our link with that index points back (IFLA_LINK) at the veth.
-    """
-    from runtime.net import rtnl
-
-    if not veths:
-        return {}
-    out: dict[int, dict[str, Any]] = {}
-    link = veths[0]  # named in the error
-    try:
-        with rtnl.open_socket() as here:
-            host_addrs = None
-            for link in veths:
-                peer = rtnl.get_link(here, link.link)
-                if peer is None or peer.link != link.index:
-                    continue
-                if host_addrs is None:
-                    host_addrs = _addresses_by_index(rtnl.dump_addresses(here))
-                out[link.index] = {"peer_ifname": peer.ifname, "peer_mac": peer.mac or None,
-                                   "peer_addresses": tuple(host_addrs.get(peer.index, ()))}
-    except OSError as exc:
-        raise NetnsError(link.ifname, f"cannot read its veth peer over netlink: {exc.strerror or exc}") from exc
-    return out
 
 
 def _delete_link(ipr: IPRoute, ifname: str) -> None:

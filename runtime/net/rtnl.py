@@ -16,11 +16,10 @@ import errno
 import os
 import socket
 import struct
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from runtime.linux import syscalls
+from runtime.net.in_netns import in_netns
 
 __all__ = [
     "Link", "Address", "Message", "IFF_UP", "encode_request", "parse_messages", "parse_attrs", "collect",
@@ -182,25 +181,7 @@ def open_socket(netns: str | None = None) -> socket.socket:
     """
     if netns is None:
         return _new_socket()
-    fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-    result: list[socket.socket | BaseException] = []
-
-    def in_netns() -> None:  # ends in the other netns; a Python thread is never reused
-        try:
-            syscalls.setns(fd, syscalls.CLONE_NEWNET, netns)
-            result.append(_new_socket())
-        except BaseException as exc:
-            result.append(exc)
-
-    try:
-        thread = threading.Thread(target=in_netns, name="rtnl-setns", daemon=True)
-        thread.start()
-        thread.join()
-    finally:
-        os.close(fd)
-    if isinstance(result[0], BaseException):
-        raise result[0]
-    return result[0]
+    return in_netns(netns, _new_socket)
 
 
 def _datagrams(sock: socket.socket) -> Iterator[bytes]:  # a full buffer is an error, never a cut

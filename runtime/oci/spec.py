@@ -21,25 +21,18 @@ from types import MappingProxyType
 from typing import Any
 
 from runtime.oci import checks as chk
+from runtime.oci.process import CAPABILITY_SETS, RLIMIT_TYPES, Process, Rlimit, parse_process
 from runtime.errors import SpecError
 
 __all__ = [
     "Spec", "Process", "Rlimit", "Root", "Mount", "Namespace", "Device", "Resources",
-    "NAMESPACE_TYPES", "load_spec", "parse_spec",
+    "NAMESPACE_TYPES", "RLIMIT_TYPES", "CAPABILITY_SETS", "load_spec", "parse_spec",
 ]
 
 # Namespace types criu-cr creates or joins.
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "cgroup")
 
 SUPPORTED_OCI_VERSIONS = ("1.0", "1.1", "1.2")
-
-RLIMIT_TYPES = (
-    "RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_LOCKS",
-    "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE", "RLIMIT_NPROC",
-    "RLIMIT_RSS", "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING", "RLIMIT_STACK",
-)
-
-CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 
 HOST_NAME_MAX = 64
 
@@ -56,29 +49,6 @@ _RESOURCE_KEYS = MappingProxyType({
     "rdma": frozenset(),
     "unified": frozenset(),
 })
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Rlimit:
-    type: str
-    hard: int
-    soft: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Process:
-    args: tuple[str, ...]
-    env: tuple[str, ...] = ()
-    cwd: str = "/"
-    uid: int = 0
-    gid: int = 0
-    additional_gids: tuple[int, ...] = ()
-    umask: int | None = None
-    terminal: bool = False
-    rlimits: tuple[Rlimit, ...] = ()
-    no_new_privileges: bool = False
-    oom_score_adj: int | None = None
-    capabilities: dict[str, Any] | None = None  # kept raw: {"bounding": [...], ...}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,49 +165,18 @@ def parse_spec(data: Any, bundle_dir: str | os.PathLike[str]) -> Spec:
     chk.obj(data, "(top level)")
     chk.check_keys(data, "", warnings)
 
-    version = chk.get(data, "ociVersion", str, "", required=True)
-    if not any(version == v or version.startswith(v + ".") for v in SUPPORTED_OCI_VERSIONS):
-        raise SpecError("ociVersion", f"version {version!r} is not supported",
-                        "criu-cr reads runtime-spec 1.0, 1.1 and 1.2")
-
-    hooks = data.get("hooks")
-    if hooks:
-        chk.obj(hooks, "hooks")
-        for name, entries in hooks.items():
-            if entries:
-                raise SpecError(f"hooks.{name}", "hooks are not supported", "remove the hooks section")
-
+    version = _version(data)
+    _no_hooks(data.get("hooks"))
     linux = data.get("linux") or {}
     chk.obj(linux, "linux")
     chk.check_keys(linux, "linux", warnings)
-
     namespaces = _namespaces(linux.get("namespaces") or [])
-    hostname = chk.get(data, "hostname", str, "")
-    if hostname and len(hostname.encode()) > HOST_NAME_MAX:
-        raise SpecError("hostname", f"longer than {HOST_NAME_MAX} bytes", "shorten it")
-    if hostname and not any(ns.type == "uts" and ns.path is None for ns in namespaces):
-        raise SpecError("hostname", "a hostname needs a new uts namespace",
-                        "add {\"type\": \"uts\"} to linux.namespaces or remove hostname")
-
+    hostname = _hostname(data, namespaces)
     cgroups_path = _cgroups_path(chk.get(linux, "cgroupsPath", str, "linux") or "")
-    propagation = chk.get(linux, "rootfsPropagation", str, "linux") or ""
-    if propagation not in ROOTFS_PROPAGATIONS:
-        raise SpecError("linux.rootfsPropagation", f"unknown propagation {propagation!r}",
-                        "use one of " + ", ".join(p for p in ROOTFS_PROPAGATIONS if p))
-
-    sysctl = linux.get("sysctl") or {}
-    chk.obj(sysctl, "linux.sysctl")
-    for key, value in sysctl.items():
-        if not isinstance(value, str):
-            raise SpecError(f"linux.sysctl.{key}", "value must be a string")
-
-    annotations = data.get("annotations") or {}
-    chk.obj(annotations, "annotations")
-    for key, value in annotations.items():
-        if not isinstance(value, str):
-            raise SpecError(f"annotations.{key}", "value must be a string")
-
-    process = _process(data.get("process"), warnings)
+    propagation = _propagation(linux)
+    sysctl = _strings(linux.get("sysctl") or {}, "linux.sysctl")
+    annotations = _strings(data.get("annotations") or {}, "annotations")
+    process = parse_process(data.get("process"), warnings)
     return Spec(
         oci_version=version,
         process=process,
@@ -261,73 +200,47 @@ def parse_spec(data: Any, bundle_dir: str | os.PathLike[str]) -> Spec:
 
 # -- helpers: one per section -------------------------------------------------
 
-def _process(proc: Any, warnings: list[str]) -> Process:
-    if proc is None:
-        raise SpecError("process", "missing", "a container needs a process to run")
-    chk.obj(proc, "process")
-    chk.check_keys(proc, "process", warnings)
-    args = chk.array(proc.get("args"), "process.args")
-    if not args or not all(isinstance(a, str) for a in args) or not args[0]:
-        raise SpecError("process.args", "must be a non-empty list of strings", "e.g. [\"sh\"]")
-    env = chk.array(proc.get("env") or [], "process.env")
-    for i, e in enumerate(env):
-        if not isinstance(e, str) or "=" not in e:
-            raise SpecError(f"process.env[{i}]", f"{e!r} is not a NAME=value string")
-    cwd = chk.get(proc, "cwd", str, "process", required=True)
-    if not cwd.startswith("/"):
-        raise SpecError("process.cwd", f"{cwd!r} is not an absolute path", "e.g. \"/\"")
-    user = proc.get("user")
-    if user is None:
-        raise SpecError("process.user", "missing", "give {\"uid\": 0, \"gid\": 0}")
-    chk.obj(user, "process.user")
-    chk.check_keys(user, "process.user", warnings)
-    uid = chk.ident(user.get("uid"), "process.user.uid")
-    gid = chk.ident(user.get("gid"), "process.user.gid")
-    gids = tuple(chk.ident(g, f"process.user.additionalGids[{i}]")
-                 for i, g in enumerate(chk.array(user.get("additionalGids") or [], "process.user.additionalGids")))
-    umask = user.get("umask")
-    if umask is not None and (not chk.is_int(umask) or not 0 <= umask <= 0o777):
-        raise SpecError("process.user.umask", f"{umask!r} is not a mode between 0 and 0777")
-    terminal = chk.get(proc, "terminal", bool, "process") or False
-    if terminal:
-        warnings.append("process.terminal is true but criu-cr allocates no terminal: "
-                        "stdin is /dev/null and output goes to the container log")
-    rlimits = []
-    seen = set()
-    for i, r in enumerate(chk.array(proc.get("rlimits") or [], "process.rlimits")):
-        where = f"process.rlimits[{i}]"
-        chk.obj(r, where)
-        rtype = chk.get(r, "type", str, where, required=True)
-        if rtype not in RLIMIT_TYPES:
-            raise SpecError(f"{where}.type", f"unknown rlimit {rtype!r}", "use a name like RLIMIT_NOFILE")
-        if rtype in seen:
-            raise SpecError(f"{where}.type", f"{rtype} is given twice")
-        seen.add(rtype)
-        hard = chk.uint(r.get("hard"), f"{where}.hard")
-        soft = chk.uint(r.get("soft"), f"{where}.soft")
-        if soft > hard:
-            raise SpecError(where, f"soft limit {soft} is above hard limit {hard}")
-        rlimits.append(Rlimit(type=rtype, hard=hard, soft=soft))
-    caps = proc.get("capabilities")
-    if caps is not None:
-        chk.obj(caps, "process.capabilities")
-        for cap_set, names in caps.items():
-            where = f"process.capabilities.{cap_set}"
-            if cap_set not in CAPABILITY_SETS:
-                raise SpecError(where, "unknown capability set", "use " + ", ".join(CAPABILITY_SETS))
-            for i, name in enumerate(chk.array(names or [], where)):
-                if not isinstance(name, str) or not name.startswith("CAP_"):
-                    raise SpecError(f"{where}[{i}]", f"{name!r} is not a capability name", "e.g. CAP_KILL")
-    oom = proc.get("oomScoreAdj")
-    if oom is not None and (not chk.is_int(oom) or not -1000 <= oom <= 1000):
-        raise SpecError("process.oomScoreAdj", f"{oom!r} is not between -1000 and 1000")
-    return Process(
-        args=tuple(args), env=tuple(env), cwd=cwd, uid=uid, gid=gid, additional_gids=gids, umask=umask,
-        terminal=terminal, rlimits=tuple(rlimits),
-        no_new_privileges=chk.get(proc, "noNewPrivileges", bool, "process") or False,
-        oom_score_adj=oom, capabilities=caps,
-    )
+def _version(data: dict[str, Any]) -> str:
+    version = chk.get(data, "ociVersion", str, "", required=True)
+    if not any(version == v or version.startswith(v + ".") for v in SUPPORTED_OCI_VERSIONS):
+        raise SpecError("ociVersion", f"version {version!r} is not supported",
+                        "criu-cr reads runtime-spec 1.0, 1.1 and 1.2")
+    return version
 
+
+def _no_hooks(hooks: Any) -> None:
+    if hooks:
+        chk.obj(hooks, "hooks")
+        for name, entries in hooks.items():
+            if entries:
+                raise SpecError(f"hooks.{name}", "hooks are not supported", "remove the hooks section")
+
+
+def _hostname(data: dict[str, Any], namespaces: tuple[Namespace, ...]) -> str:
+    hostname = chk.get(data, "hostname", str, "")
+    if hostname and len(hostname.encode()) > HOST_NAME_MAX:
+        raise SpecError("hostname", f"longer than {HOST_NAME_MAX} bytes", "shorten it")
+    if hostname and not any(ns.type == "uts" and ns.path is None for ns in namespaces):
+        raise SpecError("hostname", "a hostname needs a new uts namespace",
+                        "add {\"type\": \"uts\"} to linux.namespaces or remove hostname")
+    return hostname
+
+
+def _propagation(linux: dict[str, Any]) -> str:
+    propagation = chk.get(linux, "rootfsPropagation", str, "linux") or ""
+    if propagation not in ROOTFS_PROPAGATIONS:
+        raise SpecError("linux.rootfsPropagation", f"unknown propagation {propagation!r}",
+                        "use one of " + ", ".join(p for p in ROOTFS_PROPAGATIONS if p))
+    return propagation
+
+
+def _strings(mapping: Any, where: str) -> dict[str, str]:
+    """A JSON object of strings (``linux.sysctl``, ``annotations``)."""
+    chk.obj(mapping, where)
+    for key, value in mapping.items():
+        if not isinstance(value, str):
+            raise SpecError(f"{where}.{key}", "value must be a string")
+    return mapping
 
 def _root(root: Any, bundle: str) -> Root:
     if root is None:

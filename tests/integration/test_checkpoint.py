@@ -487,3 +487,31 @@ def test_bind_mount_from_the_host_is_restored(busybox_bundle, netns, container, 
     # The restored process writes on into the same host directory, from where it was.
     after = until(lambda: (v := read_count(str(shared / "n"))) > at_checkpoint and v, what="writes to go on")
     assert at_checkpoint < after <= at_checkpoint + 40
+
+
+def test_joined_uts_and_ipc_namespaces_are_joined_again_by_the_restore(busybox_bundle, netns, container):
+    """As crun: CRIU gets join_ns for a spec's uts/ipc namespace paths, so the restored tree is back in them."""
+    import subprocess
+
+    holder = subprocess.Popen(["unshare", "--uts", "--ipc", "sleep", "600"])
+    try:
+        uts, ipc = (f"/proc/{holder.pid}/ns/{t}" for t in ("uts", "ipc"))
+        until(lambda: os.stat(uts).st_ino != os.stat("/proc/self/ns/uts").st_ino, what="the holder's namespaces")
+        bundle = busybox_bundle(["sleep", "600"], netns_path=netns.path, hostname=None)
+        with open(os.path.join(bundle, "config.json")) as f:
+            config = json.load(f)
+        for ns in config["linux"]["namespaces"]:
+            if ns["type"] in ("uts", "ipc"):
+                ns["path"] = uts if ns["type"] == "uts" else ipc
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(config, f)
+        ctr = container(bundle)
+        ctr.checkpoint()
+        ctr.restore()
+        pid = ctr.state()["pid"]
+        for path in (uts, ipc):
+            kind = os.path.basename(path)
+            assert os.stat(f"/proc/{pid}/ns/{kind}").st_ino == os.stat(path).st_ino, kind
+    finally:
+        holder.kill()
+        holder.wait()

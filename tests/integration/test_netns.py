@@ -21,7 +21,9 @@ import pytest
 from pyroute2 import IPRoute
 
 from runtime.errors import NetnsError
-from runtime.net.netns import InterfaceInfo, VethPair, create_netns, delete_netns, netns_exists, netns_path, read_snapshot, recreate_from_snapshot, setup_veth, snapshot_interfaces, teardown, write_snapshot
+from runtime.net.in_netns import in_netns
+from runtime.net.netns import VethPair, create_netns, delete_netns, netns_exists, netns_path, setup_veth, teardown
+from runtime.net.snapshot import InterfaceInfo, read_network_status, recreate_from_snapshot, snapshot_interfaces, write_network_status
 from tests.conftest import require
 
 CLONE_NEWNET = 0x40000000
@@ -177,13 +179,14 @@ def test_snapshot_is_json_and_recreates_the_same_network(net: Net, tmp_path: Pat
     assert eth0.kind == "veth" and eth0.mac == "02:42:0a:e7:01:09"
     assert eth0.addresses == (net.ns_addr,)
     assert eth0.peer_ifname == net.host_if and eth0.peer_addresses == (net.host_addr,)
-    status = tmp_path / "network.status"  # as next to checkpoint images
-    write_snapshot(status, snap)
+    write_network_status(tmp_path, netns_path(net.name), snap)  # as next to checkpoint images
 
     teardown(netns=net.name, host_ifname=net.host_if)
     assert not netns_exists(net.name)
 
-    pairs = recreate_from_snapshot(net.name, read_snapshot(status))
+    status = read_network_status(tmp_path)
+    assert status.netns == netns_path(net.name)
+    pairs = recreate_from_snapshot(net.name, status.interfaces)
     assert [p.ns_mac for p in pairs] == ["02:42:0a:e7:01:09"]
     assert snapshot_interfaces(net.name) == snap
     assert _serve_and_connect(net, port=8081) == b"hello from netns"
@@ -220,3 +223,18 @@ def test_recreate_refuses_unknown_kinds(net: Net) -> None:
     with pytest.raises(NetnsError, match="kind 'bridge'"):
         recreate_from_snapshot(net.name, [bogus])
     assert not os.path.lexists(netns_path(net.name))
+
+
+def test_in_netns_runs_there_and_leaves_the_caller_where_it_was(net: Net) -> None:
+    path = create_netns(net.name)
+    here = os.stat("/proc/thread-self/ns/net").st_ino
+    assert in_netns(path, lambda: os.stat("/proc/thread-self/ns/net").st_ino) == os.stat(path).st_ino != here
+    assert os.stat("/proc/thread-self/ns/net").st_ino == here
+
+    def fails() -> None:
+        raise LookupError("from inside")
+
+    with pytest.raises(LookupError, match="from inside"):
+        in_netns(path, fails)
+    with pytest.raises(OSError):
+        in_netns("/proc/self/ns/uts", lambda: None)  # not a network namespace: setns(2) refuses it

@@ -23,7 +23,8 @@ from pyroute2 import IPRoute
 
 from runtime.net import rtnl
 from runtime.errors import NetnsError
-from runtime.net.netns import InterfaceInfo, create_netns, netns_exists, netns_path, setup_veth, snapshot_interfaces, teardown
+from runtime.net.netns import create_netns, netns_exists, netns_path, setup_veth, teardown
+from runtime.net.snapshot import InterfaceInfo, snapshot_interfaces
 from tests.conftest import require
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,8 +157,9 @@ def test_checkpoint_process_never_imports_pyroute2(net: Net, which: str) -> None
     code = (
         "import json, sys\n"
         "import runtime.cr.checkpoint\n"
-        "from runtime.net import netns\n"
-        f"snap = netns.snapshot_interfaces({target!r})\n"
+        "import runtime.net.netns\n"
+        "from runtime.net import snapshot\n"
+        f"snap = snapshot.snapshot_interfaces({target!r})\n"
         "assert 'pyroute2' not in sys.modules, sorted(m for m in sys.modules if m.startswith('pyroute2'))\n"
         "print(json.dumps([i.to_dict() for i in snap]))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from criu_rpc import CgroupRoot, CriuOptions, ExternalMount, InheritFd
+from criu_rpc import CgroupRoot, CriuOptions, ExternalMount, InheritFd, JoinNamespace
 from runtime.cr import criu_options
 from runtime.cr.criu_options import DUMP, RESTORE, CrContext, MountRecord
 
@@ -162,3 +162,13 @@ def test_runtime_exports_every_public_name():
         assert getattr(runtime, name).__name__ == name
     with pytest.raises(AttributeError):
         runtime.NoSuchThing  # noqa: B018
+
+
+def test_joined_uts_and_ipc_namespaces_are_joined_again_at_restore():
+    joined = {"network": "/run/netns/n1", "uts": "/proc/77/ns/uts", "ipc": "/proc/77/ns/ipc"}
+    plan = criu_options.build(_ctx(namespaces=joined), RESTORE)
+    assert plan.fields["join_ns"] == (JoinNamespace(ns="uts", ns_file="/proc/77/ns/uts"),
+                                      JoinNamespace(ns="ipc", ns_file="/proc/77/ns/ipc"))
+    plan.options(images_dir="/tmp", log_file="restore.log", log_level=4)  # CRIU's options accept it
+    assert "join_ns" not in criu_options.build(_ctx(namespaces=joined), DUMP).fields  # dumped as any namespace
+    assert "join_ns" not in criu_options.build(_ctx(), RESTORE).fields  # nothing joined, nothing to join

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.net import netns
+from runtime.net import snapshot
 from runtime.cr.meta import CheckpointMeta, fresh_image_dir
 from runtime.linux.fsmode import makedirs_private, open_private
 from runtime.cr.manifest import write_manifest
@@ -62,7 +62,7 @@ def test_checkpoint_files(tmp_path: Path, umask: int) -> None:
     work = fresh_image_dir(str(tmp_path / "new" / "parent" / "ck"), container_id="c1")
     assert mode(work) == 0o700 and mode(tmp_path / "new") == 0o700
     CheckpointMeta(container_id="c1", bundle="/b", rootfs="/r").write(work)
-    netns.write_snapshot(os.path.join(work, "network.status"), [])
+    snapshot.write_network_status(work, "/run/netns/x", [])
     upper = tmp_path / "upper"
     upper.mkdir()
     (upper / "file").write_text("x")

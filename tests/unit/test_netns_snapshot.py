@@ -1,4 +1,4 @@
-"""runtime.net.netns: the network snapshot file format (pure JSON, no namespaces)."""
+"""runtime.net.snapshot: the network.status file format (pure JSON, no namespaces); netns names."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import NetnsError
-from runtime.net.netns import InterfaceInfo, VethPair, netns_path, read_snapshot, write_snapshot
+from runtime.net.netns import VethPair, netns_path
+from runtime.net.snapshot import InterfaceInfo, NetworkStatus, read_network_status, write_network_status
 
 ETH0 = InterfaceInfo(name="eth0", kind="veth", mac="02:42:0a:e7:01:02", mtu=1500, up=True,
                      addresses=("10.231.1.2/24",), peer_ifname="vh-x", peer_mac="aa:bb:cc:dd:ee:ff",
@@ -19,11 +20,17 @@ LO = InterfaceInfo(name="lo", kind="loopback", mac="00:00:00:00:00:00", mtu=6553
 
 def test_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "network.status"
-    write_snapshot(path, [LO, ETH0])
-    assert read_snapshot(path) == [LO, ETH0]
+    assert write_network_status(tmp_path, "/run/netns/x", [LO, ETH0]) == str(path)
+    assert read_network_status(tmp_path) == NetworkStatus(netns="/run/netns/x", interfaces=(LO, ETH0))
     data = json.loads(path.read_text())
     assert data["version"] == 1 and data["interfaces"][1]["peer_ifname"] == "vh-x"
     assert not (tmp_path / "network.status.tmp").exists()
+
+
+def test_reads_the_unversioned_file_of_older_checkpoints(tmp_path: Path) -> None:
+    old = {"netns": "/run/netns/x", "interfaces": [LO.to_dict(), ETH0.to_dict()]}  # as checkpoint wrote it
+    (tmp_path / "network.status").write_text(json.dumps(old, indent=2))
+    assert read_network_status(tmp_path) == NetworkStatus(netns="/run/netns/x", interfaces=(LO, ETH0))
 
 
 @pytest.mark.parametrize("content,words", [
@@ -36,13 +43,13 @@ def test_bad_files_name_the_file(tmp_path: Path, content: str, words: str) -> No
     path = tmp_path / "network.status"
     path.write_text(content)
     with pytest.raises(NetnsError, match=words) as ei:
-        read_snapshot(path)
+        read_network_status(tmp_path)
     assert ei.value.name == str(path)
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(NetnsError, match="cannot read"):
-        read_snapshot(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError):
+        read_network_status(tmp_path)
 
 
 def test_veth_pair_dict_round_trip() -> None:
