@@ -130,6 +130,11 @@ def test_flipped_page_byte_is_caught_while_criu_restores_and_nothing_runs(web, c
     assert pages.name in r.stderr and "hash differs" in r.stderr and "--no-verify" in r.stderr, r.stderr
     assert web.ctr.status == "checkpointed" and web.ctr.ps() == [] and web.count() == at
 
+    with pytest.raises(ImageIntegrityError) as err:  # into a new container: none is left
+        Container.restore_new("copy", str(images), root=web.root)
+    assert err.value.file == pages.name and err.value.container_id == "copy"
+    assert not Path(web.root, "copy").exists()
+
     shutil.copy2(tmp_path / "saved", pages)
     assert check_invariants(web, canary) == "checkpointed"  # and restored, counter going on
 

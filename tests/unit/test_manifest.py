@@ -194,6 +194,59 @@ def test_a_checkpoint_without_manifest_restores_with_a_warning(images: Path) -> 
         require_checkpoint("web", str(images))
 
 
+# -- a restore's check split: all but the pages before CRIU, the pages beside it ----------
+
+def test_before_criu_everything_but_the_pages_hashes_is_checked(images: Path) -> None:
+    mf.write_manifest(str(images))
+    damage(images / "pages-1.img", imagehash.CHUNK + 7)  # same size: only its hash tells
+    unhashed = require_checkpoint("web", str(images), defer_pages=True)
+    assert unhashed is not None and sorted(unhashed.digests) == ["pages-1.img"]
+    damage(images / "core-1.img", 3)
+    with pytest.raises(ImageIntegrityError) as err:
+        require_checkpoint("web", str(images), defer_pages=True)
+    assert err.value.file == "core-1.img"
+
+
+@pytest.mark.parametrize("damaged", ["truncated", "missing"])
+def test_a_pages_image_of_another_size_or_missing_is_refused_before_criu(images: Path, damaged: str) -> None:
+    mf.write_manifest(str(images))
+    if damaged == "truncated":
+        os.truncate(images / "pages-1.img", 4096)
+    else:
+        (images / "pages-1.img").unlink()
+    with pytest.raises(ImageIntegrityError, match=damaged if damaged == "truncated" else "is missing") as err:
+        mf.verify_but_pages(str(images), container_id="web")
+    assert err.value.file == "pages-1.img"
+
+
+def test_the_pages_check_on_its_thread_names_the_file_when_awaited(images: Path) -> None:
+    mf.write_manifest(str(images))
+    unhashed = mf.verify_but_pages(str(images), container_id="web")
+    assert unhashed is not None
+    unhashed.start().wait()  # intact: no verdict against it
+    damage(images / "pages-1.img", 2 * imagehash.CHUNK + 12344)
+    check = unhashed.start()
+    with pytest.raises(ImageIntegrityError) as err:
+        check.wait()
+    assert err.value.file == "pages-1.img" and "hash differs" in err.value.reason
+    assert err.value.container_id == "web" and err.value.image_dir == str(images)
+
+
+def test_unhashed_pages_reads_the_manifest_only(images: Path) -> None:
+    assert mf.unhashed_pages(str(images)) is None  # no manifest
+    m = mf.write_manifest(str(images))
+    unhashed = mf.unhashed_pages(str(images), container_id="copy")
+    assert unhashed is not None and unhashed.container_id == "copy"
+    assert unhashed.digests == {"pages-1.img": m.files["pages-1.img"].digest}
+
+
+def test_no_verify_and_no_manifest_leave_nothing_to_hash_later(images: Path) -> None:
+    with pytest.warns(RuntimeWarning, match="no criu-cr.manifest"):
+        assert require_checkpoint("web", str(images), defer_pages=True) is None
+    mf.write_manifest(str(images))
+    assert require_checkpoint("web", str(images), verify=False, defer_pages=True) is None
+
+
 # -- pages hashed while they are written ----------------------------------------------
 
 def grow(path: Path, data: bytes, pieces: int) -> None:
