@@ -180,7 +180,10 @@ def criu_message(exc: BaseException) -> str:
 
 
 class ImageIntegrityError(RestoreError):
-    """A checkpoint does not match its manifest (``criu-cr.manifest``); CRIU was not run.
+    """A checkpoint does not match its manifest (``criu-cr.manifest``); nothing restored from it ran.
+
+    Raised before CRIU runs, or -- a pages image whose hash differs, checked
+    while CRIU restores -- once CRIU was stopped before the restored tree ran.
 
     ``image_dir`` is the checkpoint, ``file`` the first bad file's name and
     ``reason`` what is wrong with it ("is missing", "has 4096 bytes where...").

@@ -30,9 +30,9 @@ from unittest import mock
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from runtime.cr import manifest  # noqa: E402
-from runtime.cr.options import CheckpointOptions  # noqa: E402
+from runtime.cr.options import CheckpointOptions, RestoreOptions, RestoreResult  # noqa: E402
 from runtime.container import Container  # noqa: E402
-from runtime.errors import CheckpointError  # noqa: E402
+from runtime.errors import CheckpointError, RestoreError  # noqa: E402
 from runtime.testing.bundle import build_busybox_bundle  # noqa: E402
 
 MiB = 1 << 20
@@ -72,7 +72,7 @@ def hashing(size: int) -> list[tuple[str, float]]:
         shutil.rmtree(work)
 
 
-def container_rounds(size: int, rounds: int, criu: str | None) -> dict[str, list[float]]:
+def container_rounds(size: int, rounds: int, criu: str | None, restore_rounds: int = 0) -> dict[str, list[float]]:
     work = tempfile.mkdtemp(prefix="bench-manifest-")
     images = tempfile.mkdtemp(prefix="bench-manifest-images-", dir="/dev/shm")
     os.rmdir(images)
@@ -86,7 +86,7 @@ def container_rounds(size: int, rounds: int, criu: str | None) -> dict[str, list
         "manifest, hashed after the dump": mock.patch.object(manifest, "follow", lambda d: manifest.Follower(empty)),
         "manifest, pages followed": _nothing(),
     }
-    out: dict[str, list[float]] = {"rss MiB": [], "verify": []}
+    out: dict[str, list[float]] = {"rss MiB": [], "verify": [], "verify before CRIU (all but the pages' hashes)": []}
     for name in variants:
         out[name] = []
         out[f"{name}: CRIU frozen"] = []
@@ -109,6 +109,11 @@ def container_rounds(size: int, rounds: int, criu: str | None) -> dict[str, list
             t = time.perf_counter()
             manifest.verify_manifest(images)
             out["verify"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            manifest.verify_but_pages(images)
+            out["verify before CRIU (all but the pages' hashes)"].append(time.perf_counter() - t)
+        if restore_rounds:
+            out.update(_restore_rounds(ctr, images, criu, restore_rounds))
     finally:
         try:
             ctr.delete(force=True)
@@ -119,18 +124,72 @@ def container_rounds(size: int, rounds: int, criu: str | None) -> dict[str, list
     return out
 
 
-def _checkpoint(ctr: Container, images: str, criu: str | None) -> tuple[float, float]:
+def _checkpoint(ctr: Container, images: str, criu: str | None, *, leave_running: bool = True) -> tuple[float, float]:
     """(seconds of one checkpoint, CRIU's frozen time in seconds). Retried (and said) when CRIU
     fails: on a machine shared with fault tests, CRIU's walk of a host cgroup hierarchy can race
     with cgroups that come and go."""
     for _ in range(5):
         t = time.perf_counter()
         try:
-            res = ctr.checkpoint(CheckpointOptions(image_path=images, leave_running=True, keep=True), criu_path=criu)
+            res = ctr.checkpoint(CheckpointOptions(image_path=images, leave_running=leave_running, keep=True),
+                                 criu_path=criu)
             return time.perf_counter() - t, res.stats.get("frozen_time", 0) / 1e6
         except CheckpointError as exc:
             print(f"(checkpoint failed, retrying: {str(exc)[:160]})", file=sys.stderr)
     raise RuntimeError("5 checkpoints failed in a row")
+
+
+RESTORE_VARIANTS = {"restore, verified": True, "restore, --no-verify": False}
+
+
+def _restore_rounds(ctr: Container, images: str, criu: str | None, rounds: int) -> dict[str, list[float]]:
+    """Checkpoint (stopping) then restore, the variants interleaved; seconds of each, CRIU's own
+    restore time, and how long CRIU's post-restore waited for the pages' hashes (in the monitor,
+    written to a file: the monitor is another process)."""
+    waits = tempfile.NamedTemporaryFile(prefix="bench-manifest-waits-", dir="/dev/shm", delete=False).name
+    real_wait = manifest.HashCheck.wait
+
+    def timed_wait(self: manifest.HashCheck) -> None:
+        t = time.perf_counter()
+        try:
+            real_wait(self)
+        finally:
+            with open(waits, "a") as f:
+                f.write(f"{time.perf_counter() - t}\n")
+
+    try:
+        with mock.patch.object(manifest.HashCheck, "wait", timed_wait):
+            out = _restore_variants(ctr, images, criu, rounds)
+        with open(waits) as f:
+            out["post-restore waited for the hashes"] = [float(x) for x in f.read().split()][1:]
+    finally:
+        os.unlink(waits)
+    return out
+
+
+def _restore_variants(ctr: Container, images: str, criu: str | None, rounds: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"checkpoint (stopping)": []}
+    for name in RESTORE_VARIANTS:
+        out[name] = []
+        out[f"{name}: CRIU"] = []
+    for i in range(rounds + 1):  # the first round warms up
+        for name, verify in RESTORE_VARIANTS.items():
+            took, _ = _checkpoint(ctr, images, criu, leave_running=False)
+            t = time.perf_counter()
+            res = _restore(ctr, images, criu, verify)
+            restored = time.perf_counter() - t
+            if i:
+                out["checkpoint (stopping)"].append(took)
+                out[name].append(restored)
+                out[f"{name}: CRIU"].append(res.criu_duration_us / 1e6)
+    return out
+
+
+def _restore(ctr: Container, images: str, criu: str | None, verify: bool) -> RestoreResult:
+    try:
+        return ctr.restore(RestoreOptions(image_path=images, verify=verify), criu_path=criu)
+    except RestoreError as exc:
+        raise RuntimeError(f"the restore failed: {exc}") from exc
 
 
 class _nothing:
@@ -152,6 +211,8 @@ def _rss(pid: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--rounds", type=int, default=5, help="rounds with and without the manifest each")
+    parser.add_argument("--restore-rounds", type=int, default=7,
+                        help="checkpoint+restore rounds with and without verification each (0: none)")
     parser.add_argument("--size", type=int, default=1024, help="MiB of memory / pages (default 1024)")
     parser.add_argument("--criu", default=None, help="criu binary (default $CRIU_CR_CRIU, then PATH)")
     args = parser.parse_args()
@@ -159,8 +220,9 @@ def main() -> int:
     print(f"# hashing {args.size} MiB on tmpfs, best of 5, {os.cpu_count()} CPUs")
     for name, secs in hashing(size):
         print(f"{name:48s} {secs * 1000:8.1f} ms  {size / secs / 1e9 if secs == secs else 0:5.1f} GB/s")
-    print(f"\n# a container holding {args.size} MiB, images on /dev/shm, {args.rounds} rounds each, medians")
-    res = container_rounds(size, args.rounds, args.criu)
+    print(f"\n# a container holding {args.size} MiB, images on /dev/shm, {args.rounds} rounds each, medians "
+          f"(load average before: {os.getloadavg()[0]:.2f})")
+    res = container_rounds(size, args.rounds, args.criu, args.restore_rounds)
     print(f"container RSS {res.pop('rss MiB')[0]:.0f} MiB")
     med = {k: statistics.median(v) for k, v in res.items()}
     for k, v in res.items():
@@ -171,8 +233,17 @@ def main() -> int:
         frozen = med[f"{name}: CRIU frozen"] - med["no manifest: CRIU frozen"]
         print(f"{name}: {extra * 1000:+.0f} ms = {extra / base * 100:+.1f}% of the checkpoint "
               f"({base * 1000:.0f} ms); frozen time {frozen * 1000:+.0f} ms")
-    print(f"verify before a restore: {med['verify'] * 1000:.0f} ms = {med['verify'] / base * 100:.1f}% "
+    print(f"whole verification alone: {med['verify'] * 1000:.0f} ms = {med['verify'] / base * 100:.1f}% "
           "of the checkpoint time")
+    before = med["verify before CRIU (all but the pages' hashes)"]
+    print(f"verification before CRIU (all but the pages' hashes): {before * 1000:.1f} ms = "
+          f"{before / base * 100:.1f}% of the checkpoint time")
+    if args.restore_rounds:
+        ck = med["checkpoint (stopping)"]
+        extra = med["restore, verified"] - med["restore, --no-verify"]
+        print(f"restore verified vs --no-verify: {extra * 1000:+.0f} ms = {extra / ck * 100:+.1f}% of the "
+              f"stopping checkpoint ({ck * 1000:.0f} ms), {extra / base * 100:+.1f}% of the leave-running one")
+    print(f"(load average after: {os.getloadavg()[0]:.2f}; the machine may be shared with other test runs)")
     return 0
 
 

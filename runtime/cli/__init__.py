@@ -10,7 +10,6 @@ import argparse
 import importlib
 import logging
 import sys
-import warnings
 
 # Modules that add sub-commands; a module not written yet is skipped.
 _COMMAND_MODULES = ("rpc_cmds", "container_cmds", "cr_cmds")
@@ -75,12 +74,6 @@ def install_log_handler() -> None:
         logger.addHandler(_OperatorHandler(logging.WARNING))
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: object = None, line: str | None = None) -> None:
-    # The modules that still use `warnings` (the image checks) look the same as the log records.
-    print(f"criu-cr: warning: {message}", file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
     from runtime.linux.signals import Interrupted, install_cli_handlers
 
@@ -90,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"criu-cr: error: {ROOT_MESSAGE}", file=sys.stderr)
         return 1
     install_log_handler()
-    warnings.showwarning = _show_warning
     install_cli_handlers()
     try:
         return int(args.func(args) or 0)

@@ -10,26 +10,32 @@ the checkpoint's manifest (:mod:`runtime.cr.manifest`), a corrupt inventory.
 from __future__ import annotations
 
 import os
-import warnings
+import logging
 
 from criu_rpc import ImageError, has_inventory
 
 from runtime.cr.meta import METADATA_FILE
 from runtime.errors import RestoreError
-from runtime.cr.manifest import MANIFEST_FILE, verify_manifest
+from runtime.cr.manifest import MANIFEST_FILE, Unhashed, verify_but_pages, verify_manifest
 
 __all__ = ["require_checkpoint", "INVENTORY_FILE"]
+
+_log = logging.getLogger("criu_cr.cr")
 
 INVENTORY_FILE = "inventory.img"
 
 
-def require_checkpoint(container_id: str, image_dir: str, *, verify: bool = True) -> None:
+def require_checkpoint(container_id: str, image_dir: str, *, verify: bool = True,
+                       defer_pages: bool = False) -> Unhashed | None:
     """Refuse ``image_dir`` unless it holds a complete checkpoint that matches its manifest.
 
     With ``verify`` false, the manifest is not checked (the inventory still
     is). A checkpoint without a manifest (from an older criu-cr) passes with
-    a RuntimeWarning. Raises RestoreError (naming the path, or the bad file),
-    ImageIntegrityError (a RestoreError), OSError.
+    a RuntimeWarning. With ``defer_pages``, the pages images' hashes are not
+    checked but returned (their presence and sizes are): the caller checks
+    them before anything restored from them runs. Returns None when there is
+    nothing left to check. Raises RestoreError (naming the path, or the bad
+    file), ImageIntegrityError (a RestoreError), OSError.
     """
     if not os.path.exists(image_dir):
         raise RestoreError(container_id, f"image path {image_dir} does not exist",
@@ -41,9 +47,16 @@ def require_checkpoint(container_id: str, image_dir: str, *, verify: bool = True
     if not os.path.lexists(inventory) and not os.path.lexists(os.path.join(image_dir, METADATA_FILE)):
         raise RestoreError(container_id, f"no checkpoint at {image_dir}",
                            hint="checkpoint the container first, or give --image-path")
-    if verify and verify_manifest(image_dir, container_id=container_id) is None:
-        warnings.warn(f"the checkpoint at {image_dir} has no {MANIFEST_FILE} (it was written by an older "
-                      "criu-cr): its files cannot be checked before CRIU reads them", RuntimeWarning, stacklevel=2)
+    unhashed = None
+    if verify:
+        if defer_pages:
+            unhashed = verify_but_pages(image_dir, container_id=container_id)
+            checked = unhashed is not None
+        else:
+            checked = verify_manifest(image_dir, container_id=container_id) is not None
+    if verify and not checked:
+        _log.warning("the checkpoint at %s has no %s (it was written by an older criu-cr): its files cannot "
+                     "be checked before CRIU reads them", image_dir, MANIFEST_FILE)
     if not os.path.lexists(inventory):
         raise RestoreError(container_id, f"the checkpoint at {image_dir} is incomplete: {INVENTORY_FILE} "
                            "is missing", hint="take a new checkpoint")
@@ -55,3 +68,4 @@ def require_checkpoint(container_id: str, image_dir: str, *, verify: bool = True
     if not valid:
         raise RestoreError(container_id, f"the checkpoint at {image_dir} is corrupt: {inventory} is not "
                            "a CRIU inventory image", hint="take a new checkpoint")
+    return unhashed

@@ -5,7 +5,11 @@ After a successful dump, while the images are still in the work directory,
 images, ``criu-cr.json``, ``network.status``, ``rootfs-diff.tar``) in
 ``criu-cr.manifest``. Before CRIU reads a checkpoint, :func:`verify_manifest`
 checks it and names the first bad file: missing, of another size, of
-another content, or an image file the dump did not write. Logs and
+another content, or an image file the dump did not write. A restore
+splits that check (:func:`verify_but_pages`): all of it but the pages
+images' hashes before CRIU runs, and those hashes on a thread
+(:class:`HashCheck`) while CRIU restores, awaited before the restored tree
+may run (runtime.cr.restore). Logs and
 statistics (``dump.log``, ``restore.log``, ``stats-*``) are left out: they
 are written, kept and removed after the manifest.
 
@@ -25,15 +29,20 @@ from __future__ import annotations
 import json
 import os
 import stat
-import warnings
+import threading
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from runtime.errors import CheckpointError, ImageIntegrityError
 from runtime.linux.fsmode import FILE_MODE, open_private
-from runtime.cr.imagehash import ALGORITHM, Follower, file_digests, follow
+from runtime.cr.imagehash import ALGORITHM, PAGES_PREFIX, Follower, file_digests, follow
 
 __all__ = ["MANIFEST_FILE", "MANIFEST_VERSION", "ALGORITHM", "FileEntry", "Manifest",
-           "build_manifest", "write_manifest", "seal", "follow", "Follower", "read_manifest", "verify_manifest", "compare", "file_digests"]
+           "build_manifest", "write_manifest", "seal", "follow", "Follower", "read_manifest", "verify_manifest",
+           "verify_but_pages", "unhashed_pages", "Unhashed", "HashCheck", "compare", "file_digests"]
+
+_log = logging.getLogger("criu_cr.cr")
 
 from runtime.cr.layout import MANIFEST_FILE, OWN_FILES, RUN_FILES  # noqa: E402 - names in one place
 MANIFEST_VERSION = 1
@@ -163,25 +172,105 @@ def compare(manifest: Manifest, found: dict[str, tuple[int, int]]) -> tuple[str,
     return None
 
 
+HASH_DIFFERS = "has other contents than the checkpoint wrote (its hash differs)"
+
+
+def is_pages(name: str) -> bool:
+    """CRIU's pages-N.img: the bulk of a checkpoint, read by CRIU only late in a restore."""
+    return name.startswith(PAGES_PREFIX) and name.endswith(".img")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unhashed:
+    """Files of a checkpoint found as its manifest lists them (present, same size) whose hash is not checked yet."""
+
+    image_dir: str
+    container_id: str = ""
+    digests: dict[str, str] = field(default_factory=dict)  # name -> the manifest's hash
+
+    def check(self, *, threads: int | None = None) -> None:
+        """Hash the files now. Raises ImageIntegrityError naming the first (by name) that differs, OSError."""
+        names = sorted(self.digests)
+        found = file_digests(self.image_dir, names, threads=threads)
+        for name in names:
+            if found[name] != self.digests[name]:
+                raise ImageIntegrityError(self.image_dir, name, HASH_DIFFERS, container_id=self.container_id)
+
+    def start(self) -> "HashCheck":
+        """:meth:`check` on a thread, while the caller goes on (CRIU restores); see :class:`HashCheck`."""
+        return HashCheck(self)
+
+
+class HashCheck:
+    """:meth:`Unhashed.check` running on one thread of its own; :meth:`wait` gives its verdict.
+
+    One thread: it runs beside CRIU's restore, which works on one CPU, so
+    more hashing threads would only take CPU time from CRIU on a 2-core machine.
+    """
+
+    def __init__(self, unhashed: Unhashed) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(unhashed,), name="criu-cr-verify", daemon=True)
+        self._thread.start()
+
+    def _run(self, unhashed: Unhashed) -> None:
+        try:
+            unhashed.check(threads=1)
+        except BaseException as exc:  # noqa: BLE001 - raised again by wait(), in the waiting thread
+            self._error = exc
+
+    def wait(self) -> None:
+        """Until the hashes are checked. Raises ImageIntegrityError (the first bad file), OSError."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 def verify_manifest(image_dir: str, *, container_id: str = "", threads: int | None = None) -> Manifest | None:
     """Check ``image_dir`` against its manifest; None (nothing checked) when it has none.
 
     ``container_id`` (the container being restored) goes into the error.
     Raises ImageIntegrityError naming the first bad file, OSError.
     """
+    checked = _verify(image_dir, container_id=container_id, threads=threads, later=lambda name: False)
+    return checked[0] if checked is not None else None
+
+
+def verify_but_pages(image_dir: str, *, container_id: str = "", threads: int | None = None) -> Unhashed | None:
+    """:func:`verify_manifest` but for the pages images' hashes: those are returned, to be checked
+    while CRIU restores (their presence and sizes are checked here). None when there is no manifest.
+
+    Raises ImageIntegrityError naming the first bad file, OSError.
+    """
+    checked = _verify(image_dir, container_id=container_id, threads=threads, later=is_pages)
+    return checked[1] if checked is not None else None
+
+
+def unhashed_pages(image_dir: str, *, container_id: str = "") -> Unhashed | None:
+    """The pages images' hashes as the manifest gives them, nothing checked (see :func:`verify_but_pages`);
+    None when there is no manifest. Raises ImageIntegrityError (a bad manifest), OSError."""
+    manifest = read_manifest(image_dir, container_id=container_id)
+    if manifest is None:
+        return None
+    return Unhashed(image_dir=image_dir, container_id=container_id,
+                    digests={n: e.digest for n, e in manifest.files.items() if is_pages(n)})
+
+
+def _verify(image_dir: str, *, container_id: str, threads: int | None,
+            later: Callable[[str], bool]) -> tuple[Manifest, Unhashed] | None:
+    """Names, sizes, then the hashes of the files not ``later``: (the manifest, the files left to hash)."""
     manifest = read_manifest(image_dir, container_id=container_id)
     if manifest is None:
         return None
     found = {n: (st.st_mode, st.st_size) for n, st in _scan(image_dir).items()}
     bad = compare(manifest, found)
-    if bad is None:
-        names = sorted(manifest.files)
-        digests = file_digests(image_dir, names, threads=threads)
-        bad = next(((n, "has other contents than the checkpoint wrote (its hash differs)")
-                    for n in names if digests[n] != manifest.files[n].digest), None)
     if bad is not None:
         raise ImageIntegrityError(image_dir, bad[0], bad[1], container_id=container_id)
-    return manifest
+    now = Unhashed(image_dir=image_dir, container_id=container_id,
+                   digests={n: e.digest for n, e in manifest.files.items() if not later(n)})
+    now.check(threads=threads)
+    return manifest, Unhashed(image_dir=image_dir, container_id=container_id,
+                              digests={n: e.digest for n, e in manifest.files.items() if later(n)})
 
 
 def seal(image_dir: str, *, container_id: str, strict: bool, followed: Follower | None = None) -> None:
@@ -207,5 +296,5 @@ def seal(image_dir: str, *, container_id: str, strict: bool, followed: Follower 
     except OSError as exc:
         if strict:
             raise CheckpointError(container_id, f"cannot write the checkpoint's {MANIFEST_FILE}: {exc}") from exc
-        warnings.warn(f"container {container_id!r}: checkpoint taken, but its {MANIFEST_FILE} could not be "
-                      f"written ({exc}): a restore cannot check its files", RuntimeWarning, stacklevel=2)
+        _log.warning("container %r: checkpoint taken, but its %s could not be written (%s): a restore cannot "
+                     "check its files", container_id, MANIFEST_FILE, exc)

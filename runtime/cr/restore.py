@@ -17,7 +17,7 @@ import signal
 import time
 from typing import Any
 
-from criu_rpc import CriuClient, CriuError, CriuRpcError, InheritFd, NotifyHandler, deadline_for
+from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, deadline_for
 from criu_rpc.notify import NOTIFY_SCRIPTS
 
 from runtime.cr import criu_options, pending
@@ -28,8 +28,9 @@ from runtime.container.host import overlay_dirs
 from runtime.cr.criu_options import Direction
 from runtime.cr.meta import NETWORK_FILE, CheckpointMeta, choose_network_lock, read_meta, remove_logs, require_usable_criu, stats_dict
 from runtime.cr.options import CTR_LOG, DEFAULT_IMAGE_DIR, RESTORE_LOG, REPORT_MARGIN, RestoreOptions, RestoreResult, criu_us
-from runtime.errors import RestoreError, criu_message
+from runtime.errors import ImageIntegrityError, RestoreError, criu_message
 from runtime.cr.imagecheck import require_checkpoint
+from runtime.cr.manifest import HashCheck, Unhashed, unhashed_pages
 from runtime.container.init import report
 from runtime.container.monitor import read_report, spawn_monitor
 from runtime.oci.spec import load_spec
@@ -73,8 +74,12 @@ def restore_locked(store: StateStore, container_id: str, opts: RestoreOptions, *
         image_dir = opts.image_path or (st.extra.get("checkpoint") or {}).get("image_dir") \
             or store.path(cid, DEFAULT_IMAGE_DIR)
         facts = require_usable_criu(criu_path, store.root)
-        # Before CRIU reads a byte: the files as the checkpoint wrote them.
-        require_checkpoint(cid, image_dir, verify=opts.verify and not new)
+        # Before CRIU reads a byte: the files as the checkpoint wrote them, all but the pages'
+        # hashes, which are checked while CRIU restores (see _MonitorRestore). A new container's
+        # files were checked before it was made (restore_new).
+        unhashed = require_checkpoint(cid, image_dir, verify=opts.verify and not new, defer_pages=True)
+        if new and opts.verify:
+            unhashed = unhashed_pages(image_dir, container_id=cid)
         meta = read_meta(image_dir, container_id=cid)
         if new:
             _warn_shared_netns(store, cid, meta)
@@ -87,7 +92,7 @@ def restore_locked(store: StateStore, container_id: str, opts: RestoreOptions, *
             with deferred("the restore"):
                 try:
                     result = _restore_in_monitor(store, st, meta, image_dir, opts, criu_path, criu_root,
-                                                 lock, notify)
+                                                 lock, notify, unhashed)
                 except BaseException:
                     _undo(store, st, image_dir)
                     raise
@@ -153,22 +158,30 @@ def _tcp_mode(opts: RestoreOptions, meta: CheckpointMeta) -> dict[str, bool]:
 
 
 class _RestoreHooks(NotifyHandler):
-    """CRIU's restore callbacks: the restored init's pid arrives with post-restore.
+    """CRIU's restore callbacks: the restored init's pid arrives with post-restore, where the
+    verdict of the pages' hashes (``check``) is awaited.
 
+    Post-restore, not pre-resume: CRIU 4.2.1 aborts the restore and kills
+    the tree it built when post-restore fails -- by then every page is in
+    place, the tree has not run and the netns is still locked -- but only
+    logs a failed pre-resume and resumes the tree anyway (cr-restore.c).
     Nothing is needed at setup-namespaces: the joined netns is handed in as
     an fd and the cgroups exist before CRIU starts. A caller's handler sees
-    every callback first.
+    every callback, after ours (so not a post-restore whose hashes failed).
     """
 
-    def __init__(self, user: NotifyHandler | None = None) -> None:
+    def __init__(self, user: NotifyHandler | None = None, check: HashCheck | None = None) -> None:
         self.pid: int | None = None
         self._user = user
+        self._check = check
         if user is not None:  # every other callback is the caller's
             for name in set(NOTIFY_SCRIPTS.values()) - {"post_restore"}:
                 setattr(self, name, getattr(user, name))
 
     def post_restore(self, ctx: Any) -> None:
         self.pid = ctx.pid
+        if self._check is not None:
+            self._check.wait()  # ImageIntegrityError: CRIU aborts and kills the tree before it ran
         if self._user is not None:
             self._user.post_restore(ctx)
 
@@ -192,8 +205,9 @@ def _restore_root(store: StateStore, st: ContainerState) -> tuple[str, bool]:
 
 
 def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointMeta, image_dir: str,
-                        opts: RestoreOptions, criu_path: str | None, criu_root: str,
-                        network_lock: str, notify: NotifyHandler | None = None) -> RestoreResult:
+                        opts: RestoreOptions, criu_path: str | None, criu_root: str, network_lock: str,
+                        notify: NotifyHandler | None = None, unhashed: Unhashed | None = None) -> RestoreResult:
+    """Run CRIU's restore in a new monitor process, wait for its report, record the restored init."""
     cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
     if cg is not None:
         cg.create()
@@ -204,85 +218,151 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
     try:
-        stdio_fds = {}
-        if "stdout" in meta.stdio:
-            stdio_fds[meta.stdio["stdout"]] = out_w
-        if "stderr" in meta.stdio:
-            stdio_fds[meta.stdio["stderr"]] = err_w
-        spec_binds = {}
-        try:
-            spec_binds = {m.destination: m.source for m in load_spec(st.bundle).mounts if m.is_bind}
-        except Exception:  # noqa: BLE001 - fall back to the recorded sources
-            pass
-        ctx = criu_options.CrContext(
-            rootfs=criu_root, namespaces=dict(meta.namespaces), mounts=meta.mounts,
-            cgroup_paths=dict(cg.paths) if cg else {}, cg_roots=tuple(cg.cg_roots()) if cg else (),
-            bind_sources=spec_binds, stdio_fds=stdio_fds,
-            network_lock=network_lock,
-            **_tcp_mode(opts, meta), file_locks=opts.file_locks)
-        try:
-            plan = criu_options.build(ctx, Direction.RESTORE)
-        except LookupError as exc:
-            raise RestoreError(st.id, str(exc)) from exc
-        handed: list[InheritFd] = []
-        for key, path in plan.open_paths:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            opened.append(fd)
-            handed.append(InheritFd(key=key, fd=fd))
-        criu_opts = plan.options(images_dir=image_dir, log_file=RESTORE_LOG, log_level=opts.log_level,
-                                 opened=handed)
+        stdio_fds = {meta.stdio[name]: fd for name, fd in (("stdout", out_w), ("stderr", err_w)) if name in meta.stdio}
+        criu_opts = _criu_options(st, meta, image_dir, opts, criu_root, network_lock, cg, stdio_fds, opened)
         client = CriuClient(criu_path)
         client.criu_path  # locate CRIU here, so a missing binary is reported before forking
         timeout = opts.timeout or deadline_for(image_dir)
         new_stdio = {"stdin": "/dev/null", "stdout": f"pipe:[{os.fstat(out_w).st_ino}]",
                      "stderr": f"pipe:[{os.fstat(err_w).st_ino}]"}
-
-        def produce_init() -> int:
-            # The journal outlives a killed criu-cr: the next command settles from it.
-            me = os.getpid()
-            pending.write_journal(journal, monitor=me, monitor_start=proc_start_time(me) or 0)
-            hooks = _RestoreHooks(notify)
-            try:
-                res = client.restore(criu_opts, notify=hooks, timeout=timeout)
-                if hooks.pid is not None and hooks.pid != res.pid:
-                    raise RestoreError(st.id, f"CRIU announced pid {hooks.pid} after restore but answered {res.pid}")
-                pending.write_journal(journal, init=res.pid, init_start=proc_start_time(res.pid) or 0,
-                                      stdio=new_stdio)
-                return res.pid
-            except BaseException as exc:
-                pending.write_journal(journal, error=str(exc) or type(exc).__name__)
-                if isinstance(exc, CriuError):
-                    report(rep_w, criu={"message": criu_message(exc), "log_path": getattr(exc, "log_path", None),
-                                        "log_errors": list(getattr(exc, "log_errors", []) or [])})
-                raise
-            finally:
-                for fd in [out_w, err_w, *opened]:
-                    os.close(fd)
-
+        produce_init = _MonitorRestore(container_id=st.id, client=client, criu_opts=criu_opts, timeout=timeout,
+                                       journal=journal, new_stdio=new_stdio, report_w=rep_w,
+                                       owned_fds=(out_w, err_w, *opened), notify=notify, unhashed=unhashed)
         monitor_pid = spawn_monitor(log_path=store.path(st.id, CTR_LOG), output_fds=(out_r, err_r),
                                     report_w=rep_w, keep_fds=(out_w, err_w, *opened), produce_init=produce_init,
                                     on_exit=functools.partial(mark_stopped, store.root, st.id))
+    except BaseException:
+        os.close(rep_r)
+        raise
     finally:
         for fd in (out_r, out_w, err_r, err_w, rep_w, *opened):
             os.close(fd)
     st = pending.update(store, st, monitor=monitor_pid)
-    try:
-        messages = read_report(rep_r, timeout + REPORT_MARGIN, watch_pid=monitor_pid)
-    except TimeoutError:
-        _kill_monitor(monitor_pid)
-        raise RestoreError(st.id, f"the restore did not finish within {timeout + REPORT_MARGIN:.0f} s: it was stopped, "
-                           "and nothing of the restore runs", log_path=os.path.join(image_dir, RESTORE_LOG),
-                           hint=f"see {os.path.join(image_dir, RESTORE_LOG)}") from None
+    messages = _await_report(st.id, image_dir, rep_r, monitor_pid, timeout)
     init_pid = int(messages.get("init", 0))
     if "error" in messages or not init_pid:
-        crit = messages.get("criu") or {}
-        cause = CriuRpcError("RESTORE", log_path=crit.get("log_path"), log_errors=crit.get("log_errors"))
-        raise RestoreError(st.id, crit.get("message") or messages.get("error", "restore failed"),
-                           log_path=crit.get("log_path"), log_errors=crit.get("log_errors") or [],
-                           hint=f"the checkpoint at {image_dir} is kept: fix the cause and restore again") from cause
+        _raise_failure(st.id, image_dir, messages)
+    return _record(store, st, meta, image_dir, opts, init_pid, messages, new_stdio, journal)
+
+
+def _criu_options(st: ContainerState, meta: CheckpointMeta, image_dir: str, opts: RestoreOptions, criu_root: str,
+                  network_lock: str, cg: Cgroups | None, stdio_fds: dict[str, int], opened: list[int]) -> CriuOptions:
+    """CRIU's restore request for this container; the files it inherits are opened into ``opened``."""
+    spec_binds = {}
+    try:
+        spec_binds = {m.destination: m.source for m in load_spec(st.bundle).mounts if m.is_bind}
+    except Exception:  # noqa: BLE001 - fall back to the recorded sources
+        pass
+    ctx = criu_options.CrContext(
+        rootfs=criu_root, namespaces=dict(meta.namespaces), mounts=meta.mounts,
+        cgroup_paths=dict(cg.paths) if cg else {}, cg_roots=tuple(cg.cg_roots()) if cg else (),
+        bind_sources=spec_binds, stdio_fds=stdio_fds,
+        network_lock=network_lock,
+        **_tcp_mode(opts, meta), file_locks=opts.file_locks)
+    try:
+        plan = criu_options.build(ctx, Direction.RESTORE)
+    except LookupError as exc:
+        raise RestoreError(st.id, str(exc)) from exc
+    handed: list[InheritFd] = []
+    for key, path in plan.open_paths:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        opened.append(fd)
+        handed.append(InheritFd(key=key, fd=fd))
+    return plan.options(images_dir=image_dir, log_file=RESTORE_LOG, log_level=opts.log_level, opened=handed)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _MonitorRestore:
+    """The monitor's ``produce_init``: CRIU's restore, run in the monitor (the restored tree's parent).
+
+    The pages images' hashes (``unhashed``) are checked on a thread beside
+    CRIU and awaited in its post-restore notify (:class:`_RestoreHooks`): a
+    damaged checkpoint is refused before the restored tree runs, and CRIU
+    kills what it built.
+    """
+
+    container_id: str
+    client: CriuClient
+    criu_opts: CriuOptions
+    timeout: float
+    journal: str
+    new_stdio: dict[str, str]
+    report_w: int
+    owned_fds: tuple[int, ...]  # closed here once CRIU has them (the monitor must not hold them)
+    notify: NotifyHandler | None
+    unhashed: Unhashed | None
+
+    def __call__(self) -> int:
+        # The journal outlives a killed criu-cr: the next command settles from it.
+        me = os.getpid()
+        pending.write_journal(self.journal, monitor=me, monitor_start=proc_start_time(me) or 0)
+        check = self.unhashed.start() if self.unhashed is not None and self.unhashed.digests else None
+        hooks = _RestoreHooks(self.notify, check)
+        try:
+            res = self.client.restore(self.criu_opts, notify=hooks, timeout=self.timeout)
+            if hooks.pid is not None and hooks.pid != res.pid:
+                raise RestoreError(self.container_id,
+                                   f"CRIU announced pid {hooks.pid} after restore but answered {res.pid}")
+            pending.write_journal(self.journal, init=res.pid, init_start=proc_start_time(res.pid) or 0,
+                                  stdio=self.new_stdio)
+            return res.pid
+        except BaseException as exc:
+            pending.write_journal(self.journal, error=str(exc) or type(exc).__name__)
+            if isinstance(exc, CriuError):
+                _report_criu_failure(self.report_w, exc, check)
+            raise
+        finally:
+            for fd in self.owned_fds:
+                os.close(fd)
+
+
+def _report_criu_failure(report_w: int, exc: CriuError, check: HashCheck | None) -> None:
+    """Tell the caller why CRIU failed: a bad file of the checkpoint when the hashes found one
+    (also when CRIU failed on it before post-restore), else CRIU's error and log."""
+    bad = exc.__cause__ if isinstance(exc.__cause__, ImageIntegrityError) else None
+    if bad is None and check is not None:
+        try:
+            check.wait()
+        except ImageIntegrityError as found:
+            bad = found
+        except OSError:
+            pass
+    if bad is not None:
+        report(report_w, integrity={"file": bad.file, "reason": bad.reason})
+    else:
+        report(report_w, criu={"message": criu_message(exc), "log_path": getattr(exc, "log_path", None),
+                               "log_errors": list(getattr(exc, "log_errors", []) or [])})
+
+
+def _await_report(cid: str, image_dir: str, rep_r: int, monitor_pid: int, timeout: float) -> dict[str, Any]:
+    """The monitor's report; past the deadline the monitor and what it runs are killed."""
+    try:
+        return read_report(rep_r, timeout + REPORT_MARGIN, watch_pid=monitor_pid)
+    except TimeoutError:
+        _kill_monitor(monitor_pid)
+        log = os.path.join(image_dir, RESTORE_LOG)
+        raise RestoreError(cid, f"the restore did not finish within {timeout + REPORT_MARGIN:.0f} s: it was stopped, "
+                           "and nothing of the restore runs", log_path=log, hint=f"see {log}") from None
+
+
+def _raise_failure(cid: str, image_dir: str, messages: dict[str, Any]) -> None:
+    """Raise what the monitor reported: ImageIntegrityError for a bad file, else RestoreError with CRIU's log."""
+    bad = messages.get("integrity")
+    if bad:
+        raise ImageIntegrityError(image_dir, bad["file"], bad["reason"], container_id=cid)
+    crit = messages.get("criu") or {}
+    cause = CriuRpcError("RESTORE", log_path=crit.get("log_path"), log_errors=crit.get("log_errors"))
+    raise RestoreError(cid, crit.get("message") or messages.get("error", "restore failed"),
+                       log_path=crit.get("log_path"), log_errors=crit.get("log_errors") or [],
+                       hint=f"the checkpoint at {image_dir} is kept: fix the cause and restore again") from cause
+
+
+def _record(store: StateStore, st: ContainerState, meta: CheckpointMeta, image_dir: str, opts: RestoreOptions,
+            init_pid: int, messages: dict[str, Any], new_stdio: dict[str, str], journal: str) -> RestoreResult:
+    """Record the restored init in the state (or end it), then drop the journal and, unless kept, the logs."""
     try:
         st = pending.record_restored(store, st, init_pid, int(messages.get("monitor", 0)), sorted(meta.namespaces),
-                             new_stdio)
+                                     new_stdio)
     except BaseException:
         # Unrecorded, the restored tree would run on out of anyone's reach: end it (its
         # pid namespace goes with its init; the monitor then exits).

@@ -58,7 +58,8 @@ def prepare_new_container(store: StateStore, container_id: str, opts: RestoreOpt
     if not opts.image_path:
         raise RestoreError(container_id, "restoring into a new container needs the checkpoint's image path",
                            hint="give --image-path DIR")
-    require_checkpoint(container_id, opts.image_path, verify=opts.verify)
+    # The pages images' hashes are checked while CRIU restores them (restore_locked).
+    require_checkpoint(container_id, opts.image_path, verify=opts.verify, defer_pages=True)
     meta = read_meta(opts.image_path, container_id=container_id)
     bundle = opts.bundle or meta.bundle
     if not bundle or not os.path.isfile(os.path.join(bundle, "config.json")):
