@@ -76,6 +76,8 @@ def restore_locked(store: StateStore, container_id: str, opts: RestoreOptions, *
         # Before CRIU reads a byte: the files as the checkpoint wrote them.
         require_checkpoint(cid, image_dir, verify=opts.verify and not new)
         meta = read_meta(image_dir, container_id=cid)
+        if opts.netns:  # another pre-created netns (a second copy's own): CRIU joins that one
+            meta = dataclasses.replace(meta, namespaces={**meta.namespaces, "network": opts.netns})
         if new:
             _warn_shared_netns(store, cid, meta)
         _ensure_network(meta, image_dir)
