@@ -128,7 +128,12 @@ def write_archive(path: str, image_dir: str, *, extra: Mapping[str, bytes] | Non
             raise ValueError(f"{name!r} is not a top-level member of a checkpoint archive")
     path = os.path.abspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        os.unlink(tmp)  # a stale one of a killed export with our pid
+    except FileNotFoundError:
+        pass
+    # O_EXCL: never through a link someone put at this name
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
     try:
         os.fchmod(fd, FILE_MODE)  # whatever the umask: the pages hold secrets
         with os.fdopen(fd, "wb", buffering=CHUNK) as raw:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 import tarfile
 
@@ -20,7 +21,7 @@ from runtime.container import Container
 from runtime.testing.net import http_get, wait_tcp
 from tests.conftest import require
 from tests.integration.container_helpers import cli, until
-from tests.integration.test_checkpoint import SERVICE, _prereqs, counter, read_count  # noqa: F401 - fixture
+from tests.integration.test_checkpoint import SERVICE, _echo, _prereqs, counter, read_count  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 
@@ -159,3 +160,15 @@ def test_malicious_archive_leaves_nothing(tmp_path, elsewhere):
     bad.write_bytes(buf.getvalue())
     _leaves_nothing(elsewhere, str(bad), "outside")
     assert not os.path.exists("/tmp/criu-cr-evil")
+
+
+def test_a_held_tcp_connection_goes_on_through_export_and_import(service, tmp_path, state_root, elsewhere):
+    ctr, net = service
+    wait_tcp(net.ip, 7000, timeout=10)
+    with socket.create_connection((net.ip, 7000), timeout=5) as sock:
+        assert _echo(sock, b"before\n") == b"before\n"
+        archive = _export(ctr, tmp_path, state_root, "--tcp-established")
+        # The original stays checkpointed (its netns locked) while its archive is restored elsewhere.
+        res = cli(elsewhere, "restore", "--import", archive, "--tcp-established")
+        assert res.returncode == 0, res.stderr
+        assert _echo(sock, b"after import\n") == b"after import\n"
