@@ -172,3 +172,19 @@ def test_a_held_tcp_connection_goes_on_through_export_and_import(service, tmp_pa
         res = cli(elsewhere, "restore", "--import", archive, "--tcp-established")
         assert res.returncode == 0, res.stderr
         assert _echo(sock, b"after import\n") == b"after import\n"
+
+
+def test_rootfs_stands_in_for_a_root_filesystem_that_is_not_here(service, tmp_path, state_root, elsewhere):
+    ctr, net = service
+    archive = _export(ctr, tmp_path, state_root)
+    lower = os.path.join(ctr.refresh().bundle, "rootfs")
+    ctr.delete()
+    moved_root = str(tmp_path / "image-root")
+    os.rename(lower, moved_root)  # as on a machine where the image lives elsewhere
+    res = cli(elsewhere, "restore", "--import", archive)
+    assert res.returncode != 0 and "--rootfs" in res.stderr
+    assert [n for n in os.listdir(elsewhere) if not n.startswith(".criu-features")] == []
+    res = cli(elsewhere, "restore", "--import", archive, "--rootfs", moved_root)
+    assert res.returncode == 0, res.stderr
+    wait_tcp(net.ip, 80, timeout=10)
+    assert http_get(net.ip, 80) == (200, b"hello from the container\n")
