@@ -21,6 +21,7 @@ __all__ = [
     "ContainerStateError",
     "criu_message",
     "ImageIntegrityError",
+    "ArchiveError",
     "state_hint",
 ]
 
@@ -200,3 +201,24 @@ class ImageIntegrityError(RestoreError):
         super().__init__(container_id, problem, hint=hint)
         if not container_id:
             self.args = (f"{problem}. {hint}",)
+
+
+class ArchiveError(ContainerError, ValueError):
+    """A checkpoint archive (``--export``/``--import``) that cannot be written or is refused.
+
+    ``archive`` is the archive's path, ``member`` the member involved
+    ("checkpoint/pages-1.img", or "" for the archive as a whole) and
+    ``problem`` what is wrong with it. An import that fails leaves nothing
+    behind; an export that fails leaves no file.
+    """
+
+    def __init__(self, archive: str, member: str, problem: str, hint: str = "") -> None:
+        self.archive = archive
+        self.member = member
+        self.problem = problem
+        self.hint = hint
+        where = f"{archive}: {member}" if member else archive
+        msg = f"checkpoint archive {where}: {problem}"
+        if hint:
+            msg += f" ({hint})"
+        super().__init__(msg)

@@ -6,6 +6,9 @@ statistics shaped like podman's). ``restore`` prints the restored init's pid
 exist makes container ID from the checkpoint (from ``--bundle``, default the
 checkpointed container's bundle) -- the way to make a copy of a container
 checkpointed with ``--leave-running``, or to bring one back after delete.
+``checkpoint --export FILE`` also writes the checkpoint as one archive in
+podman's layout; ``restore --import FILE`` makes a new container from one
+(on this or another machine; see runtime.cr.portable).
 """
 
 from __future__ import annotations
@@ -22,7 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("checkpoint", help="checkpoint a running container",
                               description="Checkpoint a running container with CRIU (over RPC).")
     p.add_argument("id", help="container id")
-    p.add_argument("-e", "--image-path", help="where to write the checkpoint (default: <state>/<id>/checkpoint)")
+    p.add_argument("--image-path", help="where to write the checkpoint (default: <state>/<id>/checkpoint)")
+    p.add_argument("-e", "--export", metavar="FILE",
+                   help="also write the checkpoint as one archive (podman's layout, readable by checkpointctl)")
+    p.add_argument("-c", "--compress", choices=("zstd", "gzip", "none"), default="zstd",
+                   help="compression of the --export archive (default: zstd)")
     p.add_argument("-R", "--leave-running", action="store_true", help="leave the container running")
     p.add_argument("--tcp-skip-in-flight", action="store_true", default=None,
                    help="drop connections the container has not accepted yet instead of failing "
@@ -32,14 +39,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("restore", help="restore a checkpointed container",
                               description="Restore a checkpointed container with CRIU (over RPC).")
-    p.add_argument("id", help="container id")
-    p.add_argument("-e", "--image-path", help="the checkpoint to restore (default: the container's last one)")
+    p.add_argument("id", nargs="?", help="container id (with --import: the new container's, as --name)")
+    p.add_argument("--image-path", help="the checkpoint to restore (default: the container's last one)")
+    p.add_argument("-i", "--import", dest="import_", metavar="FILE",
+                   help="restore a new container from a checkpoint archive (checkpoint --export)")
+    p.add_argument("-n", "--name", help="with --import: the new container's id (default: the archive's)")
+    p.add_argument("--netns", metavar="PATH",
+                   help="restore into this pre-created network namespace instead of the checkpointed one")
+    p.add_argument("--rootfs", metavar="DIR",
+                   help="with --import: the root filesystem, when the archive's is not on this machine")
+    p.add_argument("--import-limit", type=_size, metavar="SIZE",
+                   help="with --import: the most the archive may unpack to (default 64G; K/M/G/T suffixes)")
     p.add_argument("-b", "--bundle", help="bundle for a new container (default: the checkpointed one's)")
     p.add_argument("--tcp-close", action="store_true", help="restore established TCP connections closed")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="do not check the images against the checkpoint's manifest before CRIU reads them")
     _common(p, "restore")
     p.set_defaults(func=_restore)
+
+
+def _size(text: str) -> int:
+    """``"64G"`` -> bytes (K, M, G, T: powers of 1024)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("B")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 128G)") from None
 
 
 def _common(p: argparse.ArgumentParser, verb: str) -> None:
@@ -72,9 +100,9 @@ def _checkpoint(args: argparse.Namespace) -> int:
     ctr = Container.load(args.id, args.root)
     res = ctr.checkpoint(CheckpointOptions(
         image_path=args.image_path, leave_running=args.leave_running, tcp_established=args.tcp_established,
-        tcp_skip_in_flight=args.tcp_skip_in_flight,
+        tcp_skip_in_flight=args.tcp_skip_in_flight, export=args.export, compress=args.compress,
         file_locks=args.file_locks, keep=args.keep, network_lock=args.network_lock), criu_path=args.criu)
-    return _print_result(args, "checkpoint", res, res.image_dir)
+    return _print_result(args, "checkpoint", res, res.archive or res.image_dir)
 
 
 def _restore(args: argparse.Namespace) -> int:
@@ -84,7 +112,22 @@ def _restore(args: argparse.Namespace) -> int:
     from runtime.container.state import StateStore
 
     fields = dict(tcp_established=args.tcp_established, tcp_close=args.tcp_close, file_locks=args.file_locks,
-                  keep=args.keep, network_lock=args.network_lock, verify=args.verify)
+                  keep=args.keep, network_lock=args.network_lock, verify=args.verify, netns=args.netns)
+    if args.import_:
+        if args.image_path or args.bundle:
+            raise SystemExit("criu-cr restore: --import takes its images and bundle from the archive "
+                             "(not with --image-path or --bundle)")
+        if args.name and args.id and args.name != args.id:
+            raise SystemExit(f"criu-cr restore: --name {args.name} and ID {args.id} disagree: give one")
+        fields.pop("netns")
+        res = Container.restore_import(args.import_, name=args.name or args.id, netns=args.netns,
+                                       rootfs=args.rootfs, root=args.root, limit=args.import_limit,
+                                       criu_path=args.criu, **fields)
+        return _print_result(args, "restore", res, res.pid)
+    if not args.id:
+        raise SystemExit("criu-cr restore: give the container's ID (or --import FILE)")
+    if args.name or args.rootfs or args.import_limit:
+        raise SystemExit("criu-cr restore: --name, --rootfs and --import-limit go with --import")
     if not StateStore(args.root).exists(args.id) and args.image_path:
         res = Container.restore_new(args.id, args.image_path, bundle=args.bundle, root=args.root,
                                     criu_path=args.criu, **fields)

@@ -322,6 +322,25 @@ class Container:
         opts = RestoreOptions(image_path=image_path, bundle=bundle, **fields)
         return restore_new(StateStore(root), container_id, opts, criu_path=criu_path, notify=notify)
 
+    @classmethod
+    def restore_import(cls, archive: str, *, name: str | None = None, netns: str | None = None,
+                       rootfs: str | None = None, root: str | None = None, limit: int | None = None,
+                       criu_path: str | None = None, notify: NotifyHandler | None = None,
+                       **fields: Any) -> RestoreResult:
+        """Make a container from a checkpoint archive (``checkpoint --export``) and restore it.
+
+        See :func:`runtime.cr.portable.restore_import`: the id is ``name``, else
+        the archive's; ``netns`` another pre-created netns; ``rootfs`` the root
+        filesystem when the archive's is not here; ``limit`` the bytes it may
+        unpack to. Raises ArchiveError, RestoreError, ContainerExistsError.
+        """
+        from runtime.cr import archive as _archive
+        from runtime.cr.portable import restore_import
+
+        opts = RestoreOptions(netns=netns, **fields)
+        return restore_import(StateStore(root), archive, opts, name=name, rootfs=rootfs,
+                              limit=limit or _archive.DEFAULT_IMPORT_LIMIT, criu_path=criu_path, notify=notify)
+
     def _need(self, action: Action) -> ContainerState:
         """The current state, if ``action`` is allowed in it. Raises ContainerStateError."""
         st = pending.current(self._store, self.id)

@@ -23,7 +23,7 @@ from typing import Any
 from criu_rpc import CriuClient, CriuError, NotifyHandler, deadline_for
 
 from runtime.cr.layout import ROOTFS_DIFF
-from runtime.cr import criu_options, manifest, pending
+from runtime.cr import criu_options, manifest, pending, portable
 from runtime.cr.criu_options import Direction
 from runtime.linux import mounts
 from runtime.net import snapshot
@@ -61,7 +61,8 @@ def checkpoint(store: StateStore, container_id: str, opts: CheckpointOptions = C
 
     Raises ContainerStateError (not running), ContainerBusyError,
     CheckpointError (CRIU refused: ``.log_path``, ``.log_errors``; the
-    container keeps running, thawed), ImageDirError, OSError.
+    container keeps running, thawed), ImageDirError, ArchiveError (with
+    ``opts.export``: the checkpoint was taken, its archive not written), OSError.
     """
     started = time.monotonic()
     cid = container_id
@@ -87,13 +88,15 @@ def checkpoint(store: StateStore, container_id: str, opts: CheckpointOptions = C
                                    "leave_running": opts.leave_running}
             store.write(st.advance(Action.COPY if opts.leave_running else Action.CHECKPOINT, extra=extra))
         stats = stats_dict(final_dir, "dump")
+        # Before the logs go: the archive carries CRIU's statistics and log, as podman's does.
+        exported = portable.export_checkpoint(store, st, final_dir, opts) if opts.export else None
         log_path: str | None = os.path.join(final_dir, DUMP_LOG)
         if not opts.keep:
             remove_logs(final_dir, "dump")
             log_path = None
     return CheckpointResult(container_id=cid, image_dir=final_dir, log_path=log_path, stats=stats,
                             duration_us=int((time.monotonic() - started) * 1e6),
-                            criu_duration_us=criu_us(stats, "dump"))
+                            criu_duration_us=criu_us(stats, "dump"), archive=exported)
 
 
 def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], work_dir: str,
@@ -102,8 +105,9 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
     cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
     lock = opts.network_lock or choose_network_lock(facts=facts)
     meta = dataclasses.replace(_describe(st, opts), network_lock=lock)
-    if meta.leave_running and os.path.isdir(meta.upper_dir):
-        meta = dataclasses.replace(meta, rootfs_diff=True)  # a copy that may outlive the container
+    if (meta.leave_running or opts.export) and os.path.isdir(meta.upper_dir):
+        # a copy that may outlive the container, or one that leaves the machine (podman exports it too)
+        meta = dataclasses.replace(meta, rootfs_diff=True)
     meta.write(work_dir)
     ctx = criu_options.CrContext(
         rootfs=st.rootfs, pid=st.init_pid, namespaces=dict(st.joined_namespaces),

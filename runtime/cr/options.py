@@ -33,11 +33,18 @@ class CheckpointOptions:
     # Seconds CRIU may take before it is killed (the container then runs on).
     # None: criu_rpc.deadline_for the container's memory.
     timeout: float | None = None
+    # Also write the checkpoint as one archive in podman's layout (runtime.cr.archive).
+    export: str | None = None
+    compress: str = "zstd"  # zstd (podman's default), gzip, none
 
     def __post_init__(self) -> None:
         if self.image_path is not None:
             # abspath also drops a trailing slash ("DIR/" would make "DIR/.new-PID" a child of DIR)
             object.__setattr__(self, "image_path", os.path.abspath(self.image_path))
+        if self.compress not in ("zstd", "gzip", "none"):
+            raise ValueError(f"compress must be zstd, gzip or none, not {self.compress!r}")
+        if self.export is not None:
+            object.__setattr__(self, "export", os.path.abspath(self.export))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +63,8 @@ class RestoreOptions:
     # None: criu_rpc.deadline_for the image directory.
     timeout: float | None = None
     verify: bool = True  # check the images against the checkpoint's manifest before CRIU reads them
+    # Join this pre-created network namespace instead of the checkpointed one (a second copy's own).
+    netns: str | None = None
 
     def __post_init__(self) -> None:
         if self.tcp_established and self.tcp_close:
@@ -76,6 +85,7 @@ class CheckpointResult:
     stats: dict[str, int]
     duration_us: int
     criu_duration_us: int | None
+    archive: str | None = None  # the exported archive (CheckpointOptions.export)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

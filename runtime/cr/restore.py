@@ -81,6 +81,8 @@ def restore_locked(store: StateStore, container_id: str, opts: RestoreOptions, *
         if new and opts.verify:
             unhashed = unhashed_pages(image_dir, container_id=cid)
         meta = read_meta(image_dir, container_id=cid)
+        if opts.netns:  # another pre-created netns (a second copy's own): CRIU joins that one
+            meta = dataclasses.replace(meta, namespaces={**meta.namespaces, "network": opts.netns})
         if new:
             _warn_shared_netns(store, cid, meta)
         _ensure_network(meta, image_dir)

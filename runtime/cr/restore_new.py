@@ -79,6 +79,8 @@ def prepare_new_container(store: StateStore, container_id: str, opts: RestoreOpt
             st, _ = prepare_host(store, st, spec, seed_upper=seed)
             joined = {ns.type: ns.path for ns in spec.namespaces if ns.path}
             namespaces = {ns.type: ns.path or f"/proc/0/ns/{PROC_NS_NAMES[ns.type]}" for ns in spec.namespaces}
+            if opts.netns:
+                joined["network"] = namespaces["network"] = opts.netns
             st = st.replace(namespaces=namespaces, joined_namespaces=joined,
                             extra={"process": process_record(spec),
                                    "checkpoint": {"image_dir": opts.image_path}})

@@ -1,0 +1,425 @@
+"""Checkpoint archives in podman's / CRI-O's export layout: the one writer and the one reader.
+
+The archive is a tar (zstd-compressed by default, as podman does; gzip or
+none on request) whose top level is what podman, CRI-O and checkpointctl
+agree on::
+
+    checkpoint/          CRIU's images (a directory entry: checkpointctl refuses
+                         an archive without one) and CRIU's dump.log
+    spec.dump            the container's OCI config
+    config.dump          id, name, rootfsImageName, runtime, createdTime (RFC 3339)
+    network.status       the pre-created netns' interfaces
+    stats-dump           CRIU's dump statistics
+    rootfs-diff.tar      the overlay's upper layer (when the checkpoint has it)
+    deleted.files        files the container deleted from its image (JSON list)
+    ctr.log              the container's output so far
+    criu-cr.json         our metadata
+    criu-cr.manifest     size and hash of every file the restore reads
+
+In the image directory, criu-cr keeps all of CRIU's images and its own
+files side by side; the archive puts the files podman names at the top
+level and the rest under ``checkpoint/``. :func:`read_archive` puts them
+back the same way, so the manifest checks the result.
+
+Both directions stream: the writer reads each file once into the
+compressor and the archive file; the reader writes each member once, into
+its final place. An archive is untrusted input: the reader accepts only the
+members above, only regular files (and the one directory), each once,
+within a size limit, and refuses anything else naming the member.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import re
+import stat
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+import zstandard
+
+from runtime.cr.layout import DUMP_STATS, MANIFEST_FILE, METADATA_FILE, NETWORK_FILE, ROOTFS_DIFF
+from runtime.cr.manifest import verify_manifest
+from runtime.errors import ArchiveError, ImageIntegrityError
+from runtime.linux.fsmode import DIR_MODE, FILE_MODE
+
+__all__ = ["COMPRESSIONS", "DEFAULT_COMPRESSION", "DEFAULT_IMPORT_LIMIT", "CHECKPOINT_DIR", "SPEC_DUMP",
+           "CONFIG_DUMP", "DELETED_FILES", "CTR_LOG", "ArchiveInfo", "ImportedArchive", "write_archive",
+           "read_archive", "detect_compression", "member_name"]
+
+COMPRESSIONS = ("zstd", "gzip", "none")
+DEFAULT_COMPRESSION = "zstd"  # podman's default
+# zstd 3 (its own default) keeps up with a disk on one core; threads take the rest.
+ZSTD_LEVEL = 3
+GZIP_LEVEL = 6
+# What an import may unpack unless the user allows more (--import-limit).
+DEFAULT_IMPORT_LIMIT = 64 << 30
+# Beyond the members' declared sizes, what tar headers may take (a header bomb stops here).
+HEADER_SLACK = 16 << 20
+JSON_LIMIT = 16 << 20  # spec.dump / config.dump / deleted.files are small
+CHUNK = 1 << 20
+
+CHECKPOINT_DIR = "checkpoint"
+SPEC_DUMP = "spec.dump"
+CONFIG_DUMP = "config.dump"
+DELETED_FILES = "deleted.files"
+CTR_LOG = "ctr.log"
+
+# Files of the image directory that podman keeps at the archive's top level.
+_TOP_FROM_IMAGES = frozenset({METADATA_FILE, MANIFEST_FILE, NETWORK_FILE, ROOTFS_DIFF, DUMP_STATS})
+# Top-level members that are not part of the image directory.
+_TOP_BESIDE = frozenset({SPEC_DUMP, CONFIG_DUMP, DELETED_FILES, CTR_LOG})
+_JSON_MEMBERS = frozenset({SPEC_DUMP, CONFIG_DUMP, DELETED_FILES})
+_REQUIRED = (CHECKPOINT_DIR, SPEC_DUMP, CONFIG_DUMP, METADATA_FILE, MANIFEST_FILE)
+_IMAGE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")  # CRIU's image names; no "..", no "/"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArchiveInfo:
+    """A written archive: its path, size in bytes, and compression."""
+
+    path: str
+    size: int
+    compression: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportedArchive:
+    """An unpacked archive: ``directory`` (fresh, 0700) holds the top-level files,
+    ``image_dir`` (``directory/checkpoint``) the checkpoint as criu-cr restores it."""
+
+    directory: str
+    image_dir: str
+    spec: dict[str, Any]
+    config: dict[str, Any]
+    members: tuple[str, ...]
+
+
+def member_name(image_file: str) -> str:
+    """The archive member of the image directory's file ``image_file``. Pure."""
+    return image_file if image_file in _TOP_FROM_IMAGES else f"{CHECKPOINT_DIR}/{image_file}"
+
+
+# -- writing ----------------------------------------------------------------------------
+
+def write_archive(path: str, image_dir: str, *, extra: Mapping[str, bytes] | None = None,
+                  extra_files: Mapping[str, str] | None = None, compression: str = DEFAULT_COMPRESSION,
+                  threads: int = -1) -> ArchiveInfo:
+    """Write the checkpoint at ``image_dir`` as an archive at ``path``.
+
+    ``extra`` gives top-level members by content (spec.dump, config.dump,
+    deleted.files), ``extra_files`` by the host file to copy (ctr.log).
+    ``threads``: zstd's worker threads (-1: one per CPU). The archive is
+    written to ``PATH.tmp-PID`` (0600) and renamed on success; a failure
+    leaves no file. Raises ArchiveError (unknown compression, a file that
+    cannot be read), OSError (writing).
+    """
+    if compression not in COMPRESSIONS:
+        raise ArchiveError(path, "", f"unknown compression {compression!r}", hint=f"one of {', '.join(COMPRESSIONS)}")
+    for name in [*(extra or {}), *(extra_files or {})]:
+        if name not in _TOP_BESIDE:
+            raise ValueError(f"{name!r} is not a top-level member of a checkpoint archive")
+    path = os.path.abspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        os.unlink(tmp)  # a stale one of a killed export with our pid
+    except FileNotFoundError:
+        pass
+    # O_EXCL: never through a link someone put at this name
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)  # whatever the umask: the pages hold secrets
+        with os.fdopen(fd, "wb", buffering=CHUNK) as raw:
+            with _compressor(raw, compression, threads) as out:
+                _write_tar(out, path, image_dir, extra or {}, extra_files or {})
+            raw.flush()
+            os.fsync(raw.fileno())
+        size = os.stat(tmp).st_size
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return ArchiveInfo(path=path, size=size, compression=compression)
+
+
+def _compressor(raw: IO[bytes], compression: str, threads: int) -> Any:
+    """A writable stream through the compressor into ``raw``; closing it ends the stream, not ``raw``."""
+    if compression == "zstd":
+        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=threads, write_checksum=True)
+        return cctx.stream_writer(raw, closefd=False)
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)
+    return _Unclosing(raw)
+
+
+class _Unclosing(io.RawIOBase):
+    """``raw`` for "none": the tar may close it, the file stays open for fsync."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self._raw = raw
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        return self._raw.write(b)
+
+
+def _write_tar(out: IO[bytes], path: str, image_dir: str, extra: Mapping[str, bytes],
+               extra_files: Mapping[str, str]) -> None:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        tar.copybufsize = CHUNK
+        d = tarfile.TarInfo(CHECKPOINT_DIR)
+        d.type, d.mode = tarfile.DIRTYPE, DIR_MODE
+        tar.addfile(d)
+        with os.scandir(image_dir) as it:
+            entries = sorted((e for e in it if e.is_file(follow_symlinks=False)), key=lambda e: e.name)
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name in ("restore.log", "stats-restore"):
+                continue  # a kept restore's logs are not part of the checkpoint
+            _add_file(tar, path, member_name(entry.name), entry.path)
+        for name, data in sorted(extra.items()):
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mode = len(data), FILE_MODE
+            tar.addfile(ti, io.BytesIO(data))
+        for name, src in sorted(extra_files.items()):
+            if os.path.isfile(src):
+                _add_file(tar, path, name, src)
+
+
+def _add_file(tar: tarfile.TarFile, path: str, name: str, src: str) -> None:
+    try:
+        with open(src, "rb") as f:
+            st = os.fstat(f.fileno())
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mode, ti.mtime = st.st_size, FILE_MODE, int(st.st_mtime)
+            tar.addfile(ti, f)
+    except OSError as exc:
+        raise ArchiveError(path, name, f"cannot read {src}: {exc.strerror or exc}") from exc
+
+
+# -- reading ----------------------------------------------------------------------------
+
+def detect_compression(head: bytes) -> str:
+    """The compression of an archive starting with ``head`` (its first bytes). Pure."""
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    return "none"
+
+
+def read_archive(path: str, directory: str, *, limit: int = DEFAULT_IMPORT_LIMIT) -> ImportedArchive:
+    """Unpack the archive at ``path`` into ``directory``, which must not exist (it is made 0700).
+
+    Refuses (ArchiveError naming the member) absolute paths, ``..``, links,
+    device nodes, FIFOs, setuid/setgid files, duplicate and unexpected
+    members, more than ``limit`` bytes unpacked, a corrupt or truncated
+    archive, and files that differ from the archive's manifest. On any
+    failure ``directory`` is removed again. Raises ArchiveError, OSError
+    (``path`` unreadable, ``directory`` exists).
+    """
+    os.mkdir(directory, DIR_MODE)
+    os.chmod(directory, DIR_MODE)
+    try:
+        return _read(path, directory, limit)
+    except BaseException:
+        _remove_unpacked(directory)
+        raise
+
+
+def _read(path: str, directory: str, limit: int) -> ImportedArchive:
+    image_dir = os.path.join(directory, CHECKPOINT_DIR)
+    seen: list[str] = []
+    current = ""
+    with open(path, "rb") as f:
+        compression = detect_compression(f.peek(4)[:4])
+        try:
+            with _decompressor(f, compression) as plain:
+                counted = _Counted(plain, limit + HEADER_SLACK)
+                with tarfile.open(fileobj=counted, mode="r|") as tar:
+                    budget = limit
+                    for member in tar:
+                        current = member.name
+                        name = _check_member(path, member, seen)
+                        seen.append(name)
+                        if name == CHECKPOINT_DIR:
+                            os.mkdir(image_dir, DIR_MODE)
+                            os.chmod(image_dir, DIR_MODE)
+                            continue
+                        if member.size > budget:
+                            raise _too_big(path, name, limit)
+                        budget -= member.size
+                        _extract(tar, member, _target(directory, image_dir, name), path, name)
+                    current = ""
+        except ArchiveError:
+            raise
+        except _LimitReached:
+            raise _too_big(path, current, limit) from None
+        except (tarfile.TarError, zstandard.ZstdError, EOFError, gzip.BadGzipFile, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise  # our own disk, not the archive
+            what = "is truncated" if "end of" in str(exc) or isinstance(exc, EOFError) else "is corrupt"
+            raise ArchiveError(path, current, f"{what} ({exc})",
+                               hint="the archive was damaged or not completely copied") from exc
+    for name in _REQUIRED:
+        if name not in seen:
+            raise ArchiveError(path, name, "is missing: this is not a complete criu-cr checkpoint archive")
+    try:
+        verify_manifest(image_dir)
+    except ImageIntegrityError as exc:
+        raise ArchiveError(path, member_name(exc.file), exc.reason,
+                           hint="the archive was damaged or not completely copied") from exc
+    return ImportedArchive(directory=directory, image_dir=image_dir,
+                           spec=_load_json(path, directory, SPEC_DUMP, dict),
+                           config=_load_json(path, directory, CONFIG_DUMP, dict), members=tuple(seen))
+
+
+def _decompressor(f: IO[bytes], compression: str) -> Any:
+    if compression == "zstd":
+        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True, closefd=False)
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=f, mode="rb")
+    return _NoClose(f)
+
+
+class _NoClose:
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+    def __enter__(self) -> "_NoClose":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+class _LimitReached(Exception):
+    pass
+
+
+class _Counted:
+    """The decompressed stream, ended once more than ``cap`` bytes came out of it."""
+
+    def __init__(self, stream: Any, cap: int) -> None:
+        self._stream = stream
+        self._left = cap
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n if n >= 0 else CHUNK)
+        self._left -= len(data)
+        if self._left < 0:
+            raise _LimitReached()
+        return data
+
+
+def _too_big(path: str, member: str, limit: int) -> ArchiveError:
+    return ArchiveError(path, member, f"unpacks to more than the limit of {limit} bytes",
+                        hint="if the archive is trusted, raise the limit (--import-limit)")
+
+
+def _check_member(path: str, member: tarfile.TarInfo, seen: list[str]) -> str:
+    """The member's normalized name, or ArchiveError saying why it is refused. Pure."""
+    raw = member.name
+    name = raw[2:] if raw.startswith("./") else raw
+    name = name.rstrip("/") if member.isdir() else name
+    parts = name.split("/")
+    if raw.startswith("/"):
+        raise ArchiveError(path, raw, "has an absolute path")
+    if ".." in parts:
+        raise ArchiveError(path, raw, "leads outside the archive ('..')")
+    if member.issym() or member.islnk():
+        target = member.linkname
+        base = os.path.dirname(name) if member.issym() else ""
+        if os.path.isabs(target) or os.path.normpath(os.path.join(base, target)).startswith(".."):
+            raise ArchiveError(path, raw, f"is a link leading outside the archive (to {target})")
+        raise ArchiveError(path, raw, f"is a link (to {target}); a checkpoint archive holds only files")
+    if member.ischr() or member.isblk():
+        raise ArchiveError(path, raw, "is a device node")
+    if member.isfifo():
+        raise ArchiveError(path, raw, "is a FIFO")
+    if not (member.isreg() or member.isdir()):
+        raise ArchiveError(path, raw, "is of an unexpected type")
+    if member.mode & (stat.S_ISUID | stat.S_ISGID):
+        raise ArchiveError(path, raw, "has the setuid or setgid bit")
+    if member.isdir():
+        if name != CHECKPOINT_DIR:
+            raise ArchiveError(path, raw, "is an unexpected directory")
+    elif not (name in _TOP_FROM_IMAGES or name in _TOP_BESIDE
+              or (len(parts) == 2 and parts[0] == CHECKPOINT_DIR and _IMAGE_NAME.fullmatch(parts[1])
+                  and parts[1] not in _TOP_FROM_IMAGES)):
+        raise ArchiveError(path, raw, "is not a member of a checkpoint archive (unexpected)")
+    if name in seen:
+        raise ArchiveError(path, raw, "appears twice (a duplicate member)")
+    if name.startswith(f"{CHECKPOINT_DIR}/") and CHECKPOINT_DIR not in seen:
+        raise ArchiveError(path, raw, f"comes before the {CHECKPOINT_DIR}/ directory entry")
+    return name
+
+
+def _target(directory: str, image_dir: str, name: str) -> str:
+    if name.startswith(f"{CHECKPOINT_DIR}/"):
+        return os.path.join(image_dir, name.split("/", 1)[1])
+    if name in _TOP_FROM_IMAGES:
+        if not os.path.isdir(image_dir):
+            os.mkdir(image_dir, DIR_MODE)  # podman writes checkpoint/ after the top-level files
+            os.chmod(image_dir, DIR_MODE)
+        return os.path.join(image_dir, name)
+    return os.path.join(directory, name)
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, path: str, name: str) -> None:
+    if name in _JSON_MEMBERS and member.size > JSON_LIMIT:
+        raise ArchiveError(path, name, f"has {member.size} bytes; more than {JSON_LIMIT} is not a {name}")
+    src = tar.extractfile(member)
+    assert src is not None  # a regular file
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    with os.fdopen(fd, "wb", buffering=0) as out:
+        left = member.size
+        while left:
+            data = src.read(min(CHUNK, left))
+            if not data:
+                raise ArchiveError(path, name, "is truncated (the archive ends inside it)",
+                                   hint="the archive was damaged or not completely copied")
+            out.write(data)
+            left -= len(data)
+
+
+def _load_json(path: str, directory: str, name: str, kind: type) -> Any:
+    try:
+        with open(os.path.join(directory, name), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ArchiveError(path, name, f"is not valid JSON ({exc})") from exc
+    if not isinstance(data, kind):
+        raise ArchiveError(path, name, f"is not a JSON {kind.__name__}")
+    return data
+
+
+def _remove_unpacked(directory: str) -> None:
+    """Remove what an import unpacked (only regular files and two directories: nothing was mounted)."""
+    for sub in (os.path.join(directory, CHECKPOINT_DIR), directory):
+        try:
+            names = os.listdir(sub)
+        except FileNotFoundError:
+            continue
+        for n in names:
+            p = os.path.join(sub, n)
+            if not (os.path.isdir(p) and not os.path.islink(p)):
+                os.unlink(p)
+        if sub != directory:
+            os.rmdir(sub)
+    os.rmdir(directory)

@@ -1,0 +1,185 @@
+"""Checkpoints that leave the machine: export to an archive, restore from one (issue 9).
+
+``checkpoint --export FILE`` writes the finished checkpoint as one archive
+in podman's layout (:mod:`runtime.cr.archive`), with the podman files made
+here: ``spec.dump`` (the bundle's config, its root made absolute and
+annotated with the engine), ``config.dump``, ``deleted.files`` and the
+container's log. ``restore --import FILE`` unpacks an archive into a fresh
+0700 directory under the state root, writes a bundle from its
+``spec.dump`` (with ``--rootfs`` / ``--netns`` applied) and restores a new
+container from it through :mod:`runtime.cr.restore_new` -- the same path
+as a local restore into a new container. The unpacked directory then
+moves into the container's own directory (``import/``), so ``delete``
+removes it; on failure nothing is left.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import tarfile
+import time
+from typing import Any
+
+from criu_rpc import NotifyHandler
+
+from runtime.container.state import ContainerState, StateStore, validate_id
+from runtime.cr import archive
+from runtime.cr.layout import ROOTFS_DIFF
+from runtime.cr.options import CTR_LOG, CheckpointOptions, RestoreOptions, RestoreResult
+from runtime.errors import ArchiveError, ContainerExistsError, RestoreError
+from runtime.linux import mounts
+from runtime.linux.fsmode import makedirs_private, open_private
+
+__all__ = ["export_checkpoint", "restore_import", "spec_dump", "config_dump", "bundle_spec",
+           "ENGINE", "IMPORT_DIR"]
+
+ENGINE = "criu-cr"
+IMPORT_DIR = "import"  # in the container's directory: the unpacked archive it was restored from
+# checkpointctl names the engine from this annotation (podman writes "libpod", CRI-O "cri-o").
+MANAGER_ANNOTATION = "io.container.manager"
+
+
+# -- export -----------------------------------------------------------------------------
+
+def spec_dump(raw_spec: dict[str, Any], bundle: str) -> dict[str, Any]:
+    """The ``spec.dump`` of a container of ``bundle``: its config, root made absolute, annotated. Pure."""
+    spec = copy.deepcopy(raw_spec)
+    root = spec.setdefault("root", {})
+    root["path"] = os.path.normpath(os.path.join(bundle, root.get("path") or "rootfs"))
+    spec.setdefault("annotations", {})[MANAGER_ANNOTATION] = ENGINE
+    return spec
+
+
+def config_dump(st: ContainerState, spec: dict[str, Any], checkpointed: float) -> dict[str, Any]:
+    """The ``config.dump`` (podman's ContainerConfig fields that checkpointctl reads). Pure."""
+    annotations = spec.get("annotations") or {}
+    image = annotations.get("org.opencontainers.image.ref.name") or spec["root"]["path"]
+    return {"id": st.id, "name": st.id, "rootfsImageName": image, "runtime": ENGINE,
+            "createdTime": st.created,
+            "checkpointedTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(checkpointed))}
+
+
+def _deleted_files(image_dir: str) -> list[str]:
+    """The whiteouts (0/0 character devices) of the checkpoint's rootfs-diff.tar, as podman lists them."""
+    path = os.path.join(image_dir, ROOTFS_DIFF)
+    if not os.path.exists(path):
+        return []
+    with tarfile.open(path, "r:") as tar:
+        return sorted("/" + m.name.lstrip("./") for m in tar
+                      if m.ischr() and m.devmajor == 0 and m.devminor == 0)
+
+
+def export_checkpoint(store: StateStore, st: ContainerState, image_dir: str, opts: CheckpointOptions) -> str:
+    """Write the checkpoint at ``image_dir`` of container ``st`` to ``opts.export``; returns its path.
+
+    Raises ArchiveError (the archive could not be written; the checkpoint
+    itself stays at ``image_dir``).
+    """
+    assert opts.export
+    from runtime.oci.spec import load_spec
+
+    try:
+        spec = spec_dump(load_spec(st.bundle).raw, st.bundle)
+        extra = {archive.SPEC_DUMP: _json(spec),
+                 archive.CONFIG_DUMP: _json(config_dump(st, spec, time.time())),
+                 archive.DELETED_FILES: _json(_deleted_files(image_dir))}
+        info = archive.write_archive(opts.export, image_dir, extra=extra,
+                                     extra_files={archive.CTR_LOG: store.path(st.id, CTR_LOG)},
+                                     compression=opts.compress)
+    except ArchiveError as exc:
+        raise ArchiveError(exc.archive, exc.member, exc.problem,
+                           hint=f"the checkpoint itself is at {image_dir}") from exc
+    except (OSError, tarfile.TarError, ValueError) as exc:
+        raise ArchiveError(opts.export, "", f"cannot be written: {exc}",
+                           hint=f"the checkpoint itself is at {image_dir}") from exc
+    return info.path
+
+
+def _json(data: object) -> bytes:
+    return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+
+
+# -- import -----------------------------------------------------------------------------
+
+def bundle_spec(spec: dict[str, Any], *, rootfs: str | None, netns: str | None,
+                container_id: str) -> dict[str, Any]:
+    """The config.json to restore with: ``spec.dump`` with ``rootfs`` and ``netns`` applied.
+
+    Raises RestoreError when the archive's root filesystem is not here and
+    no ``rootfs`` replaces it, or when ``netns`` is given for a container
+    without its own network namespace.
+    """
+    out = copy.deepcopy(spec)
+    root = out.setdefault("root", {})
+    if rootfs:
+        root["path"] = os.path.abspath(rootfs)
+    if not os.path.isabs(root.get("path") or "") or not os.path.isdir(root["path"]):
+        raise RestoreError(container_id, f"the archive's root filesystem {root.get('path')!r} is not here",
+                           hint="give the image's root filesystem with --rootfs DIR")
+    if netns:
+        entries = (out.get("linux") or {}).get("namespaces") or []
+        net = [ns for ns in entries if ns.get("type") == "network"]
+        if not net:
+            raise RestoreError(container_id, "--netns was given, but the checkpointed container shares "
+                               "the host's network namespace")
+        net[0]["path"] = os.path.abspath(netns)
+    return out
+
+
+def restore_import(store: StateStore, archive_path: str, opts: RestoreOptions, *, name: str | None = None,
+                   rootfs: str | None = None, limit: int = archive.DEFAULT_IMPORT_LIMIT,
+                   criu_path: str | None = None, notify: NotifyHandler | None = None) -> RestoreResult:
+    """Restore a new container from the archive at ``archive_path``.
+
+    The container's id is ``name``, else the archive's. ``opts.netns``
+    restores into another pre-created network namespace; ``rootfs``
+    replaces the archive's root filesystem; ``limit`` caps what the archive
+    may unpack to. Nothing is left behind on failure. Raises ArchiveError
+    (a refused or damaged archive: ``.member``), ContainerExistsError,
+    RestoreError, SpecError, OSError.
+    """
+    if name is not None:
+        validate_id(name)
+        if store.exists(name):
+            raise ContainerExistsError(name, store.root)
+    makedirs_private(store.root, 0o711)
+    work = os.path.join(store.root, f".import-{os.getpid()}-{time.monotonic_ns()}")
+    imported = archive.read_archive(archive_path, work, limit=limit)
+    try:
+        cid = name or str(imported.config.get("id") or "")
+        try:
+            validate_id(cid)
+        except ValueError as exc:
+            raise ArchiveError(archive_path, archive.CONFIG_DUMP, f"names no usable container id ({exc})",
+                               hint="give one with --name") from exc
+        spec = bundle_spec(imported.spec, rootfs=rootfs, netns=opts.netns, container_id=cid)
+        bundle = os.path.join(work, "bundle")
+        os.mkdir(bundle, 0o700)
+        with open_private(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(spec, f, indent=2)
+        # The archive's manifest was checked as it was unpacked: CRIU reads these files next.
+        ropts = dataclasses.replace(opts, image_path=imported.image_dir, bundle=bundle, verify=False)
+        from runtime.cr.restore_new import restore_new
+
+        result = restore_new(store, cid, ropts, criu_path=criu_path, notify=notify)
+    except BaseException:
+        mounts.remove_tree(work)
+        raise
+    return _adopt_import(store, cid, work, result)
+
+
+def _adopt_import(store: StateStore, cid: str, work: str, result: RestoreResult) -> RestoreResult:
+    """Move the unpacked archive into the container's directory, so that ``delete`` removes it."""
+    final = store.path(cid, IMPORT_DIR)
+    with store.lock(cid, blocking=True):
+        os.rename(work, final)
+        st = store.read(cid)
+        extra = dict(st.extra)
+        extra["checkpoint"] = dict(extra.get("checkpoint") or {},
+                                   image_dir=os.path.join(final, archive.CHECKPOINT_DIR))
+        store.write(st.replace(bundle=os.path.join(final, "bundle"), extra=extra))
+    return dataclasses.replace(result, image_dir=os.path.join(final, archive.CHECKPOINT_DIR),
+                               log_path=result.log_path and result.log_path.replace(work, final))
