@@ -107,11 +107,12 @@ def _outcome(args: argparse.Namespace) -> str:
     cid = getattr(args, "id", None)
     if not isinstance(cid, str):
         return ""
-    try:
-        from runtime.container import Container
+    from runtime.container import Container
+    from runtime.errors import ContainerError
 
+    try:
         return f"; container {cid!r} is {Container.load(cid, args.root).status}"
-    except Exception:  # noqa: BLE001 - only a courtesy; the interrupt is what is reported
+    except (ContainerError, ValueError, OSError):  # only a courtesy; the interrupt is what is reported
         return ""
 
 

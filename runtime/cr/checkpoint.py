@@ -22,6 +22,7 @@ from typing import Any
 
 from criu_rpc import CriuClient, CriuError, NotifyHandler, deadline_for
 
+from runtime.oci.support import bind_sources
 from runtime.cr.layout import ROOTFS_DIFF
 from runtime.cr import criu_options, manifest, pending, portable
 from runtime.cr.criu_options import Direction
@@ -224,12 +225,7 @@ def _prune_failed(work_dir: str) -> None:
 
 
 def _describe(st: ContainerState, opts: CheckpointOptions) -> CheckpointMeta:
-    binds = {}
-    try:
-        spec = load_spec(st.bundle)
-        binds = {m.destination: m.source for m in spec.mounts if m.is_bind}
-    except Exception:  # noqa: BLE001 - an adopted container's bundle may be gone; mountinfo suffices
-        pass
+    binds = bind_sources(st.bundle)
     with open(f"/proc/{st.init_pid}/mountinfo", encoding="utf-8") as f:
         records = criu_options.external_mounts(f.read(), binds)
     return CheckpointMeta(container_id=st.id, bundle=st.bundle, rootfs=st.rootfs,

@@ -274,7 +274,7 @@ def criu_facts(criu_path: str | None = None, cache_dir: str | None = None) -> di
     try:
         path = locate(criu_path)
         st = os.stat(os.path.realpath(path))
-    except Exception:  # noqa: BLE001 - no CRIU: no facts
+    except (CriuError, OSError):  # no CRIU: no facts
         return {}
     key = f"{os.path.realpath(path)}:{st.st_mtime_ns}:{st.st_size}:{os.uname().release}"
     cache = os.path.join(cache_dir, FEATURE_CACHE) if cache_dir else None

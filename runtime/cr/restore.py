@@ -20,6 +20,7 @@ from typing import Any
 from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, deadline_for
 from criu_rpc.notify import NOTIFY_SCRIPTS
 
+from runtime.oci.support import bind_sources
 from runtime.cr import criu_options, pending
 from runtime.linux import mounts
 from runtime.net import netns, snapshot
@@ -250,11 +251,7 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
 def _criu_options(st: ContainerState, meta: CheckpointMeta, image_dir: str, opts: RestoreOptions, criu_root: str,
                   network_lock: str, cg: Cgroups | None, stdio_fds: dict[str, int], opened: list[int]) -> CriuOptions:
     """CRIU's restore request for this container; the files it inherits are opened into ``opened``."""
-    spec_binds = {}
-    try:
-        spec_binds = {m.destination: m.source for m in load_spec(st.bundle).mounts if m.is_bind}
-    except Exception:  # noqa: BLE001 - fall back to the recorded sources
-        pass
+    spec_binds = bind_sources(st.bundle)
     ctx = criu_options.CrContext(
         rootfs=criu_root, namespaces=dict(meta.namespaces), mounts=meta.mounts,
         cgroup_paths=dict(cg.paths) if cg else {}, cg_roots=tuple(cg.cg_roots()) if cg else (),

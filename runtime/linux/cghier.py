@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from runtime.errors import CgroupError
 from runtime.linux.procfs import parse_mountinfo
 
 __all__ = [
@@ -140,7 +141,7 @@ def host_hierarchies(managed_keys: Iterable[str] | None = None) -> list[Hierarch
 
         try:
             managed_keys = controller_keys()
-        except Exception:  # noqa: BLE001 - no cgroups mounted: nothing is managed
+        except (CgroupError, OSError):  # no cgroups mounted: nothing is managed
             managed_keys = ()
     proc_cgroup = read_proc_cgroup_text()
     with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:

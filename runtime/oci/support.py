@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from runtime.errors import SpecError
 from runtime.linux import caps, mounts
-from runtime.oci.spec import Spec
+from runtime.oci.spec import Spec, load_spec
 
-__all__ = ["check_supported"]
+__all__ = ["check_supported", "bind_sources"]
 
 
 def check_supported(spec: Spec) -> None:
@@ -25,3 +25,17 @@ def check_supported(spec: Spec) -> None:
     if mnt is None or mnt.path:
         raise SpecError("linux.namespaces", "criu-cr needs a new mount namespace",
                         "add {\"type\": \"mount\"} without a path")
+
+
+def bind_sources(bundle: str) -> dict[str, str]:
+    """Container destination -> host source of the bundle's bind mounts ({} when the bundle is gone).
+
+    Checkpoint and restore name a bind mount's host side from the spec; an
+    adopted container's bundle may be gone, and then what mountinfo recorded
+    serves instead.
+    """
+    try:
+        spec = load_spec(bundle)
+    except (SpecError, OSError):
+        return {}
+    return {m.destination: m.source for m in spec.mounts if m.is_bind}
