@@ -33,7 +33,6 @@ from runtime.container.host import overlay_dirs
 from runtime.cr.meta import CheckpointMeta, choose_network_lock, fresh_image_dir, install_image_dir, remove_logs, require_usable_criu, stats_dict
 from runtime.cr.options import DEFAULT_IMAGE_DIR, DUMP_LOG, CheckpointOptions, CheckpointResult, criu_us
 from runtime.errors import CheckpointError, ContainerError, criu_message
-from runtime.oci.spec import load_spec
 from runtime.linux.signals import deferred
 from runtime.container.state import Action, ContainerState, StateStore, process_alive
 from runtime.linux.cghier import read_proc_cgroup_text
