@@ -17,6 +17,7 @@ import fcntl
 import ipaddress
 import itertools
 import os
+import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import pytest
 from runtime.testing.bundle import build_busybox_bundle
 from runtime.testing.net import http_get, wait_tcp
 
-__all__ = ["TestNet", "allocate_subnet", "wait_tcp", "http_get"]
+__all__ = ["TestNet", "allocate_subnet", "reserve_test_net", "wait_tcp", "http_get"]
 
 NET_ENV = "CRIU_CR_TEST_NET"
 FOREIGN_CGROUP_ENV = "CRIU_CR_TEST_FOREIGN_CGROUP"
@@ -49,14 +50,25 @@ class TestNet:
     prefixlen: int
 
 
-def allocate_subnet(pool: list[str], in_use: set[str]) -> ipaddress.IPv4Network:
-    """The first /30 of ``pool`` whose two addresses are not in ``in_use``. Raises RuntimeError."""
+def allocate_subnet(pool: list[str], in_use: set[str], prefixlen: int = 30) -> ipaddress.IPv4Network:
+    """The first subnet of ``pool`` (of ``prefixlen``) with no address in ``in_use``. Raises RuntimeError."""
     for cidr in pool:
-        for sub in ipaddress.ip_network(cidr).subnets(new_prefix=30):
+        for sub in ipaddress.ip_network(cidr).subnets(new_prefix=prefixlen):
             hosts = [str(h) for h in sub.hosts()]
             if not in_use.intersection(hosts):
                 return sub
-    raise RuntimeError(f"no free /30 left in {pool}")
+    raise RuntimeError(f"no free /{prefixlen} left in {pool}")
+
+
+def reserve_test_net(pool: list[str], prefixlen: int = 30) -> tuple[str, str, ipaddress.IPv4Network]:
+    """For a test that makes its own netns: (netns name, host veth name, a free subnet of ``pool``).
+
+    The one allocator of test networks: the names carry the prefixes the
+    end-of-run leftover check looks for (``ccrt-``, ``ccrh``). Nothing is
+    created; the subnet is free now.
+    """
+    tag = secrets.token_hex(3)
+    return f"ccrt-{tag}", f"ccrh{tag}", allocate_subnet(pool, _addresses_in_use(), prefixlen)
 
 
 def _addresses_in_use() -> set[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import RestoreError
-from tests.faults.conftest import check_invariants
+from tests.faults.faultkit import check_invariants
 
 
 

@@ -25,7 +25,7 @@ from runtime.container import Container
 from runtime.cr.meta import ImageOwnerError
 from runtime.errors import ImageIntegrityError, RestoreError
 from runtime.cr.manifest import MANIFEST_FILE, verify_manifest
-from tests.faults.conftest import Web, check_invariants
+from tests.faults.faultkit import Web, check_invariants
 from tests.integration.container_helpers import REPO, cli, until
 
 

@@ -14,7 +14,7 @@ import signal
 import pytest
 
 from runtime.net import netlock
-from tests.faults.conftest import check_invariants, run_child
+from tests.faults.faultkit import check_invariants, run_child
 from tests.integration.container_helpers import cli, until
 
 

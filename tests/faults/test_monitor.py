@@ -7,7 +7,7 @@ import os
 import signal
 
 
-from tests.faults.conftest import check_invariants
+from tests.faults.faultkit import check_invariants
 from tests.integration.container_helpers import cli, until
 
 

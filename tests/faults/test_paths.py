@@ -10,7 +10,7 @@ import pytest
 
 from runtime.cr.meta import ImageDirError
 from runtime.errors import CheckpointError
-from tests.faults.conftest import check_invariants
+from tests.faults.faultkit import check_invariants
 from tests.integration.container_helpers import cli
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from runtime.container import Container
 
 from tests.conftest import require
 
@@ -42,3 +45,43 @@ def cli(root: str, *args: str, timeout: float = 30.0) -> subprocess.CompletedPro
 
 def runc_available() -> bool:
     return shutil.which("runc") is not None
+
+
+# httpd on :80, an echo server on :7000, and a counter ticking every 50 ms (written
+# then renamed: a checkpoint between truncate and write would leave it empty).
+SERVICE = ("httpd -p 80 -h /www; "
+           "nc -ll -p 7000 -e cat & "
+           "i=0; while true; do i=$((i+1)); echo $i > /tmp/count.new; busybox mv /tmp/count.new /tmp/count; "
+           "echo tick $i; sleep 0.05; done")
+
+
+def read_count(path: str) -> int:
+    """The counter file's value; 0 while it is missing or being rewritten."""
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def counter(ctr: Container) -> int:
+    return read_count(os.path.join(ctr.refresh().rootfs, "tmp", "count"))
+
+
+def answers(ip: str, port: int = 80, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def echo(sock: socket.socket, text: bytes) -> bytes:
+    sock.sendall(text)
+    got = b""
+    while not got.endswith(b"\n"):
+        chunk = sock.recv(100)
+        if not chunk:
+            break
+        got += chunk
+    return got

@@ -21,9 +21,10 @@ from runtime.container import Container
 from runtime.testing.net import http_get, wait_tcp
 from tests.conftest import require
 from tests.integration.container_helpers import cli, until
-from tests.integration.test_checkpoint import SERVICE, _echo, _prereqs, counter, read_count  # noqa: F401 - fixture
+from tests.integration.container_helpers import SERVICE, counter, echo, read_count
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.usefixtures("container_prereqs")
+
 
 PEERS = os.environ.get("CRIU_CR_PEERS", "/opt/criu-cr/peers")
 
@@ -167,12 +168,12 @@ def test_a_held_tcp_connection_goes_on_through_export_and_import(service, tmp_pa
     ctr, net = service
     wait_tcp(net.ip, 7000, timeout=10)
     with socket.create_connection((net.ip, 7000), timeout=5) as sock:
-        assert _echo(sock, b"before\n") == b"before\n"
+        assert echo(sock, b"before\n") == b"before\n"
         archive = _export(ctr, tmp_path, state_root, "--tcp-established")
         # The original stays checkpointed (its netns locked) while its archive is restored elsewhere.
         res = cli(elsewhere, "restore", "--import", archive, "--tcp-established")
         assert res.returncode == 0, res.stderr
-        assert _echo(sock, b"after import\n") == b"after import\n"
+        assert echo(sock, b"after import\n") == b"after import\n"
 
 
 def test_rootfs_stands_in_for_a_root_filesystem_that_is_not_here(service, tmp_path, state_root, elsewhere):

@@ -26,66 +26,10 @@ from criu_rpc import CriuVersionError
 from runtime.cr.meta import ImageDirError
 from runtime.errors import CheckpointError, ContainerStateError, RestoreError
 from runtime.testing.net import http_get, wait_tcp
-from tests.conftest import require, require_criu
-from tests.integration.container_helpers import cli, need_container_prereqs, until
+from tests.conftest import require
+from tests.integration.container_helpers import SERVICE, answers, cli, counter, echo, read_count, until
 
-
-# httpd on :80, an echo server on :7000, and a counter ticking every 50 ms (written
-# then renamed: a checkpoint between truncate and write would leave it empty).
-SERVICE = ("httpd -p 80 -h /www; "
-           "nc -ll -p 7000 -e cat & "
-           "i=0; while true; do i=$((i+1)); echo $i > /tmp/count.new; busybox mv /tmp/count.new /tmp/count; "
-           "echo tick $i; sleep 0.05; done")
-
-
-@pytest.fixture(autouse=True)
-def _prereqs() -> None:
-    need_container_prereqs()
-    require_criu()
-
-
-@pytest.fixture
-def service(busybox_bundle, netns, container):
-    """A running busybox service container in a pre-created netns: (container, netns)."""
-    bundle = busybox_bundle(["sh", "-c", SERVICE], files={"/www/index.html": "hello from the container\n"},
-                            netns_path=netns.path)
-    ctr = container(bundle)
-    wait_tcp(netns.ip, 80, timeout=10)
-    until(lambda: counter(ctr) >= 3, what="the counter to tick")
-    return ctr, netns
-
-
-@pytest.fixture
-def cleanup_ids(state_root):
-    """Ids of containers a test makes outside the ``container`` fixture; deleted at teardown."""
-    ids: list[str] = []
-    yield ids
-    for cid in ids:
-        try:
-            Container.load(cid, state_root).delete(force=True)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
-
-
-def read_count(path: str) -> int:
-    """The counter file's value; 0 while it is missing or being rewritten."""
-    try:
-        with open(path) as f:
-            return int(f.read().strip() or 0)
-    except (FileNotFoundError, ValueError):
-        return 0
-
-
-def counter(ctr: Container) -> int:
-    return read_count(os.path.join(ctr.refresh().rootfs, "tmp", "count"))
-
-
-def answers(ip: str, port: int = 80, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((ip, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+pytestmark = pytest.mark.usefixtures("container_prereqs")
 
 
 def test_seed_scenario_service_answers_again_at_same_ip_counter_continues(service):
@@ -126,27 +70,16 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def _echo(sock: socket.socket, text: bytes) -> bytes:
-    sock.sendall(text)
-    got = b""
-    while not got.endswith(b"\n"):
-        chunk = sock.recv(100)
-        if not chunk:
-            break
-        got += chunk
-    return got
-
-
 def test_established_tcp_connection_survives(service):
     ctr, net = service
     wait_tcp(net.ip, 7000, timeout=10)
     with socket.create_connection((net.ip, 7000), timeout=5) as sock:
-        assert _echo(sock, b"before\n") == b"before\n"
+        assert echo(sock, b"before\n") == b"before\n"
         ctr.checkpoint(tcp_established=True)
         assert ctr.status == "checkpointed"
         ctr.restore(tcp_established=True)
         # The same connection carries a request and its reply.
-        assert _echo(sock, b"after restore\n") == b"after restore\n"
+        assert echo(sock, b"after restore\n") == b"after restore\n"
     wait_tcp(net.ip, 80)
 
 
@@ -154,7 +87,7 @@ def test_established_tcp_without_flag_is_refused_and_container_keeps_running(ser
     ctr, net = service
     wait_tcp(net.ip, 7000, timeout=10)
     with socket.create_connection((net.ip, 7000), timeout=5) as sock:
-        assert _echo(sock, b"ping\n") == b"ping\n"
+        assert echo(sock, b"ping\n") == b"ping\n"
         with pytest.raises(CheckpointError, match="--tcp-established") as info:
             ctr.checkpoint()
         assert info.value.log_path and os.path.exists(info.value.log_path)  # kept on failure
@@ -162,7 +95,7 @@ def test_established_tcp_without_flag_is_refused_and_container_keeps_running(ser
         assert ctr.status == "running"
         before = counter(ctr)
         until(lambda: counter(ctr) > before + 2, what="the counter to keep going")
-        assert _echo(sock, b"still here\n") == b"still here\n"
+        assert echo(sock, b"still here\n") == b"still here\n"
     assert http_get(net.ip, 80)[0] == 200
     assert not os.path.exists(ctr.refresh().extra.get("checkpoint", {}).get("image_dir", "/nonexistent"))
 
@@ -384,18 +317,18 @@ def test_restore_keeps_the_checkpoints_tcp_mode_or_closes_on_request(service, st
     ctr, net = service
     wait_tcp(net.ip, 7000, timeout=10)
     with socket.create_connection((net.ip, 7000), timeout=5) as sock:
-        assert _echo(sock, b"one\n") == b"one\n"
+        assert echo(sock, b"one\n") == b"one\n"
         assert cli(state_root, "checkpoint", "--tcp-established", ctr.id).returncode == 0
         # Restored without a flag: what was checkpointed with its connections comes back with them.
         r = cli(state_root, "restore", ctr.id)
         assert r.returncode == 0, r.stderr
-        assert _echo(sock, b"two\n") == b"two\n"
+        assert echo(sock, b"two\n") == b"two\n"
         assert cli(state_root, "checkpoint", "--tcp-established", ctr.id).returncode == 0
         r = cli(state_root, "restore", "--tcp-close", ctr.id)
         assert r.returncode == 0, r.stderr
         # --tcp-close: the old connection is gone (reset or closed, not silently hanging).
         try:
-            got = _echo(sock, b"three\n")
+            got = echo(sock, b"three\n")
         except socket.timeout:
             pytest.fail("the closed connection hung instead of being reset")
         except OSError:
@@ -403,7 +336,7 @@ def test_restore_keeps_the_checkpoints_tcp_mode_or_closes_on_request(service, st
         assert got == b""
     wait_tcp(net.ip, 7000, timeout=10)
     with socket.create_connection((net.ip, 7000), timeout=5) as sock:
-        assert _echo(sock, b"four\n") == b"four\n"
+        assert echo(sock, b"four\n") == b"four\n"
 
 
 def test_too_old_criu_is_refused_before_anything_happens(service, tmp_path):

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import random
-import secrets
 import socket
 import subprocess
 import sys
@@ -24,6 +22,7 @@ from runtime.errors import NetnsError
 from runtime.net.in_netns import in_netns
 from runtime.net.netns import VethPair, create_netns, delete_netns, netns_exists, netns_path, setup_veth, teardown
 from runtime.net.snapshot import InterfaceInfo, read_network_status, recreate_from_snapshot, snapshot_interfaces, write_network_status
+from runtime.testing.plugin import reserve_test_net
 from tests.conftest import require
 
 CLONE_NEWNET = 0x40000000
@@ -63,15 +62,12 @@ def _host_link_exists(ifname: str) -> bool:
 
 
 @pytest.fixture
-def net(need_root: None) -> Iterator[Net]:
+def net(need_root: None, criu_cr_net_pool: list[str]) -> Iterator[Net]:
     require(os.path.isdir("/proc/self/ns"), "no namespace support")
-    for _ in range(20):
-        base = 4 * random.randrange(1, 63)  # a /30 inside 10.231.1.0/24: .base+1 host, .base+2 netns
-        if not _host_has(f"10.231.1.{base + 1}"):
-            break
-    suffix = secrets.token_hex(3)
-    n = Net(name=f"criu-cr-t-{suffix}", host_if=f"vh{suffix}", ns_if="eth0",
-            host_addr=f"10.231.1.{base + 1}/30", ns_addr=f"10.231.1.{base + 2}/30", ns_ip=f"10.231.1.{base + 2}")
+    name, host_if, subnet = reserve_test_net(criu_cr_net_pool)
+    host_ip, ns_ip = (str(h) for h in subnet.hosts())
+    n = Net(name=name, host_if=host_if, ns_if="eth0", host_addr=f"{host_ip}/30", ns_addr=f"{ns_ip}/30",
+            ns_ip=ns_ip)
     try:
         yield n
     finally:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import random
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ from runtime.net import rtnl
 from runtime.errors import NetnsError
 from runtime.net.netns import create_netns, netns_exists, netns_path, setup_veth, teardown
 from runtime.net.snapshot import InterfaceInfo, snapshot_interfaces
+from runtime.testing.plugin import reserve_test_net
 from tests.conftest import require
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,13 +43,11 @@ def _host_ips() -> set[str]:
 
 
 @pytest.fixture
-def net(need_root: None) -> Iterator[Net]:
+def net(need_root: None, criu_cr_net_pool: list[str]) -> Iterator[Net]:
     require(os.path.isdir("/proc/self/ns"), "no namespace support")
-    used = _host_ips()
-    base = next((b for b in random.sample(range(0, 256, 8), 32) if f"10.231.7.{b + 1}" not in used), 0)
-    suffix = secrets.token_hex(3)
-    n = Net(name=f"criu-cr-rtnl-{suffix}", host_if=f"vr{suffix}", host_addr=f"10.231.7.{base + 1}/29",
-            ns_addrs=(f"10.231.7.{base + 2}/29", f"10.231.7.{base + 3}/29"))
+    name, host_if, subnet = reserve_test_net(criu_cr_net_pool, prefixlen=29)
+    hosts = [str(h) for h in subnet.hosts()]
+    n = Net(name=name, host_if=host_if, host_addr=f"{hosts[0]}/29", ns_addrs=(f"{hosts[1]}/29", f"{hosts[2]}/29"))
     try:
         create_netns(n.name)
         setup_veth(netns=n.name, host_ifname=n.host_if, ns_ifname="eth0", host_addr=n.host_addr,
