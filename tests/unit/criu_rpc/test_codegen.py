@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.conftest import require
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PB_DIR = ROOT / "criu_rpc" / "_pb"
 GENERATED = ("*_pb2.py", "*_pb2.pyi")
 

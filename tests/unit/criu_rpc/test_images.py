@@ -23,7 +23,7 @@ from criu_rpc.images import (
 # Captured from a real `criu dump -t PID --shell-job` of `sleep 1000` and the
 # matching `criu restore -d` (CRIU 4.2.1, Linux 6.18): 30 pages were written,
 # pages-1.img was 122880 bytes = 30 * 4096.
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def stats_image(entry: stats_pb2.stats_entry, *, service_magic: bool = True) -> bytes:

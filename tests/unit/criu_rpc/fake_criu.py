@@ -32,13 +32,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from google.protobuf import json_format  # noqa: E402
 
 from criu_rpc._pb import rpc_pb2  # noqa: E402
 
-REPLIES = Path(__file__).resolve().parent / "data" / "criu_replies"
+REPLIES = Path(__file__).resolve().parents[1] / "data" / "criu_replies"
 
 
 def reply_bytes(name: str) -> bytes:

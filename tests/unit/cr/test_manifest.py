@@ -16,7 +16,7 @@ from runtime.cr import manifest as mf
 from runtime.errors import CheckpointError, ImageIntegrityError, RestoreError
 from runtime.cr.imagecheck import require_checkpoint
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,8 +76,7 @@ def test_second_lock_is_busy_even_from_another_process(tmp_path):
             f"try:\n    StateStore({str(tmp_path)!r}).lock('c')\n"
             "except ContainerBusyError:\n    sys.exit(3)\n"
         )
-        r = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(
-            os.path.dirname(os.path.abspath(__file__)))))
+        r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[3])
         assert r.returncode == 3
     with store.lock("c"):  # released
         pass

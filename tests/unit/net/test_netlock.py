@@ -7,7 +7,7 @@ from pathlib import Path
 
 from runtime.net.netlock import criu_lock_objects
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def _ruleset(name: str) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPLIES = Path(__file__).resolve().parent / "data" / "criu_replies"
+REPLIES = Path(__file__).resolve().parents[1] / "data" / "criu_replies"
 
 
 def reply(name: str) -> bytes:
