@@ -6,10 +6,14 @@ waits for the answer.  Subclass :class:`NotifyHandler` and override the
 hooks you care about; every hook does nothing by default.
 
 * A hook that returns acknowledges: CRIU goes on.
-* A hook that raises makes the client answer ``notify_success=false``; CRIU
-  aborts the request (a dump leaves the tree running, unfrozen) and the
-  caller gets :class:`~criu_rpc.errors.NotifyAbortedError` whose
-  ``__cause__`` is the hook's exception.
+* A hook that raises makes the client answer ``notify_success=false`` and
+  the caller gets :class:`~criu_rpc.errors.NotifyAbortedError` whose
+  ``__cause__`` is the hook's exception. CRIU aborts the request at every
+  hook up to ``post-restore`` (a dump leaves the tree running, unfrozen; a
+  restore kills what it restored) -- but not at ``pre-resume`` and
+  ``post-resume``: there CRIU 4.2 only logs the failure and lets the tree
+  run (cr-restore.c), so a hook that must stop a restored tree from running
+  has to raise at ``post-restore`` at the latest.
 * ``orphan_pts_master`` receives the pts master fd CRIU sends
   (``ctx.fd``); call ``ctx.take_fd()`` to keep it, otherwise the client
   closes it when the hook returns.
@@ -124,7 +128,7 @@ class NotifyHandler:
         """Namespaces set up on restore."""
 
     def pre_resume(self, ctx: NotifyContext) -> None:
-        """Just before the restored tree resumes."""
+        """Just before the restored tree resumes (raising here does not stop it: CRIU resumes anyway)."""
 
     def post_resume(self, ctx: NotifyContext) -> None:
         """The restored tree runs."""
