@@ -9,14 +9,13 @@ own module, e.g. ``from criu_rpc.session import Session``.
 
 from .client import CriuClient
 from .deadline import deadline_for
-from .errors import (CriuDiedError, CriuError, CriuNotFoundError, CriuRpcError, CriuTimeoutError,
-                     CriuVersionError, FeatureUnavailableError, ImageError, InvalidOptionError,
-                     NotifyAbortedError)
+from .errors import (CriuDiedError, CriuError, CriuNotFoundError, CriuRpcError, CriuTimeoutError, CriuVersionError,
+                     FeatureUnavailableError, ImageError, InvalidOptionError, NotifyAbortedError)
 from .images import has_inventory, read_stats
 from .locate import CriuVersion, binary_version, locate
 from .notify import NotifyContext, NotifyHandler
-from .options import CriuOptions
 from .option_types import CgroupRoot, ExternalMount, InheritFd, JoinNamespace, PageServer
+from .options import CriuOptions
 from .results import DumpResult, DumpSequenceResult, PageServerResult, PreDumpResult, RestoreResult
 from .session import Features
 

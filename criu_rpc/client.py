@@ -42,8 +42,8 @@ from .dump_session import DumpSession
 from .errors import CriuRpcError, InvalidOptionError
 from .locate import CriuVersion
 from .notify import NotifyHandler
-from .options import CriuOptions
 from .option_types import InheritFd
+from .options import CriuOptions
 from .prepare import PreparedRequest
 from .results import DumpResult, DumpSequenceResult, PageServerResult, PreDumpResult, RestoreResult
 from .session import Features, ReqType, Response

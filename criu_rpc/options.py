@@ -14,24 +14,9 @@ from typing import Any
 
 from ._pb import rpc_pb2
 from .errors import InvalidOptionError
-from .option_types import (
-    CLONE_NEWNET,
-    INT32_MAX,
-    UINT32_MAX,
-    CgroupMode,
-    CgroupRoot,
-    ExternalMount,
-    InheritFd,
-    JoinNamespace,
-    NetworkLock,
-    PageServer,
-    PreDumpMode,
-    check_fd,
-    check_int,
-    check_path,
-    check_str,
-    coerce_enum,
-)
+from .option_types import (CLONE_NEWNET, INT32_MAX, UINT32_MAX, CgroupMode, CgroupRoot, ExternalMount, InheritFd,
+                           JoinNamespace, NetworkLock, PageServer, PreDumpMode, check_fd, check_int, check_path,
+                           check_str, coerce_enum)
 
 __all__ = ["CriuOptions", "LOG_LEVEL_MAX"]
 

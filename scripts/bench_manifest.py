@@ -29,9 +29,9 @@ from unittest import mock
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from runtime.container import Container  # noqa: E402
 from runtime.cr import manifest  # noqa: E402
 from runtime.cr.options import CheckpointOptions, RestoreOptions, RestoreResult  # noqa: E402
-from runtime.container import Container  # noqa: E402
 from runtime.errors import CheckpointError, RestoreError  # noqa: E402
 from runtime.testing.bundle import build_busybox_bundle  # noqa: E402
 

@@ -16,8 +16,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from runtime.net import netns  # noqa: E402
 from runtime.container import Container  # noqa: E402
+from runtime.net import netns  # noqa: E402
 from runtime.testing.bundle import build_busybox_bundle  # noqa: E402
 from runtime.testing.net import http_get, wait_tcp  # noqa: E402
 

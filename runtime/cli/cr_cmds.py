@@ -94,8 +94,8 @@ def stats_json(kind: str, result: Any) -> dict[str, Any]:
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
-    from runtime.cr.options import CheckpointOptions
     from runtime.container import Container
+    from runtime.cr.options import CheckpointOptions
 
     ctr = Container.load(args.id, args.root)
     res = ctr.checkpoint(CheckpointOptions(
@@ -106,10 +106,9 @@ def _checkpoint(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from runtime.cr.options import RestoreOptions
     from runtime.container import Container
-
     from runtime.container.state import StateStore
+    from runtime.cr.options import RestoreOptions
 
     fields = dict(tcp_established=args.tcp_established, tcp_close=args.tcp_close, file_locks=args.file_locks,
                   keep=args.keep, network_lock=args.network_lock, verify=args.verify, netns=args.netns)

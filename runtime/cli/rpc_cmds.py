@@ -159,9 +159,9 @@ def _gather(criu_arg: str | None) -> dict[str, Any]:
 
 def _cgroup_facts() -> dict[str, Any]:
     """The host's cgroup layout and hierarchies, each marked managed by criu-cr or not."""
+    from runtime.errors import CgroupError
     from runtime.linux.cghier import host_hierarchies
     from runtime.linux.cgroups import detect_layout
-    from runtime.errors import CgroupError
 
     try:
         layout: str | None = detect_layout()

@@ -15,7 +15,7 @@ import time
 from runtime.container.host import destroy, prepare_host, process_record
 from runtime.container.init import EXEC_FIFO, InitConfig, spawn_init
 from runtime.container.monitor import read_report, spawn_monitor
-from runtime.container.state import Action, ContainerState, Status, StateStore, mark_stopped, now_rfc3339, validate_id
+from runtime.container.state import Action, ContainerState, StateStore, Status, mark_stopped, now_rfc3339, validate_id
 from runtime.errors import ContainerError, ContainerStateError
 from runtime.linux.procfs import proc_start_time, process_alive
 from runtime.linux.syscalls import PROC_NS_NAMES

@@ -15,10 +15,10 @@ import signal
 import time
 from dataclasses import dataclass
 
-from runtime.linux.procfs import exit_status_of
+from runtime.container.init import find_executable
 from runtime.linux import syscalls as sc
 from runtime.linux.cgroups import Cgroups
-from runtime.container.init import find_executable
+from runtime.linux.procfs import exit_status_of
 
 __all__ = ["ExecResult", "exec_in"]
 

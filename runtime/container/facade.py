@@ -19,12 +19,13 @@ from runtime.container.create import (CREATE_TIMEOUT, DEFAULT_PATH, LOG_FILE, Co
 from runtime.container.exec_in import ExecResult, exec_in
 from runtime.container.host import STOP_TIMEOUT, destroy, release_network_lock
 from runtime.container.init import EXEC_FIFO
-from runtime.container.state import LIVE_STATUSES, Action, ContainerState, Status, StateStore, live, now_rfc3339, validate_id
-from runtime.linux.procfs import proc_start_time
+from runtime.container.state import (LIVE_STATUSES, Action, ContainerState, StateStore, Status, live, now_rfc3339,
+                                     validate_id)
 from runtime.cr import pending
 from runtime.cr.options import CheckpointOptions, CheckpointResult, RestoreOptions, RestoreResult
 from runtime.errors import ContainerBusyError, ContainerNotFoundError
 from runtime.linux.cgroups import Cgroups
+from runtime.linux.procfs import proc_start_time
 from runtime.linux.syscalls import PROC_NS_NAMES
 
 if TYPE_CHECKING:

@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from runtime.container.state import Action, ContainerState, Status, StateStore
-from runtime.linux.procfs import process_alive
+from runtime.container.state import Action, ContainerState, StateStore, Status
 from runtime.errors import ContainerBusyError, ContainerError, ContainerStateError
 from runtime.linux import mounts
 from runtime.linux.cgroups import Cgroups
 from runtime.linux.fsmode import makedirs_private
+from runtime.linux.procfs import process_alive
 from runtime.oci.spec import Spec
 
 __all__ = ["STOP_TIMEOUT", "overlay_dirs", "process_record", "prepare_host", "destroy", "discard_container", "release_network_lock"]

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import resource
+import shutil
 import signal
 from dataclasses import dataclass
 

@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from runtime.linux.procfs import exit_status_of
-from runtime.linux import syscalls as sc
 from runtime.container.init import report
+from runtime.linux import syscalls as sc
+from runtime.linux.procfs import exit_status_of
 
 __all__ = ["spawn_monitor", "read_report", "exit_status_of", "DRAIN_TIMEOUT"]
 

@@ -16,9 +16,9 @@ from types import MappingProxyType
 from typing import Any
 
 from runtime.container.state import Status
-from runtime.linux.procfs import proc_start_time, process_alive
-from runtime.linux.cgroups import Cgroups
 from runtime.errors import CgroupError, ContainerError, ContainerNotFoundError, ContainerStateError
+from runtime.linux.cgroups import Cgroups
+from runtime.linux.procfs import proc_start_time, process_alive
 
 __all__ = ["AdoptedContainer", "read_runc_state", "RUNC_ROOT"]
 

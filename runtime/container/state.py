@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from runtime.linux.procfs import mounts_under, process_alive
 from runtime.errors import ContainerBusyError, ContainerExistsError, ContainerNotFoundError, ContainerStateError
 from runtime.linux.fsmode import makedirs_private, open_private
+from runtime.linux.procfs import mounts_under, process_alive
 
 __all__ = [
     "DEFAULT_ROOT", "ROOT_ENV", "Status", "Action", "STATUSES", "next_status", "allowed", "ContainerState",

@@ -21,21 +21,21 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from criu_rpc import CriuClient, CriuError, NotifyHandler, deadline_for
-
-from runtime.oci.support import bind_sources
-from runtime.cr.layout import ROOTFS_DIFF
+from runtime.container.host import overlay_dirs
+from runtime.container.state import Action, ContainerState, StateStore, process_alive
 from runtime.cr import criu_options, manifest, pending, portable
 from runtime.cr.criu_options import Direction
-from runtime.linux import mounts
-from runtime.net import snapshot
-from runtime.linux.cgroups import Cgroups
-from runtime.container.host import overlay_dirs
-from runtime.cr.meta import CheckpointMeta, choose_network_lock, fresh_image_dir, install_image_dir, remove_logs, require_usable_criu, stats_dict
+from runtime.cr.layout import ROOTFS_DIFF
+from runtime.cr.meta import (CheckpointMeta, choose_network_lock, fresh_image_dir, install_image_dir, remove_logs,
+                             require_usable_criu, stats_dict)
 from runtime.cr.options import DEFAULT_IMAGE_DIR, DUMP_LOG, CheckpointOptions, CheckpointResult, criu_us
 from runtime.errors import CheckpointError, ContainerError, criu_message
-from runtime.linux.signals import deferred
-from runtime.container.state import Action, ContainerState, StateStore, process_alive
+from runtime.linux import mounts
 from runtime.linux.cghier import read_proc_cgroup_text
+from runtime.linux.cgroups import Cgroups
+from runtime.linux.signals import deferred
+from runtime.net import snapshot
+from runtime.oci.support import bind_sources
 
 __all__ = ["checkpoint"]
 

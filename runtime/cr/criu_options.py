@@ -14,12 +14,11 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Mapping
-from types import MappingProxyType
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable, Iterable
 
 from criu_rpc import CgroupRoot, CriuOptions, ExternalMount, InheritFd, JoinNamespace
-
 from runtime.linux.cghier import managed_fields
 from runtime.linux.procfs import MountEntry, parse_mountinfo
 

@@ -9,14 +9,13 @@ the checkpoint's manifest (:mod:`runtime.cr.manifest`), a corrupt inventory.
 
 from __future__ import annotations
 
-import os
 import logging
+import os
 
 from criu_rpc import ImageError, has_inventory
-
+from runtime.cr.manifest import MANIFEST_FILE, Unhashed, verify_but_pages, verify_manifest
 from runtime.cr.meta import METADATA_FILE
 from runtime.errors import RestoreError
-from runtime.cr.manifest import MANIFEST_FILE, Unhashed, verify_but_pages, verify_manifest
 
 __all__ = ["require_checkpoint", "INVENTORY_FILE"]
 

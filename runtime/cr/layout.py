@@ -9,8 +9,8 @@ snapshot, the manifest, and a copy's filesystem changes. An export archive
 from __future__ import annotations
 
 from criu_rpc.images import STATS_FILES
-
-from runtime.net.snapshot import NETWORK_FILE  # the pre-created netns' interfaces (podman's name); its reader/writer is there
+from runtime.net.snapshot import \
+    NETWORK_FILE  # the pre-created netns' interfaces (podman's name); its reader/writer is there
 
 __all__ = ["DEFAULT_IMAGE_DIR", "DUMP_LOG", "RESTORE_LOG", "DUMP_STATS", "RESTORE_STATS", "METADATA_FILE",
            "NETWORK_FILE", "MANIFEST_FILE", "ROOTFS_DIFF", "RUN_FILES", "OWN_FILES"]

@@ -27,16 +27,16 @@ from ~5-9% of the checkpoint time to ~1%.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import threading
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from runtime.cr.imagehash import ALGORITHM, PAGES_PREFIX, Follower, file_digests, follow
 from runtime.errors import CheckpointError, ImageIntegrityError
 from runtime.linux.fsmode import FILE_MODE, open_private
-from runtime.cr.imagehash import ALGORITHM, PAGES_PREFIX, Follower, file_digests, follow
 
 __all__ = ["MANIFEST_FILE", "MANIFEST_VERSION", "ALGORITHM", "FileEntry", "Manifest",
            "build_manifest", "write_manifest", "seal", "follow", "Follower", "read_manifest", "verify_manifest",
@@ -45,6 +45,7 @@ __all__ = ["MANIFEST_FILE", "MANIFEST_VERSION", "ALGORITHM", "FileEntry", "Manif
 _log = logging.getLogger("criu_cr.cr")
 
 from runtime.cr.layout import MANIFEST_FILE, OWN_FILES, RUN_FILES  # noqa: E402 - names in one place
+
 MANIFEST_VERSION = 1
 # Written after the manifest, or only for debugging: never listed, never "extra".
 UNLISTED = RUN_FILES | {MANIFEST_FILE}

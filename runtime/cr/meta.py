@@ -18,13 +18,12 @@ from typing import Any
 
 from criu_rpc import CriuError, CriuVersion, ImageError, locate, read_stats
 from criu_rpc.locate import binary_version, require_version, version_gate
-
 from runtime.cr import kdat
-from runtime.cr.layout import DUMP_LOG, DUMP_STATS, METADATA_FILE, NETWORK_FILE, RESTORE_LOG, RESTORE_STATS
 from runtime.cr.criu_options import MountRecord
-from runtime.linux.mounts import remove_tree
+from runtime.cr.layout import DUMP_LOG, DUMP_STATS, METADATA_FILE, NETWORK_FILE, RESTORE_LOG, RESTORE_STATS
 from runtime.errors import ContainerError, RestoreError
 from runtime.linux.fsmode import makedirs_private, open_private
+from runtime.linux.mounts import remove_tree
 
 __all__ = [
     "IMAGE_DIR_MODE", "METADATA_FILE", "ImageDirError", "ImageOwnerError", "check_owner", "NETWORK_FILE", "META_VERSION", "CheckpointMeta",

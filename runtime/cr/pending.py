@@ -38,11 +38,11 @@ import signal
 import time
 from typing import Any
 
+from runtime.container.state import Action, ContainerState, StateStore, Status, live
 from runtime.cr.layout import DUMP_STATS
+from runtime.errors import ContainerBusyError, ContainerError
 from runtime.linux import mounts
 from runtime.linux.cgroups import Cgroups
-from runtime.errors import ContainerBusyError, ContainerError
-from runtime.container.state import Action, ContainerState, Status, StateStore, live
 from runtime.linux.procfs import proc_start_time, process_alive
 from runtime.linux.syscalls import PROC_NS_NAMES
 
@@ -158,8 +158,8 @@ def _after(st: ContainerState, rec: dict[str, Any], action: Action, **changes: A
 
 
 def _install(work: str, final: str, container_id: str) -> None:
-    from runtime.cr.meta import install_image_dir
     from runtime.cr.manifest import MANIFEST_FILE, seal
+    from runtime.cr.meta import install_image_dir
 
     if not os.path.exists(os.path.join(work, MANIFEST_FILE)):  # criu-cr died before writing it
         seal(work, container_id=container_id, strict=False)

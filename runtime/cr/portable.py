@@ -24,7 +24,6 @@ import time
 from typing import Any
 
 from criu_rpc import NotifyHandler
-
 from runtime.container.state import ContainerState, StateStore, validate_id
 from runtime.cr import archive
 from runtime.cr.layout import ROOTFS_DIFF

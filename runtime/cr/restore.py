@@ -19,25 +19,26 @@ from typing import Any
 
 from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, deadline_for
 from criu_rpc.notify import NOTIFY_SCRIPTS
-
-from runtime.oci.support import bind_sources
-from runtime.cr import criu_options, pending
-from runtime.linux import mounts
-from runtime.net import netns, snapshot
-from runtime.linux.cgroups import Cgroups
 from runtime.container.host import overlay_dirs
-from runtime.cr.criu_options import Direction
-from runtime.cr.meta import NETWORK_FILE, CheckpointMeta, choose_network_lock, read_meta, remove_logs, require_usable_criu, stats_dict
-from runtime.cr.options import CTR_LOG, DEFAULT_IMAGE_DIR, RESTORE_LOG, REPORT_MARGIN, RestoreOptions, RestoreResult, criu_us
-from runtime.errors import ImageIntegrityError, RestoreError, criu_message
-from runtime.cr.imagecheck import require_checkpoint
-from runtime.cr.manifest import HashCheck, Unhashed, unhashed_pages
 from runtime.container.init import report
 from runtime.container.monitor import read_report, spawn_monitor
-from runtime.oci.spec import load_spec
-from runtime.linux.signals import deferred
-from runtime.container.state import LIVE_STATUSES, Action, ContainerState, Status, StateStore, mark_stopped
+from runtime.container.state import LIVE_STATUSES, Action, ContainerState, StateStore, Status, mark_stopped
+from runtime.cr import criu_options, pending
+from runtime.cr.criu_options import Direction
+from runtime.cr.imagecheck import require_checkpoint
+from runtime.cr.manifest import HashCheck, Unhashed, unhashed_pages
+from runtime.cr.meta import (NETWORK_FILE, CheckpointMeta, choose_network_lock, read_meta, remove_logs,
+                             require_usable_criu, stats_dict)
+from runtime.cr.options import (CTR_LOG, DEFAULT_IMAGE_DIR, REPORT_MARGIN, RESTORE_LOG, RestoreOptions, RestoreResult,
+                                criu_us)
+from runtime.errors import ImageIntegrityError, RestoreError, criu_message
+from runtime.linux import mounts
+from runtime.linux.cgroups import Cgroups
 from runtime.linux.procfs import proc_start_time, process_alive
+from runtime.linux.signals import deferred
+from runtime.net import netns, snapshot
+from runtime.oci.spec import load_spec
+from runtime.oci.support import bind_sources
 
 __all__ = ["restore", "restore_locked"]
 

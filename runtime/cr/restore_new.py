@@ -13,11 +13,10 @@ from __future__ import annotations
 import os
 
 from criu_rpc import NotifyHandler
-
-from runtime.cr.layout import ROOTFS_DIFF
 from runtime.container.host import discard_container, prepare_host, process_record
-from runtime.container.state import ContainerState, Status, StateStore, now_rfc3339, validate_id
+from runtime.container.state import ContainerState, StateStore, Status, now_rfc3339, validate_id
 from runtime.cr.imagecheck import require_checkpoint
+from runtime.cr.layout import ROOTFS_DIFF
 from runtime.cr.meta import read_meta
 from runtime.cr.options import RestoreOptions, RestoreResult
 from runtime.cr.restore import restore_locked

@@ -20,8 +20,9 @@ from types import MappingProxyType
 from typing import Any
 
 from runtime.errors import CgroupError
-from runtime.linux.cgroupfs import read_file as _read, write_file as _write
 from runtime.linux.cgroup_limits import apply_v1, apply_v2, shares_to_weight
+from runtime.linux.cgroupfs import read_file as _read
+from runtime.linux.cgroupfs import write_file as _write
 from runtime.oci.spec import Resources
 
 __all__ = [

@@ -16,8 +16,8 @@ import os
 import stat
 
 from runtime.linux import syscalls as sc
-from runtime.linux.procfs import mounts_under, read_mountinfo
 from runtime.linux.fsmode import makedirs_private, open_private
+from runtime.linux.procfs import mounts_under, read_mountinfo
 from runtime.oci.spec import Mount, Spec
 
 __all__ = [

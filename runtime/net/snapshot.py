@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.errors import NetnsError
 from runtime.linux.fsmode import open_private
-from runtime.net.netns import VethPair, add_addresses, create_netns, delete_netns, netns_exists, netns_path, setup_veth, teardown
+from runtime.net.netns import (VethPair, add_addresses, create_netns, delete_netns, netns_exists, netns_path,
+                               setup_veth, teardown)
 
 if TYPE_CHECKING:
     from runtime.net import rtnl

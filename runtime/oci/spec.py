@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from types import MappingProxyType
 from typing import Any
 
+from runtime.errors import SpecError
 from runtime.oci import checks as chk
 from runtime.oci.process import CAPABILITY_SETS, RLIMIT_TYPES, Process, Rlimit, parse_process
-from runtime.errors import SpecError
 
 __all__ = [
     "Spec", "Process", "Rlimit", "Root", "Mount", "Namespace", "Device", "Resources",

@@ -49,8 +49,8 @@ def fault(script: str, action: str, owner: int) -> FaultAt:
 
 def main(argv: list[str]) -> int:
     from runtime.cli import main as _unused  # noqa: F401 - same imports as the CLI
-    from runtime.cr.options import CheckpointOptions, RestoreOptions
     from runtime.container import Container
+    from runtime.cr.options import CheckpointOptions, RestoreOptions
     from runtime.linux.signals import Interrupted, install_cli_handlers
 
     op, cid, script, action = argv[:4]

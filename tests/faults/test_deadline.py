@@ -13,7 +13,6 @@ from runtime.errors import RestoreError
 from tests.faults.faultkit import check_invariants
 
 
-
 def test_a_looping_restore_is_ended_at_its_deadline_and_the_checkpoint_stays(web, canary, tmp_path):
     images = Path(web.ctr.checkpoint().image_dir)
     pages = max(images.glob("pages-*.img"), key=lambda p: p.stat().st_size)

@@ -22,12 +22,11 @@ from pathlib import Path
 import pytest
 
 from runtime.container import Container
+from runtime.cr.manifest import MANIFEST_FILE, verify_manifest
 from runtime.cr.meta import ImageOwnerError
 from runtime.errors import ImageIntegrityError, RestoreError
-from runtime.cr.manifest import MANIFEST_FILE, verify_manifest
 from tests.faults.faultkit import Web, check_invariants
 from tests.integration.container_helpers import REPO, cli, until
-
 
 COUNTER = ("i=0; touch /tmp/made-by-init; while true; do i=$((i+1)); echo $i > /tmp/count.new; "
            "mv /tmp/count.new /tmp/count; sleep 0.05; done")

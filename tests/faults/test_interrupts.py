@@ -17,7 +17,6 @@ from runtime.net import netlock
 from tests.faults.faultkit import check_invariants, run_child
 from tests.integration.container_helpers import cli, until
 
-
 DUMP_POINTS = ("pre-dump", "network-lock", "post-dump")
 RESTORE_POINTS = ("setup-namespaces", "post-setup-namespaces", "post-restore", "pre-resume")
 

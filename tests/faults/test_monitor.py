@@ -6,10 +6,8 @@ import json
 import os
 import signal
 
-
 from tests.faults.faultkit import check_invariants
 from tests.integration.container_helpers import cli, until
-
 
 
 def test_a_killed_monitor_is_reported_and_a_checkpoint_restore_replaces_it(web, canary):

@@ -14,7 +14,6 @@ from tests.faults.faultkit import check_invariants
 from tests.integration.container_helpers import cli
 
 
-
 def test_a_trailing_slash_on_the_image_path_keeps_the_newest_checkpoint(web, canary, tmp_path):
     images = tmp_path / "images"
     first = cli(web.root, "checkpoint", "-R", "--image-path", f"{images}/", web.id)
@@ -64,8 +63,8 @@ def test_a_full_disk_fails_the_checkpoint_and_the_container_runs_on(web, canary,
 
 def test_a_copy_restored_beside_its_running_original_is_warned_about_and_refused(web, canary, tmp_path, caplog):
     from runtime.container import Container
-    from runtime.errors import RestoreError
     from runtime.container.state import StateStore
+    from runtime.errors import RestoreError
 
     images = str(tmp_path / "copy")
     web.ctr.checkpoint(image_path=images, leave_running=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from runtime.container import Container
-
 from tests.conftest import require
 
 REPO = Path(__file__).resolve().parents[2]

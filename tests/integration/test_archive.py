@@ -20,8 +20,7 @@ import pytest
 from runtime.container import Container
 from runtime.testing.net import http_get, wait_tcp
 from tests.conftest import require
-from tests.integration.container_helpers import cli, until
-from tests.integration.container_helpers import SERVICE, counter, echo, read_count
+from tests.integration.container_helpers import SERVICE, cli, counter, echo, read_count, until
 
 pytestmark = pytest.mark.usefixtures("container_prereqs")
 

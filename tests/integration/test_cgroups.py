@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.linux.cgroups import DEFAULT_ROOT, UNIFIED, Cgroups, detect_layout, read_proc_cgroup
 from runtime.errors import CgroupError
+from runtime.linux.cgroups import DEFAULT_ROOT, UNIFIED, Cgroups, detect_layout, read_proc_cgroup
 from runtime.oci.spec import Resources
 from tests.conftest import require
 

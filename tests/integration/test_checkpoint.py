@@ -16,15 +16,14 @@ import threading
 import time
 
 import pytest
-
 from pyroute2 import IPRoute
 
-from runtime.linux import mounts
-from runtime.net import netns as netns_mod
-from runtime.container import Container
 from criu_rpc import CriuVersionError
+from runtime.container import Container
 from runtime.cr.meta import ImageDirError
 from runtime.errors import CheckpointError, ContainerStateError, RestoreError
+from runtime.linux import mounts
+from runtime.net import netns as netns_mod
 from runtime.testing.net import http_get, wait_tcp
 from tests.conftest import require
 from tests.integration.container_helpers import SERVICE, answers, cli, counter, echo, read_count, until

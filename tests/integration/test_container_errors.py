@@ -10,11 +10,10 @@ import sys
 import pytest
 
 from runtime.container import Container, ContainerStartError
-from runtime.errors import ContainerBusyError, ContainerNotFoundError, ContainerStateError, SpecError
 from runtime.container.state import StateStore
+from runtime.errors import ContainerBusyError, ContainerNotFoundError, ContainerStateError, SpecError
 
 from .container_helpers import REPO, cli, need_container_prereqs
-
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,6 @@ from runtime.testing import http_get, wait_tcp
 from .container_helpers import need_container_prereqs, until
 
 
-
 @pytest.fixture(autouse=True)
 def _prereqs() -> None:
     need_container_prereqs()

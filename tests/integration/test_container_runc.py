@@ -17,10 +17,9 @@ import pytest
 from runtime.container import Container
 from runtime.errors import ContainerStateError
 from runtime.testing import build_busybox_bundle, default_spec
-
-from .container_helpers import cli, need_container_prereqs, runc_available, until
 from tests.conftest import require
 
+from .container_helpers import cli, need_container_prereqs, runc_available, until
 
 
 @pytest.fixture(autouse=True)

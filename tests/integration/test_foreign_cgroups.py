@@ -16,14 +16,13 @@ import subprocess
 
 import pytest
 
+from runtime.container.facade import Container
 from runtime.linux import syscalls as sc
 from runtime.linux.cghier import is_managed
 from runtime.linux.cgroups import controller_keys
-from runtime.container.facade import Container
 from runtime.testing.foreign_cgroup import ForeignHierarchy, foreign_hierarchy
 from tests.conftest import require, require_criu
 from tests.integration.container_helpers import cli, need_container_prereqs
-
 
 LOOP = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done"
 

@@ -21,7 +21,8 @@ from pyroute2 import IPRoute
 from runtime.errors import NetnsError
 from runtime.net.in_netns import in_netns
 from runtime.net.netns import VethPair, create_netns, delete_netns, netns_exists, netns_path, setup_veth, teardown
-from runtime.net.snapshot import InterfaceInfo, read_network_status, recreate_from_snapshot, snapshot_interfaces, write_network_status
+from runtime.net.snapshot import (InterfaceInfo, read_network_status, recreate_from_snapshot, snapshot_interfaces,
+                                  write_network_status)
 from runtime.testing.plugin import reserve_test_net
 from tests.conftest import require
 

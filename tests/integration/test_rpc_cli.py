@@ -12,7 +12,6 @@ import pytest
 from .rpc_helpers import Counter, criu_path
 
 
-
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "runtime.cli", "--criu", criu_path(), *args],
                           capture_output=True, text=True, timeout=120,

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from criu_rpc import (CriuClient, CriuDiedError, CriuOptions, FeatureUnavailableError,
-                      NotifyAbortedError, NotifyContext, NotifyHandler, binary_version)
+from criu_rpc import (CriuClient, CriuDiedError, CriuOptions, FeatureUnavailableError, NotifyAbortedError,
+                      NotifyContext, NotifyHandler, binary_version)
 
 from .rpc_helpers import Counter, criu_path, stat_fields
-
 
 
 @pytest.fixture

@@ -18,12 +18,11 @@ from pathlib import Path
 import pytest
 
 from criu_rpc import CriuClient, CriuDiedError, CriuOptions, CriuTimeoutError, InheritFd
-from criu_rpc.logs import LOG_SCAN_BYTES
 from criu_rpc.faults import FaultAt, KillCriuAt
+from criu_rpc.logs import LOG_SCAN_BYTES
 from criu_rpc.proctree import process_table
 
 from .rpc_helpers import Counter, criu_path, stat_fields, wait_until
-
 
 PLAIN_DUMP = ["pre-dump", "query-ext-files", "post-dump"]
 NET_DUMP = ["pre-dump", "network-lock", "query-ext-files", "post-dump"]

@@ -13,7 +13,6 @@ from criu_rpc import CriuClient, CriuOptions, PageServer
 from .rpc_helpers import criu_path, stat_fields, wait_until
 
 
-
 @pytest.fixture
 def client() -> CriuClient:
     return CriuClient(criu_path())

@@ -12,7 +12,6 @@ from criu_rpc import CriuClient, CriuOptions, NotifyHandler
 from .rpc_helpers import Counter, criu_path, wait_until
 
 
-
 @pytest.fixture
 def service(tmp_path: Path):
     """A `criu service` we start as our child, stopped (by its pid) afterwards."""

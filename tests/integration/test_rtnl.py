@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from pyroute2 import IPRoute
 
-from runtime.net import rtnl
 from runtime.errors import NetnsError
+from runtime.net import rtnl
 from runtime.net.netns import create_netns, netns_exists, netns_path, setup_veth, teardown
 from runtime.net.snapshot import InterfaceInfo, snapshot_interfaces
 from runtime.testing.plugin import reserve_test_net

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime.linux.cgroups import Cgroups
-from runtime.errors import ContainerNotFoundError, ContainerStateError
-from runtime.net.netns import create_netns, netns_path, setup_veth, teardown
 from runtime.container.runc import proc_start_time, read_runc_state
+from runtime.errors import ContainerNotFoundError, ContainerStateError
+from runtime.linux.cgroups import Cgroups
+from runtime.net.netns import create_netns, netns_path, setup_veth, teardown
 from tests.conftest import require
 
 BUSYBOX = "/bin/busybox"

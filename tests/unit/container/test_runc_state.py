@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from runtime.errors import ContainerError, ContainerNotFoundError, ContainerStateError
 from runtime.container.runc import read_runc_state
+from runtime.errors import ContainerError, ContainerNotFoundError, ContainerStateError
 from runtime.linux.procfs import proc_start_time
 
 

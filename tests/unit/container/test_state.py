@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.errors import ContainerBusyError, ContainerExistsError, ContainerNotFoundError
 from runtime.container.state import ContainerState, StateStore, state_root, validate_id
+from runtime.errors import ContainerBusyError, ContainerExistsError, ContainerNotFoundError
 from runtime.linux.procfs import proc_start_time, process_alive
 
 

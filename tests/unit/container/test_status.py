@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from runtime.container.state import Action, ContainerState, Status, StateStore, allowed, next_status
+from runtime.container.state import Action, ContainerState, StateStore, Status, allowed, next_status
 from runtime.errors import ContainerStateError
 
 

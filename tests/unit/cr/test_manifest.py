@@ -13,8 +13,8 @@ import xxhash
 
 from runtime.cr import imagehash
 from runtime.cr import manifest as mf
-from runtime.errors import CheckpointError, ImageIntegrityError, RestoreError
 from runtime.cr.imagecheck import require_checkpoint
+from runtime.errors import CheckpointError, ImageIntegrityError, RestoreError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

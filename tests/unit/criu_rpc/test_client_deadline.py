@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from criu_rpc import (CriuClient, CriuDiedError, CriuError, CriuOptions, CriuTimeoutError,
-                      InvalidOptionError)
+from criu_rpc import CriuClient, CriuDiedError, CriuError, CriuOptions, CriuTimeoutError, InvalidOptionError
 from criu_rpc.proctree import process_table
 
 from .fake_criu_fixture import fake_criu, zombies_of_us  # noqa: F401 (fixture)

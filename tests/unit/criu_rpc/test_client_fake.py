@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from criu_rpc import (CriuClient, CriuDiedError, CriuOptions, CriuRpcError,
-                      FeatureUnavailableError, Features, InheritFd, InvalidOptionError, NotifyAbortedError,
-                      NotifyContext, NotifyHandler, PageServer)
+from criu_rpc import (CriuClient, CriuDiedError, CriuOptions, CriuRpcError, Features, FeatureUnavailableError,
+                      InheritFd, InvalidOptionError, NotifyAbortedError, NotifyContext, NotifyHandler, PageServer)
 from criu_rpc.errors import CriuProtocolError
 
 from .fake_criu_fixture import fake_criu, zombies_of_us  # noqa: F401 (fixture)

@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[3]

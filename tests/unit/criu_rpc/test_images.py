@@ -9,16 +9,8 @@ import pytest
 
 from criu_rpc._pb import stats_pb2
 from criu_rpc.errors import CriuError, ImageError
-from criu_rpc.images import (
-    IMG_SERVICE_MAGIC,
-    INVENTORY_MAGIC,
-    STATS_MAGIC,
-    DumpStats,
-    RestoreStats,
-    has_inventory,
-    parse_stats,
-    read_stats,
-)
+from criu_rpc.images import (IMG_SERVICE_MAGIC, INVENTORY_MAGIC, STATS_MAGIC, DumpStats, RestoreStats, has_inventory,
+                             parse_stats, read_stats)
 
 # Captured from a real `criu dump -t PID --shell-job` of `sleep 1000` and the
 # matching `criu restore -d` (CRIU 4.2.1, Linux 6.18): 30 pages were written,

@@ -9,18 +9,8 @@ import pytest
 
 from criu_rpc._pb import rpc_pb2
 from criu_rpc.errors import CriuError, CriuNotFoundError, CriuVersionError
-from criu_rpc.locate import (
-    CRIU_ENV,
-    INET_SOCKETS_MIN_VERSION_ON_LINUX_6_16,
-    MIN_VERSION,
-    CriuVersion,
-    binary_version,
-    kernel_release,
-    locate,
-    parse_version,
-    require_version,
-    required_version,
-)
+from criu_rpc.locate import (CRIU_ENV, INET_SOCKETS_MIN_VERSION_ON_LINUX_6_16, MIN_VERSION, CriuVersion, binary_version,
+                             kernel_release, locate, parse_version, require_version, required_version)
 
 
 def fake_criu(directory: Path, output: str = "Version: 4.2.1\n", status: int = 0,

@@ -9,18 +9,9 @@ import pytest
 
 from criu_rpc._pb import rpc_pb2
 from criu_rpc.errors import InvalidOptionError
+from criu_rpc.option_types import (CLONE_NEWNET, CgroupMode, CgroupRoot, ExternalMount, InheritFd, JoinNamespace,
+                                   NetworkLock, PageServer, PreDumpMode)
 from criu_rpc.options import CriuOptions
-from criu_rpc.option_types import (
-    CLONE_NEWNET,
-    CgroupMode,
-    CgroupRoot,
-    ExternalMount,
-    InheritFd,
-    JoinNamespace,
-    NetworkLock,
-    PageServer,
-    PreDumpMode,
-)
 
 
 def opts(**kw):

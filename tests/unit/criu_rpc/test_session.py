@@ -6,8 +6,7 @@ import pytest
 
 from criu_rpc._pb import rpc_pb2
 from criu_rpc.errors import CriuProtocolError, IllegalStepError, InvalidOptionError
-from criu_rpc.session import (KEEP_OPEN_TYPES, Features, Notify, ReqType, Response, Session,
-                              State)
+from criu_rpc.session import KEEP_OPEN_TYPES, Features, Notify, ReqType, Response, Session, State
 
 from .replies import reply
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.linux.cgroups import UNIFIED, Cgroups, V1_CONTROLLERS, detect_layout, resolve_cgroup_path, shares_to_weight
 from runtime.errors import CgroupError
+from runtime.linux.cgroups import UNIFIED, V1_CONTROLLERS, Cgroups, detect_layout, resolve_cgroup_path, shares_to_weight
 from runtime.oci.spec import Resources
 
 

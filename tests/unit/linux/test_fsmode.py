@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from runtime.net import snapshot
+from runtime.container.state import ContainerState, StateStore
+from runtime.cr.manifest import write_manifest
 from runtime.cr.meta import CheckpointMeta, fresh_image_dir
 from runtime.linux.fsmode import makedirs_private, open_private
-from runtime.cr.manifest import write_manifest
 from runtime.linux.mounts import archive_upper
-from runtime.container.state import ContainerState, StateStore
+from runtime.net import snapshot
 
 
 @pytest.fixture(params=[0o000, 0o777, 0o022])

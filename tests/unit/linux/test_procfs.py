@@ -7,8 +7,7 @@ import signal
 import subprocess
 import sys
 
-from runtime.linux.procfs import (exit_status_of, parse_mountinfo, proc_start_time, proc_state,
-                                  process_alive)
+from runtime.linux.procfs import exit_status_of, parse_mountinfo, proc_start_time, proc_state, process_alive
 
 MOUNTINFO = (
     "22 1 0:21 / /run rw,nosuid shared:5 - tmpfs tmpfs rw,mode=755\n"

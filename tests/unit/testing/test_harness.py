@@ -8,13 +8,12 @@ import signal
 
 import pytest
 
-from tests.conftest import require
-
 from runtime.cli.container_cmds import parse_signal
 from runtime.linux.procfs import exit_status_of
 from runtime.oci.spec import load_spec
 from runtime.testing import build_busybox_bundle, default_spec
 from runtime.testing.plugin import allocate_subnet
+from tests.conftest import require
 
 
 def test_default_spec_is_runc_like_and_parses(tmp_path):
