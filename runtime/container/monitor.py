@@ -116,15 +116,7 @@ def read_report(fd: int, timeout: float, *, watch_pid: int | None = None) -> dic
 
 def _read_available(fd: int) -> bytes:
     os.set_blocking(fd, False)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            return out
-        if not chunk:
-            return out
-        out += chunk
+    return b"".join(_Chunks(fd))
 
 
 def _close_all_but(keep: set[int]) -> None:
@@ -222,11 +214,28 @@ def _supervise(init_pid: int, output_fds: list[int], log_path: str) -> int:
 
 def _copy(fd: int, log: int) -> bool:
     """Copy what is available on ``fd`` to ``log``; False at EOF."""
-    while True:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return True
-        if not data:
-            return False
+    chunks = _Chunks(fd)
+    for data in chunks:
         os.write(log, data)
+    return not chunks.at_eof
+
+
+class _Chunks:
+    """What a non-blocking ``fd`` has to read now, chunk by chunk; ``at_eof`` once the writers are gone."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.at_eof = False
+
+    def __iter__(self) -> "_Chunks":
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            raise StopIteration from None
+        if not data:
+            self.at_eof = True
+            raise StopIteration
+        return data

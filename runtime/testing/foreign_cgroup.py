@@ -71,7 +71,11 @@ def _mount(name: str, path: str) -> None:
 
 def mount_foreign_hierarchy(parent: str | None = None) -> ForeignHierarchy:
     """Mount a new named hierarchy with a unique name on a new directory. Raises OSError."""
-    name = f"{NAME_PREFIX}{secrets.token_hex(4)}"
+    return _mount_on_new_dir(f"{NAME_PREFIX}{secrets.token_hex(4)}", parent)
+
+
+def _mount_on_new_dir(name: str, parent: str | None) -> ForeignHierarchy:
+    """Mount (or create) the named hierarchy ``name`` on a new temporary directory. Raises OSError."""
     path = tempfile.mkdtemp(prefix=f"{name}-", dir=parent)
     try:
         _mount(name, path)
@@ -193,13 +197,7 @@ def sweep_orphans(parent: str | None = None) -> list[str]:
     for name in names:
         if name in busy:
             continue
-        path = tempfile.mkdtemp(prefix=f"{name}-", dir=parent)
-        try:
-            _mount(name, path)
-        except BaseException:
-            os.rmdir(path)
-            raise
-        remove_foreign_hierarchy(ForeignHierarchy(name=name, path=path))
+        remove_foreign_hierarchy(_mount_on_new_dir(name, parent))
         swept.append(name)
     return swept
 

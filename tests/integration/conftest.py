@@ -18,14 +18,24 @@ def container_prereqs() -> None:
 
 
 @pytest.fixture
-def service(busybox_bundle, netns, container):
+def service_in(busybox_bundle, container):
+    """Factory: a running busybox service container (httpd + counter) in the given test netns: (container, net)."""
+
+    def make(net):
+        bundle = busybox_bundle(["sh", "-c", SERVICE], files={"/www/index.html": "hello from the container\n"},
+                                netns_path=net.path)
+        ctr = container(bundle)
+        wait_tcp(net.ip, 80, timeout=10)
+        until(lambda: counter(ctr) >= 3, what="the counter to tick")
+        return ctr, net
+
+    return make
+
+
+@pytest.fixture
+def service(service_in, netns):
     """A running busybox service container in a pre-created netns: (container, netns)."""
-    bundle = busybox_bundle(["sh", "-c", SERVICE], files={"/www/index.html": "hello from the container\n"},
-                            netns_path=netns.path)
-    ctr = container(bundle)
-    wait_tcp(netns.ip, 80, timeout=10)
-    until(lambda: counter(ctr) >= 3, what="the counter to tick")
-    return ctr, netns
+    return service_in(netns)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 from runtime.container import Container
 from runtime.testing.net import http_get, wait_tcp
 from tests.conftest import require
-from tests.integration.container_helpers import SERVICE, cli, counter, echo, read_count, until
+from tests.integration.container_helpers import cli, counter, echo, read_count, until
 
 pytestmark = pytest.mark.usefixtures("container_prereqs")
 
@@ -29,15 +29,9 @@ PEERS = os.environ.get("CRIU_CR_PEERS", "/opt/criu-cr/peers")
 
 
 @pytest.fixture
-def service(busybox_bundle, netns_factory, container):
+def service(service_in, netns_factory):
     """A running service container in its own pre-created netns: (container, netns)."""
-    net = netns_factory()
-    bundle = busybox_bundle(["sh", "-c", SERVICE], files={"/www/index.html": "hello from the container\n"},
-                            netns_path=net.path)
-    ctr = container(bundle)
-    wait_tcp(net.ip, 80, timeout=10)
-    until(lambda: counter(ctr) >= 3, what="the counter to tick")
-    return ctr, net
+    return service_in(netns_factory())
 
 
 @pytest.fixture
