@@ -30,7 +30,6 @@ within a size limit, and refuses anything else naming the member.
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import os
@@ -41,8 +40,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-import zstandard
-
+from runtime.cr.compression import (CHUNK, STREAM_ERRORS, Counted, LimitReached, compressor, decompressor,
+                                    detect_compression)
 from runtime.cr.layout import DUMP_STATS, MANIFEST_FILE, METADATA_FILE, NETWORK_FILE, ROOTFS_DIFF
 from runtime.cr.manifest import verify_manifest
 from runtime.errors import ArchiveError, ImageIntegrityError
@@ -55,14 +54,11 @@ __all__ = ["COMPRESSIONS", "DEFAULT_COMPRESSION", "DEFAULT_IMPORT_LIMIT", "CHECK
 COMPRESSIONS = ("zstd", "gzip", "none")
 DEFAULT_COMPRESSION = "zstd"  # podman's default
 # zstd 3 (its own default) keeps up with a disk on one core; threads take the rest.
-ZSTD_LEVEL = 3
-GZIP_LEVEL = 6
 # What an import may unpack unless the user allows more (--import-limit).
 DEFAULT_IMPORT_LIMIT = 64 << 30
 # Beyond the members' declared sizes, what tar headers may take (a header bomb stops here).
 HEADER_SLACK = 16 << 20
 JSON_LIMIT = 16 << 20  # spec.dump / config.dump / deleted.files are small
-CHUNK = 1 << 20
 
 CHECKPOINT_DIR = "checkpoint"
 SPEC_DUMP = "spec.dump"
@@ -77,8 +73,6 @@ _TOP_BESIDE = frozenset({SPEC_DUMP, CONFIG_DUMP, DELETED_FILES, CTR_LOG})
 _JSON_MEMBERS = frozenset({SPEC_DUMP, CONFIG_DUMP, DELETED_FILES})
 _REQUIRED = (CHECKPOINT_DIR, SPEC_DUMP, CONFIG_DUMP, METADATA_FILE, MANIFEST_FILE)
 _IMAGE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")  # CRIU's image names; no "..", no "/"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,7 +131,7 @@ def write_archive(path: str, image_dir: str, *, extra: Mapping[str, bytes] | Non
     try:
         os.fchmod(fd, FILE_MODE)  # whatever the umask: the pages hold secrets
         with os.fdopen(fd, "wb", buffering=CHUNK) as raw:
-            with _compressor(raw, compression, threads) as out:
+            with compressor(raw, compression, threads) as out:
                 _write_tar(out, path, image_dir, extra or {}, extra_files or {})
             raw.flush()
             os.fsync(raw.fileno())
@@ -150,30 +144,6 @@ def write_archive(path: str, image_dir: str, *, extra: Mapping[str, bytes] | Non
             pass
         raise
     return ArchiveInfo(path=path, size=size, compression=compression)
-
-
-def _compressor(raw: IO[bytes], compression: str, threads: int) -> Any:
-    """A writable stream through the compressor into ``raw``; closing it ends the stream, not ``raw``."""
-    if compression == "zstd":
-        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=threads, write_checksum=True)
-        return cctx.stream_writer(raw, closefd=False)
-    if compression == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)
-    return _Unclosing(raw)
-
-
-class _Unclosing(io.RawIOBase):
-    """``raw`` for "none": the tar may close it, the file stays open for fsync."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        super().__init__()
-        self._raw = raw
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        return self._raw.write(b)
 
 
 def _write_tar(out: IO[bytes], path: str, image_dir: str, extra: Mapping[str, bytes],
@@ -211,15 +181,6 @@ def _add_file(tar: tarfile.TarFile, path: str, name: str, src: str) -> None:
 
 # -- reading ----------------------------------------------------------------------------
 
-def detect_compression(head: bytes) -> str:
-    """The compression of an archive starting with ``head`` (its first bytes). Pure."""
-    if head.startswith(_ZSTD_MAGIC):
-        return "zstd"
-    if head.startswith(_GZIP_MAGIC):
-        return "gzip"
-    return "none"
-
-
 def read_archive(path: str, directory: str, *, limit: int = DEFAULT_IMPORT_LIMIT) -> ImportedArchive:
     """Unpack the archive at ``path`` into ``directory``, which must not exist (it is made 0700).
 
@@ -246,8 +207,8 @@ def _read(path: str, directory: str, limit: int) -> ImportedArchive:
     with open(path, "rb") as f:
         compression = detect_compression(f.peek(4)[:4])
         try:
-            with _decompressor(f, compression) as plain:
-                counted = _Counted(plain, limit + HEADER_SLACK)
+            with decompressor(f, compression) as plain:
+                counted = Counted(plain, limit + HEADER_SLACK)
                 with tarfile.open(fileobj=counted, mode="r|") as tar:
                     budget = limit
                     for member in tar:
@@ -265,9 +226,9 @@ def _read(path: str, directory: str, limit: int) -> ImportedArchive:
                     current = ""
         except ArchiveError:
             raise
-        except _LimitReached:
+        except LimitReached:
             raise _too_big(path, current, limit) from None
-        except (tarfile.TarError, zstandard.ZstdError, EOFError, gzip.BadGzipFile, OSError) as exc:
+        except (tarfile.TarError, *STREAM_ERRORS, OSError) as exc:
             if isinstance(exc, OSError) and exc.errno is not None:
                 raise  # our own disk, not the archive
             what = "is truncated" if "end of" in str(exc) or isinstance(exc, EOFError) else "is corrupt"
@@ -284,47 +245,6 @@ def _read(path: str, directory: str, limit: int) -> ImportedArchive:
     return ImportedArchive(directory=directory, image_dir=image_dir,
                            spec=_load_json(path, directory, SPEC_DUMP, dict),
                            config=_load_json(path, directory, CONFIG_DUMP, dict), members=tuple(seen))
-
-
-def _decompressor(f: IO[bytes], compression: str) -> Any:
-    if compression == "zstd":
-        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True, closefd=False)
-    if compression == "gzip":
-        return gzip.GzipFile(fileobj=f, mode="rb")
-    return _NoClose(f)
-
-
-class _NoClose:
-    def __init__(self, f: IO[bytes]) -> None:
-        self._f = f
-
-    def read(self, n: int = -1) -> bytes:
-        return self._f.read(n)
-
-    def __enter__(self) -> "_NoClose":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
-class _LimitReached(Exception):
-    pass
-
-
-class _Counted:
-    """The decompressed stream, ended once more than ``cap`` bytes came out of it."""
-
-    def __init__(self, stream: Any, cap: int) -> None:
-        self._stream = stream
-        self._left = cap
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._stream.read(n if n >= 0 else CHUNK)
-        self._left -= len(data)
-        if self._left < 0:
-            raise _LimitReached()
-        return data
 
 
 def _too_big(path: str, member: str, limit: int) -> ArchiveError:
