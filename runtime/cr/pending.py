@@ -31,6 +31,7 @@ Each settled record is logged (a warning on the ``criu_cr.cr`` logger) saying wh
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ from runtime.linux.procfs import proc_start_time, process_alive
 from runtime.linux.syscalls import PROC_NS_NAMES
 
 __all__ = ["current", "record_restored", "PENDING_KEY", "RESTORE_JOURNAL", "begin", "update", "finish", "settle",
-           "write_journal", "read_journal", "release_network_lock", "kill_cgroup", "remove_journal", "holders_of", "DUMP_COMPLETE_MARK", "CRIU_WAIT"]
+           "write_journal", "read_journal", "hold_restore_lock", "restore_in_progress", "release_network_lock", "kill_cgroup", "remove_journal", "holders_of", "DUMP_COMPLETE_MARK", "CRIU_WAIT"]
 
 PENDING_KEY = "pending"
 RESTORE_JOURNAL = "restore.json"  # in the container directory, written by the restoring monitor
@@ -189,6 +190,34 @@ def record_restored(store: StateStore, st: ContainerState, init_pid: int, monito
     return st
 
 
+def hold_restore_lock(journal_path: str) -> int:
+    """An fd holding the restore's lock (``<journal>.lock``), for the restoring monitor to inherit.
+
+    flock belongs to the open file, so the lock stays held while any copy
+    of this fd lives: taken before the monitor is forked, it is held by the
+    monitor from its first instant until it has journalled the outcome (or
+    dies). Raises OSError.
+    """
+    fd = os.open(journal_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def restore_in_progress(journal_path: str) -> bool:
+    """Whether a restoring monitor still holds the restore's lock."""
+    try:
+        fd = os.open(journal_path + ".lock", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def write_journal(path: str, **fields: Any) -> None:
     """Atomically (re)write the restoring monitor's journal, merging ``fields`` in."""
     data = read_journal(path)
@@ -212,17 +241,14 @@ def read_journal(path: str) -> dict[str, Any]:
 def _settle_restore(store: StateStore, st: ContainerState, rec: dict[str, Any]) -> tuple[ContainerState, str]:
     journal_path = store.path(st.id, RESTORE_JOURNAL)
     deadline = time.monotonic() + CRIU_WAIT
-    while True:
-        journal = read_journal(journal_path)
-        init = int(journal.get("init") or 0)
-        monitor = int(journal.get("monitor") or rec.get("monitor") or 0)
-        monitor_alive = monitor > 0 and process_alive(monitor, int(journal.get("monitor_start") or 0)) \
-            if journal.get("monitor_start") else monitor > 0 and proc_start_time(monitor) is not None
-        if init or "error" in journal or not monitor_alive:
-            break
+    # The monitor holds the restore's lock from its birth until it has journalled the outcome.
+    while restore_in_progress(journal_path):
         if time.monotonic() > deadline:
-            raise ContainerBusyError(st.id, f"a restore is still in progress (monitor pid {monitor})")
+            raise ContainerBusyError(st.id, f"a restore is still in progress (monitor pid {rec.get('monitor')})")
         time.sleep(_POLL)
+    journal = read_journal(journal_path)
+    init = int(journal.get("init") or 0)
+    monitor = int(journal.get("monitor") or rec.get("monitor") or 0)
     image_dir = rec.get("image_dir", "")
     if init and process_alive(init, int(journal.get("init_start") or 0)):
         st = record_restored(store, st, init, monitor, rec.get("joined") or [], journal.get("stdio") or {})
@@ -269,11 +295,12 @@ def kill_cgroup(st: ContainerState, timeout: float = 5.0) -> None:
 
 
 def remove_journal(path: str) -> None:
-    """Remove a restore journal (gone already is fine)."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+    """Remove a restore journal and its lock file (gone already is fine)."""
+    for name in (path, path + ".lock"):
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
 
 
 # -- orphaned CRIU ----------------------------------------------------------------

@@ -217,7 +217,8 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
         cg.create()
     journal = store.path(st.id, pending.RESTORE_JOURNAL)
     pending.remove_journal(journal)
-    opened: list[int] = []
+    restore_lock = pending.hold_restore_lock(journal)  # the monitor inherits it: settling waits for it
+    opened: list[int] = [restore_lock]
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
@@ -231,7 +232,8 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
                      "stderr": f"pipe:[{os.fstat(err_w).st_ino}]"}
         produce_init = _MonitorRestore(container_id=st.id, client=client, criu_opts=criu_opts, timeout=timeout,
                                        journal=journal, new_stdio=new_stdio, report_w=rep_w,
-                                       owned_fds=(out_w, err_w, *opened), notify=notify, unhashed=unhashed)
+                                       owned_fds=(out_w, err_w, *opened[1:]), restore_lock=restore_lock,
+                                       notify=notify, unhashed=unhashed)
         monitor_pid = spawn_monitor(log_path=store.path(st.id, CTR_LOG), output_fds=(out_r, err_r),
                                     report_w=rep_w, keep_fds=(out_w, err_w, *opened), produce_init=produce_init,
                                     on_exit=functools.partial(mark_stopped, store.root, st.id))
@@ -289,6 +291,7 @@ class _MonitorRestore:
     new_stdio: dict[str, str]
     report_w: int
     owned_fds: tuple[int, ...]  # closed here once CRIU has them (the monitor must not hold them)
+    restore_lock: int  # released once the outcome is journalled
     notify: NotifyHandler | None
     unhashed: Unhashed | None
 
@@ -314,6 +317,7 @@ class _MonitorRestore:
         finally:
             for fd in self.owned_fds:
                 os.close(fd)
+            os.close(self.restore_lock)
 
 
 def _report_criu_failure(report_w: int, exc: CriuError, check: HashCheck | None) -> None:
