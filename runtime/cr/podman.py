@@ -164,7 +164,7 @@ def prepare_podman_import(archive_path: str, directory: str, image_dir: str, spe
 
 def mount_targets(spec: dict[str, Any]) -> list[tuple[str, bool]]:
     """(path in the root filesystem, is a directory) of every mount point of the spec's bind mounts
-    outside /dev, /proc and /sys, parents first. Pure.
+    outside /dev, /proc and /sys, parents first (a directory when its source here is one).
 
     podman made them in its overlay and left them out of rootfs-diff.tar;
     CRIU needs them to exist to mount on.
