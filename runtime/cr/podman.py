@@ -17,7 +17,8 @@ found there, the way runc told CRIU at dump:
 podman's bind mounts come from its own run directory, which does not exist
 here. They are recreated in the import's ``podman/`` directory as a user
 would expect: /etc/hosts, /etc/hostname and /etc/resolv.conf from the
-container's own filesystem changes when it wrote them (rootfs-diff.tar),
+container's own filesystem changes when it wrote them (rootfs-diff.tar) or
+the archive's ``artifacts/`` when it holds them (podman 4.3's is empty),
 else fresh minimal files; /run/.containerenv empty; /dev/shm from
 ``devshm-checkpoint.tar``. The bundle's spec points at them.
 """
@@ -32,6 +33,7 @@ import tarfile
 from collections.abc import Iterable
 from typing import Any
 
+from runtime.cr.archive import ARTIFACTS_DIR, DEVSHM_TAR
 from runtime.cr.criu_options import MountRecord
 from runtime.cr.layout import NETWORK_FILE, ROOTFS_DIFF
 from runtime.cr.meta import CheckpointMeta
@@ -133,11 +135,13 @@ def prepare_podman_import(archive_path: str, directory: str, image_dir: str, spe
         if dest == "/dev/shm":
             os.mkdir(name, 0o1777)
             os.chmod(name, 0o1777)
-            shm_tar = os.path.join(directory, "devshm-checkpoint.tar")
+            shm_tar = os.path.join(directory, DEVSHM_TAR)
             if os.path.exists(shm_tar):
                 _unpack_plain(archive_path, shm_tar, name)
         else:
             content = _from_diff(diff, dest)
+            if content is None:
+                content = _from_artifacts(os.path.join(directory, ARTIFACTS_DIR), dest)
             with open(name, "wb") as f:
                 f.write(content if content is not None else fresh_file(dest, spec.get("hostname", "")).encode())
             os.chmod(name, 0o644)
@@ -224,6 +228,15 @@ def _from_diff(diff: str, dest: str) -> bytes | None:
                 f = tar.extractfile(m)
                 return f.read() if f else None
     return None
+
+
+def _from_artifacts(artifacts: str, dest: str) -> bytes | None:
+    """The file of that name in the archive's artifacts/ (the reader let in only plain files there)."""
+    try:
+        with open(os.path.join(artifacts, os.path.basename(dest)), "rb") as f:
+            return f.read(1 << 20)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def _unpack_plain(archive_path: str, tar_path: str, target: str) -> None:

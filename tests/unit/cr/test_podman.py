@@ -114,6 +114,8 @@ def unpacked(tmp_path):
                                       (_ti("etc/resolv.conf", mode=0o644), b"nameserver 10.0.0.53\n")])
     _tar(work / "devshm-checkpoint.tar", [(_ti("./", type=tarfile.DIRTYPE, mode=0o1777), None),
                                           (_ti("seg", mode=0o600), b"shared")])
+    (work / "artifacts").mkdir()
+    (work / "artifacts" / "hosts").write_text("10.1.2.3 db\n")
     yield str(work), str(images), _spec(str(root))
     os.chmod(root, 0o755)
 
@@ -125,6 +127,8 @@ def test_prepare_recreates_podmans_files(unpacked):
     assert all(s.startswith(os.path.join(work, "podman") + "/") for s in src.values())
     with open(src["/etc/resolv.conf"]) as f:
         assert f.read() == "nameserver 10.0.0.53\n"  # the container's own, from its filesystem changes
+    with open(src["/etc/hosts"]) as f:
+        assert f.read() == "10.1.2.3 db\n"  # from the archive's artifacts/
     with open(src["/etc/hostname"]) as f:
         assert f.read() == "web\n"
     assert os.path.getsize(src["/run/.containerenv"]) == 0
