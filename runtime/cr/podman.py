@@ -19,8 +19,8 @@ here. They are recreated in the import's ``podman/`` directory as a user
 would expect: /etc/hosts, /etc/hostname and /etc/resolv.conf from the
 container's own filesystem changes when it wrote them (rootfs-diff.tar) or
 the archive's ``artifacts/`` when it holds them (podman 4.3's is empty),
-else fresh minimal files; /run/.containerenv empty; /dev/shm from
-``devshm-checkpoint.tar``. The bundle's spec points at them.
+else fresh minimal files; /run/.containerenv empty; /dev/shm a tmpfs
+holding ``devshm-checkpoint.tar``. The bundle's spec points at them.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from runtime.cr.archive import ARTIFACTS_DIR, DEVSHM_TAR
 from runtime.cr.criu_options import MountRecord
 from runtime.cr.layout import NETWORK_FILE, ROOTFS_DIFF
 from runtime.cr.meta import CheckpointMeta
-from runtime.errors import ArchiveError
+from runtime.errors import ArchiveError, RestoreError
+from runtime.linux import syscalls as sc
 from runtime.linux.fsmode import DIR_MODE
 
 __all__ = ["DESCRIPTORS", "FILES_DIR", "podman_mounts", "podman_meta", "stdio_names", "fresh_file", "mount_targets",
@@ -46,6 +47,7 @@ __all__ = ["DESCRIPTORS", "FILES_DIR", "podman_mounts", "podman_meta", "stdio_na
 DESCRIPTORS = "descriptors.json"  # runc's: what CRIU calls the init's fds 0, 1, 2
 FILES_DIR = "podman"  # in the import directory: the recreated sources of podman's bind mounts
 DEVSHM_LIMIT = 1 << 30  # what /dev/shm may unpack to
+SHM_OPTIONS = "mode=1777,size=65536k"  # podman's default --shm-size (64m)
 _CGROUP_DIR_TO_CTRL = {"systemd": "name=systemd"}
 # The files podman generates for a container, and how criu-cr recreates them when the archive lacks them.
 _GENERATED = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run/.containerenv", "/dev/shm")
@@ -112,14 +114,21 @@ def podman_meta(spec: dict[str, Any], *, container_id: str, bundle: str, descrip
 # -- the files (I/O) ----------------------------------------------------------------------
 
 def prepare_podman_import(archive_path: str, directory: str, image_dir: str, spec: dict[str, Any],
-                          container_id: str, bundle: str) -> dict[str, Any]:
+                          container_id: str, bundle: str, *, shm_tmpfs: bool = True) -> dict[str, Any]:
     """Make a podman archive unpacked at ``directory`` restorable; returns the spec to restore with.
 
     Recreates the sources of podman's bind mounts under ``directory/podman``,
     writes criu-cr.json into ``image_dir`` and drops podman's ``null``
-    network.status. Raises ArchiveError (a hostile devshm-checkpoint.tar,
-    an unreadable descriptors.json), OSError.
+    network.status. /dev/shm's source is a tmpfs mounted there (a plain
+    directory without ``shm_tmpfs``); whoever removes ``directory`` unmounts
+    it (``mounts.remove_tree``, the container's delete). Raises ArchiveError
+    (a hostile devshm-checkpoint.tar, an unreadable descriptors.json),
+    RestoreError (a container with a terminal), OSError.
     """
+    descriptors = _descriptors(archive_path, image_dir)
+    if any(isinstance(d, str) and d.startswith("/dev/pts/") for d in descriptors[:3]):
+        raise RestoreError(container_id, "the podman container ran with a terminal (-t): criu-cr restores "
+                           "containers whose stdio are pipes", hint="checkpoint a container started without -t")
     files = os.path.join(directory, FILES_DIR)
     os.mkdir(files, DIR_MODE)
     out = copy.deepcopy(spec)
@@ -133,7 +142,9 @@ def prepare_podman_import(archive_path: str, directory: str, image_dir: str, spe
             continue
         name = os.path.join(files, dest.strip("/").replace("/", "_"))
         if dest == "/dev/shm":
-            os.mkdir(name, 0o1777)
+            os.mkdir(name, 0o700)
+            if shm_tmpfs:  # as podman's: a tmpfs of its default --shm-size; the container's delete unmounts it
+                sc.mount("shm", name, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, SHM_OPTIONS)
             os.chmod(name, 0o1777)
             shm_tar = os.path.join(directory, DEVSHM_TAR)
             if os.path.exists(shm_tar):
@@ -153,7 +164,7 @@ def prepare_podman_import(archive_path: str, directory: str, image_dir: str, spe
     # podman's overlay shows the image root's mode at "/" (CRIU checks it); criu-cr's shows its upper's.
     root_mode = stat.S_IMODE(os.stat(out["root"]["path"]).st_mode)
     _add_mountpoints(diff, [(".", True, root_mode)] + [(p, d, 0o755 if d else 0o644) for p, d in mount_targets(out)])
-    meta = podman_meta(out, container_id=container_id, bundle=bundle, descriptors=_descriptors(archive_path, image_dir),
+    meta = podman_meta(out, container_id=container_id, bundle=bundle, descriptors=descriptors,
                        mounts=records, rootfs_diff=os.path.exists(diff))
     meta.write(image_dir)
     status = os.path.join(image_dir, NETWORK_FILE)

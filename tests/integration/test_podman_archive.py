@@ -75,9 +75,13 @@ def test_podman_archive_restores_with_rootfs(podman, netns, tmp_path, elsewhere)
     after = until(lambda: _count(elsewhere, "web") if _count(elsewhere, "web") > at_checkpoint else 0,
                   what="the counter to go on")
     assert at_checkpoint < after <= at_checkpoint + 40  # continued, not restarted
-    # podman's generated files, recreated: /etc/hosts names localhost, /run/.containerenv is there.
-    res = cli(elsewhere, "exec", "web", "cat", "/etc/hosts", "/run/.containerenv")
+    # podman's generated files, recreated: /etc/hosts names localhost, /run/.containerenv is there,
+    # /dev/shm is a tmpfs.
+    res = cli(elsewhere, "exec", "web", "cat", "/etc/hosts", "/run/.containerenv", "/proc/mounts")
     assert res.returncode == 0, res.stderr
     assert "localhost" in res.stdout
+    assert [ln for ln in res.stdout.splitlines() if ln.split()[1:3] == ["/dev/shm", "tmpfs"]], res.stdout
+    # Its output went to conmon's pipes; now to new ones, which criu-cr's log reads.
+    until(lambda: f"tick {after + 2}" in cli(elsewhere, "logs", "web").stdout, what="the restored output")
     res = cli(elsewhere, "delete", "-f", "web")
     assert res.returncode == 0, res.stderr

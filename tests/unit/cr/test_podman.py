@@ -15,7 +15,7 @@ import pytest
 from runtime.cr import podman
 from runtime.cr.criu_options import MountRecord
 from runtime.cr.meta import read_meta
-from runtime.errors import ArchiveError
+from runtime.errors import ArchiveError, RestoreError
 
 USERDATA = "/var/lib/podman/run/overlay-containers/abc/userdata"
 
@@ -122,7 +122,7 @@ def unpacked(tmp_path):
 
 def test_prepare_recreates_podmans_files(unpacked):
     work, images, spec = unpacked
-    out = podman.prepare_podman_import("a.tar", work, images, spec, "web", "/final/bundle")
+    out = podman.prepare_podman_import("a.tar", work, images, spec, "web", "/final/bundle", shm_tmpfs=False)
     src = {m["destination"]: m["source"] for m in out["mounts"] if m["type"] == "bind"}
     assert all(s.startswith(os.path.join(work, "podman") + "/") for s in src.values())
     with open(src["/etc/resolv.conf"]) as f:
@@ -155,6 +155,14 @@ def test_hostile_devshm_refused(unpacked, member):
     work, images, spec = unpacked
     _tar(os.path.join(work, "devshm-checkpoint.tar"), [(member, b"x" if member.isreg() else None)])
     with pytest.raises(ArchiveError) as ei:
-        podman.prepare_podman_import("a.tar", work, images, spec, "web", "/final/bundle")
+        podman.prepare_podman_import("a.tar", work, images, spec, "web", "/final/bundle", shm_tmpfs=False)
     assert "devshm-checkpoint.tar" in ei.value.member
     assert not os.path.exists(os.path.join(os.path.dirname(work), "escape"))
+
+
+def test_terminal_container_refused(unpacked):
+    work, images, spec = unpacked
+    with open(os.path.join(images, "descriptors.json"), "w") as f:
+        json.dump(["/dev/pts/0", "/dev/pts/0", "/dev/pts/0"], f)
+    with pytest.raises(RestoreError, match="terminal"):
+        podman.prepare_podman_import("a.tar", work, images, spec, "web", "/final/bundle", shm_tmpfs=False)
