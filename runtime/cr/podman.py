@@ -20,7 +20,8 @@ would expect: /etc/hosts, /etc/hostname and /etc/resolv.conf from the
 container's own filesystem changes when it wrote them (rootfs-diff.tar) or
 the archive's ``artifacts/`` when it holds them (podman 4.3's is empty),
 else fresh minimal files; /run/.containerenv empty; /dev/shm a tmpfs
-holding ``devshm-checkpoint.tar``. The bundle's spec points at them.
+holding ``devshm-checkpoint.tar``. The bundle's spec points at them. The files
+listed in ``deleted.files`` become overlay whiteouts in rootfs-diff.tar.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import tarfile
 from collections.abc import Iterable
 from typing import Any
 
-from runtime.cr.archive import ARTIFACTS_DIR, DEVSHM_TAR
+from runtime.cr.archive import ARTIFACTS_DIR, DELETED_FILES, DEVSHM_TAR
 from runtime.cr.criu_options import MountRecord
 from runtime.cr.layout import NETWORK_FILE, ROOTFS_DIFF
 from runtime.cr.meta import CheckpointMeta
@@ -163,7 +164,8 @@ def prepare_podman_import(archive_path: str, directory: str, image_dir: str, spe
     records = podman_mounts(out, sources=sources, masked_files=masked, cgroup_mountpoints=cgroups)
     # podman's overlay shows the image root's mode at "/" (CRIU checks it); criu-cr's shows its upper's.
     root_mode = stat.S_IMODE(os.stat(out["root"]["path"]).st_mode)
-    _add_mountpoints(diff, [(".", True, root_mode)] + [(p, d, 0o755 if d else 0o644) for p, d in mount_targets(out)])
+    _add_mountpoints(diff, [(".", True, root_mode)] + [(p, d, 0o755 if d else 0o644) for p, d in mount_targets(out)],
+                     whiteouts=_deleted_files(archive_path, directory))
     meta = podman_meta(out, container_id=container_id, bundle=bundle, descriptors=descriptors,
                        mounts=records, rootfs_diff=os.path.exists(diff))
     meta.write(image_dir)
@@ -197,11 +199,10 @@ def mount_targets(spec: dict[str, Any]) -> list[tuple[str, bool]]:
     return sorted(out.items())
 
 
-def _add_mountpoints(diff: str, targets: list[tuple[str, bool, int]]) -> None:
+def _add_mountpoints(diff: str, targets: list[tuple[str, bool, int]], whiteouts: Iterable[str] = ()) -> None:
     """Append empty mount points (path, is a directory, mode) to the filesystem changes (made when the
-    archive has none); those the changes hold already are left alone."""
-    if not targets:
-        return
+    archive has none); those the changes hold already are left alone. ``whiteouts``: the files the
+    container deleted from its image (podman lists them apart), added as overlay whiteouts."""
     have: set[str] = set()
     if os.path.exists(diff):
         with tarfile.open(diff, "r:") as tar:
@@ -213,6 +214,31 @@ def _add_mountpoints(diff: str, targets: list[tuple[str, bool, int]]) -> None:
             ti = tarfile.TarInfo(path)
             ti.type, ti.mode = (tarfile.DIRTYPE if is_dir else tarfile.REGTYPE), mode
             tar.addfile(ti)
+        for path in whiteouts:
+            if path not in have:
+                ti = tarfile.TarInfo(path)
+                ti.type, ti.mode, ti.devmajor, ti.devminor = tarfile.CHRTYPE, 0, 0, 0  # overlay's whiteout
+                tar.addfile(ti)
+
+
+def _deleted_files(archive_path: str, directory: str) -> list[str]:
+    """podman's deleted.files: the image's files the container deleted, as relative paths (refused: ``..``)."""
+    try:
+        with open(os.path.join(directory, DELETED_FILES), encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        raise ArchiveError(archive_path, DELETED_FILES, f"is not valid JSON ({exc})") from exc
+    if not isinstance(data, list) or not all(isinstance(p, str) for p in data):
+        raise ArchiveError(archive_path, DELETED_FILES, "is not a JSON list of paths")
+    out = []
+    for p in data:
+        rel = os.path.normpath(p).lstrip("/")
+        if rel in ("", ".") or rel == ".." or rel.startswith("../"):
+            raise ArchiveError(archive_path, DELETED_FILES, f"names {p!r}, outside the container's filesystem")
+        out.append(rel)
+    return out
 
 
 def _descriptors(archive_path: str, image_dir: str) -> list[Any]:

@@ -33,7 +33,8 @@ def podman(tmp_path_factory):
     base = tmp_path_factory.mktemp("podman")
     p = Podman(str(base / "state"), require_criu())
     with p:
-        src = build_busybox_bundle(str(base / "bundle"), ["sh"], files={"/www/index.html": "hello from podman\n"})
+        src = build_busybox_bundle(str(base / "bundle"), ["sh"], files={"/www/index.html": "hello from podman\n",
+                                                                   "/www/old.html": "deleted before the checkpoint\n"})
         p.import_rootfs(os.path.join(src, "rootfs"), IMAGE)
         yield p
 
@@ -58,6 +59,7 @@ def test_podman_archive_restores_with_rootfs(podman, netns, tmp_path, elsewhere)
     podman.run_detached("web", IMAGE, "sh", "-c", SERVICE, netns_path=netns.path)
     wait_tcp(netns.ip, 80, timeout=10)
     until(lambda: "tick 5" in podman.run("logs", "web"), what="the counter to tick")
+    podman.run("exec", "web", "busybox", "rm", "/www/old.html")  # podman lists it in deleted.files
     archive = str(tmp_path / "web.tar.zst")
     podman.run("container", "checkpoint", "--export", archive, "web")
     logs = podman.run("logs", "web").split()
@@ -72,6 +74,7 @@ def test_podman_archive_restores_with_rootfs(podman, netns, tmp_path, elsewhere)
     assert ctr.status == "running" and int(res.stdout) == ctr.init_pid
     wait_tcp(netns.ip, 80, timeout=10)
     assert http_get(netns.ip, 80) == (200, b"hello from podman\n")
+    assert http_get(netns.ip, 80, "/old.html")[0] == 404  # still deleted
     after = until(lambda: _count(elsewhere, "web") if _count(elsewhere, "web") > at_checkpoint else 0,
                   what="the counter to go on")
     assert at_checkpoint < after <= at_checkpoint + 40  # continued, not restarted

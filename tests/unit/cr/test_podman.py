@@ -114,6 +114,7 @@ def unpacked(tmp_path):
                                       (_ti("etc/resolv.conf", mode=0o644), b"nameserver 10.0.0.53\n")])
     _tar(work / "devshm-checkpoint.tar", [(_ti("./", type=tarfile.DIRTYPE, mode=0o1777), None),
                                           (_ti("seg", mode=0o600), b"shared")])
+    (work / "deleted.files").write_text(json.dumps(["/www/old.html"]))
     (work / "artifacts").mkdir()
     (work / "artifacts" / "hosts").write_text("10.1.2.3 db\n")
     yield str(work), str(images), _spec(str(root))
@@ -142,6 +143,17 @@ def test_prepare_recreates_podmans_files(unpacked):
         names = {os.path.normpath(m.name): m for m in tar}
     assert names["."].mode == 0o555  # the image root's mode, which CRIU checks at "/"
     assert names["run/.containerenv"].isreg() and names["run"].isdir()
+    assert names["www/old.html"].ischr() and names["www/old.html"].devmajor == 0  # a whiteout hides it
+
+
+@pytest.mark.parametrize("listed", [["../../etc/passwd"], ["/"], "not a list", [1]])
+def test_hostile_deleted_files_refused(unpacked, listed):
+    work, images, spec = unpacked
+    with open(os.path.join(work, "deleted.files"), "w") as f:
+        json.dump(listed, f)
+    with pytest.raises(ArchiveError) as ei:
+        podman.prepare_podman_import("a.tar", work, images, spec, "web", "/final/bundle", shm_tmpfs=False)
+    assert ei.value.member == "deleted.files"
 
 
 @pytest.mark.parametrize("member", [
