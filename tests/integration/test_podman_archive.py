@@ -55,17 +55,21 @@ def _count(root: str, cid: str) -> int:
     return read_count(os.path.join(Container.load(cid, root).refresh().rootfs, "tmp", "count"))
 
 
-def test_podman_archive_restores_with_rootfs(podman, netns, tmp_path, elsewhere):
-    podman.run_detached("web", IMAGE, "sh", "-c", SERVICE, netns_path=netns.path)
-    wait_tcp(netns.ip, 80, timeout=10)
+def _podman_archive(podman, net, tmp_path) -> tuple[str, int]:
+    """podman runs the service in ``net``, exports a checkpoint and removes its container: (archive, last tick)."""
+    podman.run_detached("web", IMAGE, "sh", "-c", SERVICE, netns_path=net.path)
+    wait_tcp(net.ip, 80, timeout=10)
     until(lambda: "tick 5" in podman.run("logs", "web"), what="the counter to tick")
     podman.run("exec", "web", "busybox", "rm", "/www/old.html")  # podman lists it in deleted.files
     archive = str(tmp_path / "web.tar.zst")
     podman.run("container", "checkpoint", "--export", archive, "web")
     logs = podman.run("logs", "web").split()
-    at_checkpoint = max(int(w) for w in logs if w.isdigit())
     podman.run("rm", "-f", "web")
+    return archive, max(int(w) for w in logs if w.isdigit())
 
+
+def test_podman_archive_restores_with_rootfs(podman, netns, tmp_path, elsewhere):
+    archive, at_checkpoint = _podman_archive(podman, netns, tmp_path)
     rootfs = podman.image_mount(IMAGE)
     res = cli(elsewhere, "restore", "--import", archive, "--rootfs", rootfs, "--name", "web")
     assert res.returncode == 0, res.stderr
@@ -88,3 +92,14 @@ def test_podman_archive_restores_with_rootfs(podman, netns, tmp_path, elsewhere)
     until(lambda: f"tick {after + 2}" in cli(elsewhere, "logs", "web").stdout, what="the restored output")
     res = cli(elsewhere, "delete", "-f", "web")
     assert res.returncode == 0, res.stderr
+
+
+def test_podman_archive_restores_into_another_netns(podman, netns_factory, tmp_path, elsewhere):
+    first, other = netns_factory(), netns_factory()
+    archive, at_checkpoint = _podman_archive(podman, first, tmp_path)
+    res = cli(elsewhere, "restore", "--import", archive, "--rootfs", podman.image_mount(IMAGE),
+              "--netns", other.path, "--name", "copy")
+    assert res.returncode == 0, res.stderr
+    wait_tcp(other.ip, 80, timeout=10)
+    assert http_get(other.ip, 80) == (200, b"hello from podman\n")
+    until(lambda: _count(elsewhere, "copy") > at_checkpoint, what="the counter to go on")
