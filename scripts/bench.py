@@ -25,7 +25,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 
@@ -37,6 +36,8 @@ from runtime.cr.options import CheckpointOptions, RestoreOptions  # noqa: E402
 from runtime.net import netns  # noqa: E402
 from runtime.testing.bundle import build_busybox_bundle  # noqa: E402
 from runtime.testing.net import http_get, wait_tcp  # noqa: E402
+from runtime.testing.podman import Podman as PodmanPeer  # noqa: E402
+from runtime.testing.podman import podman_available  # noqa: E402
 
 NETNS, HOST_IF = "ccr-bench", "ccrbench0"
 HOST_IP, CTR_IP = "10.231.251.1", "10.231.251.2"
@@ -138,97 +139,43 @@ class CriuCrCli(CriuCrApi):
         return criu_log_seconds(os.path.join(self.root, self.cid, "checkpoint", "restore.log"))
 
 
-PODMAN_CONF = """\
-[containers]
-# podman's defaults (nofile 1048576, nproc 4194304) exceed what this machine
-# allows without CAP_SYS_RESOURCE: "error setting rlimit type 7"
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-
-[network]
-network_config_dir = "{net}"
-"""
-# podman import writes a blob-info cache here whatever --root says (containers/image)
-PODMAN_SYSTEM_CACHE = "/var/lib/containers"
-
-
 class Podman(Side):
     """podman's CLI (a new Go process per operation, then conmon + runc + CRIU), like runc's CLI.
 
-    Everything lives under <work>/podman: containers.conf (CONTAINERS_CONF),
-    storage (--root), run state (--runroot), libpod's tmp dir (--tmpdir),
-    runc's state (--runtime-flag root=...), the network config dir. PATH
-    starts with the directory of the same CRIU the other sides use (runc and
-    podman look `criu` up by name).
+    Its setup, state directory and cleanup are runtime.testing.podman's (the
+    tests use the same): everything under <work>/podman, the same CRIU first
+    in PATH.
     """
 
     IMAGE = "localhost/criu-cr-bench:1"
 
     def __init__(self, work: str, bundle: str, criu: str, netns_path: str) -> None:
-        self.dir = os.path.join(work, "podman")
+        self.podman = PodmanPeer(os.path.join(work, "podman"), criu)
         self.bundle, self.criu, self.netns_path = bundle, criu, netns_path
         self.cid = "bench-podman"
         self.static_dir = ""
-        self.created_system_cache = False
-        self.name = f"podman {self._version()} (CLI)"
-        self.base = ["podman", "--root", os.path.join(self.dir, "storage"),
-                     "--runroot", os.path.join(self.dir, "run"), "--tmpdir", os.path.join(self.dir, "tmp"),
-                     "--storage-driver", "overlay", "--runtime-flag", "root=" + os.path.join(self.dir, "runc")]
-
-    @staticmethod
-    def _version() -> str:
-        out = subprocess.run(["podman", "--version"], capture_output=True, text=True, check=False).stdout.split()
-        return ".".join(out[-1].split(".")[:2]) if out else "?"
-
-    def _env(self) -> dict[str, str]:
-        if os.path.basename(self.criu) == "criu":
-            bindir = os.path.dirname(self.criu)
-        else:  # a CRIU not called `criu`: give it that name for runc's lookup
-            bindir = os.path.join(self.dir, "bin")
-            os.makedirs(bindir, exist_ok=True)
-            if not os.path.lexists(os.path.join(bindir, "criu")):
-                os.symlink(self.criu, os.path.join(bindir, "criu"))
-        return dict(os.environ, CONTAINERS_CONF=os.path.join(self.dir, "containers.conf"),
-                    PATH=bindir + os.pathsep + os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"))
-
-    def _podman(self, *args: str, check: bool = True) -> str:
-        res = subprocess.run([*self.base, *args], env=self._env(), stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True, check=False)
-        if check and res.returncode != 0:
-            raise RuntimeError(f"podman {args[0]} failed ({res.returncode}): {res.stderr.strip()[-2000:]}")
-        return res.stdout
+        self.name = f"podman {PodmanPeer.version()} (CLI)"
 
     def start(self) -> None:
-        if shutil.which("podman") is None:
-            raise RuntimeError("podman is not installed: run scripts/bench --podman (it installs it)")
-        os.makedirs(self.dir, mode=0o700)
-        with open(os.path.join(self.dir, "containers.conf"), "w") as f:
-            f.write(PODMAN_CONF.format(net=os.path.join(self.dir, "net")))
-        self.created_system_cache = not os.path.lexists(PODMAN_SYSTEM_CACHE)
+        if not podman_available():
+            raise RuntimeError("podman is not installed: run scripts/install-peers")
         try:
-            tar = os.path.join(self.dir, "rootfs.tar")
-            with tarfile.open(tar, "w") as t:  # the bundle's rootfs, as the image's only layer
-                t.add(os.path.join(self.bundle, "rootfs"), arcname=".")
-            self._podman("import", "-q", tar, self.IMAGE)
-            self._podman("run", "-d", "--name", self.cid, "--network", "ns:" + self.netns_path,
-                         self.IMAGE, "sh", "-c", SERVICE)
-            self.static_dir = self._podman("inspect", "--format", "{{.StaticDir}}", self.cid).strip()
+            self.podman.setup()
+            self.podman.import_rootfs(os.path.join(self.bundle, "rootfs"), self.IMAGE)
+            self.podman.run_detached(self.cid, self.IMAGE, "sh", "-c", SERVICE, netns_path=self.netns_path)
+            self.static_dir = self.podman.run("inspect", "--format", "{{.StaticDir}}", self.cid).strip()
         except BaseException:
             self.stop()
             raise
 
     def checkpoint(self) -> float | None:
-        self._podman("container", "checkpoint", "--keep", self.cid)
+        self.podman.run("container", "checkpoint", "--keep", self.cid)
         log = os.path.join(self.static_dir, "dump.log")
         self._check_criu(log)
         return criu_log_seconds(log)
 
     def restore(self) -> float | None:
-        self._podman("container", "restore", "--keep", self.cid)
+        self.podman.run("container", "restore", "--keep", self.cid)
         return criu_log_seconds(os.path.join(self.static_dir, "restore.log"))
 
     def _check_criu(self, log: str) -> None:
@@ -245,33 +192,8 @@ class Podman(Side):
 
     def stop(self) -> None:
         """Remove the container and the image, even after a failure; nothing of podman's stays mounted."""
-        if not os.path.isdir(self.dir):
-            return
-        rm = subprocess.run([*self.base, "rm", "-f", "-t", "0", self.cid], env=self._env(),
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
-        if rm.returncode != 0 and "no such container" not in rm.stderr:
-            # podman could not: kill and delete the container through its runc state (only ours)
-            state = os.path.join(self.dir, "runc")
-            for cid in os.listdir(state) if os.path.isdir(state) else []:
-                subprocess.run(["runc", "--root", state, "delete", "-f", cid], capture_output=True, check=False)
-            print(f"podman rm failed: {rm.stderr.strip()}", file=sys.stderr)
-        subprocess.run([*self.base, "rmi", "-f", self.IMAGE], env=self._env(),
-                       stdin=subprocess.DEVNULL, capture_output=True, check=False)
-        for mnt in reversed(_mounts_under(self.dir)):  # innermost first
-            subprocess.run(["umount", "-l", mnt], capture_output=True, check=False)
-        if self.created_system_cache:
-            shutil.rmtree(PODMAN_SYSTEM_CACHE, ignore_errors=True)
-
-
-def _mounts_under(path: str) -> list[str]:
-    path = os.path.realpath(path)
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mnt = line.split()[4].encode().decode("unicode_escape")
-            if mnt == path or mnt.startswith(path + "/"):
-                out.append(mnt)
-    return out
+        for problem in self.podman.cleanup():
+            print(problem, file=sys.stderr)
 
 
 def measure(side: Side, rounds: int) -> dict[str, list[float]]:
@@ -306,10 +228,10 @@ def main() -> int:
     ap.add_argument("--json", help="also write the raw figures to this file")
     ap.add_argument("--quick", action="store_true", help="only runc and criu-cr's defaults")
     ap.add_argument("--podman", action="store_true",
-                    help="also podman (CLI, runc, same CRIU); scripts/bench --podman installs it when missing")
+                    help="also podman (CLI, runc, same CRIU); scripts/install-peers installs it")
     args = ap.parse_args()
-    if args.podman and shutil.which("podman") is None:
-        ap.error("podman is not installed: run scripts/bench --podman (the wrapper installs it)")
+    if args.podman and not podman_available():
+        ap.error("podman is not installed: run scripts/install-peers")
     criu = locate()
     work = tempfile.mkdtemp(prefix="criu-cr-bench-")
     root = os.path.join(work, "state")

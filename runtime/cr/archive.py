@@ -16,6 +16,12 @@ agree on::
     criu-cr.json         our metadata
     criu-cr.manifest     size and hash of every file the restore reads
 
+podman's archives have no criu-cr.json and no manifest (they are read with
+a warning: nothing can be checked before CRIU reads the files; the restore
+rebuilds the metadata, see :mod:`runtime.cr.podman`) and two members of
+their own: ``devshm-checkpoint.tar`` (the container's /dev/shm) and an
+``artifacts/`` directory (files only, one level).
+
 In the image directory, criu-cr keeps all of CRIU's images and its own
 files side by side; the archive puts the files podman names at the top
 level and the rest under ``checkpoint/``. :func:`read_archive` puts them
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import stat
@@ -48,7 +55,7 @@ from runtime.errors import ArchiveError, ImageIntegrityError
 from runtime.linux.fsmode import DIR_MODE, FILE_MODE
 
 __all__ = ["COMPRESSIONS", "DEFAULT_COMPRESSION", "DEFAULT_IMPORT_LIMIT", "CHECKPOINT_DIR", "SPEC_DUMP",
-           "CONFIG_DUMP", "DELETED_FILES", "CTR_LOG", "ArchiveInfo", "ImportedArchive", "write_archive",
+           "CONFIG_DUMP", "DELETED_FILES", "CTR_LOG", "DEVSHM_TAR", "ARTIFACTS_DIR", "ArchiveInfo", "ImportedArchive", "write_archive",
            "read_archive", "detect_compression", "member_name"]
 
 COMPRESSIONS = ("zstd", "gzip", "none")
@@ -58,6 +65,7 @@ DEFAULT_COMPRESSION = "zstd"  # podman's default
 DEFAULT_IMPORT_LIMIT = 64 << 30
 # Beyond the members' declared sizes, what tar headers may take (a header bomb stops here).
 HEADER_SLACK = 16 << 20
+_log = logging.getLogger("criu_cr.cr")
 JSON_LIMIT = 16 << 20  # spec.dump / config.dump / deleted.files are small
 
 CHECKPOINT_DIR = "checkpoint"
@@ -65,13 +73,16 @@ SPEC_DUMP = "spec.dump"
 CONFIG_DUMP = "config.dump"
 DELETED_FILES = "deleted.files"
 CTR_LOG = "ctr.log"
+DEVSHM_TAR = "devshm-checkpoint.tar"  # podman: the contents of the container's /dev/shm
+ARTIFACTS_DIR = "artifacts"  # podman: a directory of files (empty in podman 4.3's own archives)
 
 # Files of the image directory that podman keeps at the archive's top level.
 _TOP_FROM_IMAGES = frozenset({METADATA_FILE, MANIFEST_FILE, NETWORK_FILE, ROOTFS_DIFF, DUMP_STATS})
 # Top-level members that are not part of the image directory.
-_TOP_BESIDE = frozenset({SPEC_DUMP, CONFIG_DUMP, DELETED_FILES, CTR_LOG})
+_TOP_BESIDE = frozenset({SPEC_DUMP, CONFIG_DUMP, DELETED_FILES, CTR_LOG, DEVSHM_TAR})
+_DIRS = frozenset({CHECKPOINT_DIR, ARTIFACTS_DIR})
 _JSON_MEMBERS = frozenset({SPEC_DUMP, CONFIG_DUMP, DELETED_FILES})
-_REQUIRED = (CHECKPOINT_DIR, SPEC_DUMP, CONFIG_DUMP, METADATA_FILE, MANIFEST_FILE)
+_REQUIRED = (CHECKPOINT_DIR, SPEC_DUMP, CONFIG_DUMP)  # criu-cr.json and the manifest: not in podman's
 _IMAGE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")  # CRIU's image names; no "..", no "/"
 
 
@@ -87,13 +98,16 @@ class ArchiveInfo:
 @dataclass(frozen=True, kw_only=True)
 class ImportedArchive:
     """An unpacked archive: ``directory`` (fresh, 0700) holds the top-level files,
-    ``image_dir`` (``directory/checkpoint``) the checkpoint as criu-cr restores it."""
+    ``image_dir`` (``directory/checkpoint``) the checkpoint as criu-cr restores it.
+    ``foreign``: it has no criu-cr.json (podman's); ``verified``: its manifest was checked."""
 
     directory: str
     image_dir: str
     spec: dict[str, Any]
     config: dict[str, Any]
     members: tuple[str, ...]
+    foreign: bool = False
+    verified: bool = True
 
 
 def member_name(image_file: str) -> str:
@@ -215,9 +229,11 @@ def _read(path: str, directory: str, limit: int) -> ImportedArchive:
                         current = member.name
                         name = _check_member(path, member, seen)
                         seen.append(name)
-                        if name == CHECKPOINT_DIR:
-                            os.mkdir(image_dir, DIR_MODE)
-                            os.chmod(image_dir, DIR_MODE)
+                        if name in _DIRS:
+                            sub = os.path.join(directory, name)
+                            if not os.path.isdir(sub):  # checkpoint/ may exist: podman's order
+                                os.mkdir(sub, DIR_MODE)
+                            os.chmod(sub, DIR_MODE)
                             continue
                         if member.size > budget:
                             raise _too_big(path, name, limit)
@@ -236,15 +252,21 @@ def _read(path: str, directory: str, limit: int) -> ImportedArchive:
                                hint="the archive was damaged or not completely copied") from exc
     for name in _REQUIRED:
         if name not in seen:
-            raise ArchiveError(path, name, "is missing: this is not a complete criu-cr checkpoint archive")
-    try:
-        verify_manifest(image_dir)
-    except ImageIntegrityError as exc:
-        raise ArchiveError(path, member_name(exc.file), exc.reason,
-                           hint="the archive was damaged or not completely copied") from exc
+            raise ArchiveError(path, name, "is missing: this is not a complete checkpoint archive")
+    verified = MANIFEST_FILE in seen
+    if verified:
+        try:
+            verify_manifest(image_dir)
+        except ImageIntegrityError as exc:
+            raise ArchiveError(path, member_name(exc.file), exc.reason,
+                               hint="the archive was damaged or not completely copied") from exc
+    else:
+        _log.warning("the archive %s has no %s (not written by criu-cr): its files cannot be checked "
+                     "before CRIU reads them", path, MANIFEST_FILE)
     return ImportedArchive(directory=directory, image_dir=image_dir,
                            spec=_load_json(path, directory, SPEC_DUMP, dict),
-                           config=_load_json(path, directory, CONFIG_DUMP, dict), members=tuple(seen))
+                           config=_load_json(path, directory, CONFIG_DUMP, dict), members=tuple(seen),
+                           foreign=METADATA_FILE not in seen, verified=verified)
 
 
 def _too_big(path: str, member: str, limit: int) -> ArchiveError:
@@ -277,22 +299,26 @@ def _check_member(path: str, member: tarfile.TarInfo, seen: list[str]) -> str:
     if member.mode & (stat.S_ISUID | stat.S_ISGID):
         raise ArchiveError(path, raw, "has the setuid or setgid bit")
     if member.isdir():
-        if name != CHECKPOINT_DIR:
+        if name not in _DIRS:
             raise ArchiveError(path, raw, "is an unexpected directory")
     elif not (name in _TOP_FROM_IMAGES or name in _TOP_BESIDE
               or (len(parts) == 2 and parts[0] == CHECKPOINT_DIR and _IMAGE_NAME.fullmatch(parts[1])
-                  and parts[1] not in _TOP_FROM_IMAGES)):
+                  and parts[1] not in _TOP_FROM_IMAGES)
+              or (len(parts) == 2 and parts[0] == ARTIFACTS_DIR and _IMAGE_NAME.fullmatch(parts[1]))):
         raise ArchiveError(path, raw, "is not a member of a checkpoint archive (unexpected)")
     if name in seen:
         raise ArchiveError(path, raw, "appears twice (a duplicate member)")
-    if name.startswith(f"{CHECKPOINT_DIR}/") and CHECKPOINT_DIR not in seen:
-        raise ArchiveError(path, raw, f"comes before the {CHECKPOINT_DIR}/ directory entry")
+    for d in _DIRS:
+        if name.startswith(f"{d}/") and d not in seen:
+            raise ArchiveError(path, raw, f"comes before the {d}/ directory entry")
     return name
 
 
 def _target(directory: str, image_dir: str, name: str) -> str:
     if name.startswith(f"{CHECKPOINT_DIR}/"):
         return os.path.join(image_dir, name.split("/", 1)[1])
+    if name.startswith(f"{ARTIFACTS_DIR}/"):
+        return os.path.join(directory, ARTIFACTS_DIR, name.split("/", 1)[1])
     if name in _TOP_FROM_IMAGES:
         if not os.path.isdir(image_dir):
             os.mkdir(image_dir, DIR_MODE)  # podman writes checkpoint/ after the top-level files
@@ -330,8 +356,8 @@ def _load_json(path: str, directory: str, name: str, kind: type) -> Any:
 
 
 def _remove_unpacked(directory: str) -> None:
-    """Remove what an import unpacked (only regular files and two directories: nothing was mounted)."""
-    for sub in (os.path.join(directory, CHECKPOINT_DIR), directory):
+    """Remove what an import unpacked (only regular files and three directories: nothing was mounted)."""
+    for sub in (*(os.path.join(directory, d) for d in sorted(_DIRS)), directory):
         try:
             names = os.listdir(sub)
         except FileNotFoundError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import os
 import tarfile
 import time
@@ -34,6 +35,8 @@ from runtime.linux.fsmode import makedirs_private, open_private
 
 __all__ = ["export_checkpoint", "restore_import", "spec_dump", "config_dump", "bundle_spec",
            "ENGINE", "IMPORT_DIR"]
+
+_log = logging.getLogger("criu_cr.cr")
 
 ENGINE = "criu-cr"
 IMPORT_DIR = "import"  # in the container's directory: the unpacked archive it was restored from
@@ -154,8 +157,15 @@ def restore_import(store: StateStore, archive_path: str, opts: RestoreOptions, *
         except ValueError as exc:
             raise ArchiveError(archive_path, archive.CONFIG_DUMP, f"names no usable container id ({exc})",
                                hint="give one with --name") from exc
-        spec = bundle_spec(imported.spec, rootfs=rootfs, netns=opts.netns, container_id=cid)
         bundle = os.path.join(work, "bundle")
+        spec = bundle_spec(imported.spec, rootfs=rootfs, netns=opts.netns, container_id=cid)
+        if imported.foreign:
+            from runtime.cr.podman import prepare_podman_import
+
+            _log.warning("the archive %s has no criu-cr.json (written by %s): restoring it as podman's",
+                         archive_path, (spec.get("annotations") or {}).get(MANAGER_ANNOTATION, "another engine"))
+            spec = prepare_podman_import(archive_path, work, imported.image_dir, spec, cid,
+                                         os.path.join(store.path(cid, IMPORT_DIR), "bundle"))
         os.mkdir(bundle, 0o700)
         with open_private(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as f:
             json.dump(spec, f, indent=2)
@@ -175,6 +185,7 @@ def _adopt_import(store: StateStore, cid: str, work: str, result: RestoreResult)
     final = store.path(cid, IMPORT_DIR)
     with store.lock(cid, blocking=True):
         os.rename(work, final)
+        _repoint_bundle(os.path.join(final, "bundle", "config.json"), work, final)
         st = store.read(cid)
         extra = dict(st.extra)
         extra["checkpoint"] = dict(extra.get("checkpoint") or {},
@@ -182,3 +193,19 @@ def _adopt_import(store: StateStore, cid: str, work: str, result: RestoreResult)
         store.write(st.replace(bundle=os.path.join(final, "bundle"), extra=extra))
     return dataclasses.replace(result, image_dir=os.path.join(final, archive.CHECKPOINT_DIR),
                                log_path=result.log_path and result.log_path.replace(work, final))
+
+
+def _repoint_bundle(config: str, work: str, final: str) -> None:
+    """The bundle's paths into the unpacked archive (podman's recreated bind sources) follow its move."""
+    with open(config, encoding="utf-8") as f:
+        spec = json.load(f)
+    changed = False
+    for m in spec.get("mounts") or ():
+        src = m.get("source", "")
+        if src.startswith(work + "/"):
+            m["source"] = final + src[len(work):]
+            changed = True
+    if changed:
+        with open_private(config + ".new", "w", encoding="utf-8") as f:
+            json.dump(spec, f, indent=2)
+        os.replace(config + ".new", config)

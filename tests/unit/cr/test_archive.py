@@ -250,3 +250,48 @@ def test_not_an_archive(tmp_path):
     _refused(tmp_path, zstandard.ZstdCompressor().compress(b"garbage" * 1000), "", "corrupt")
 
 
+
+
+# -- podman's archives --------------------------------------------------------------------
+
+def _podman_members():
+    """podman 4.3's layout, in its order: top-level files first, artifacts/, checkpoint/ last; no criu-cr files."""
+    return [_file("spec.dump", json.dumps(SPEC).encode()), _file("config.dump", json.dumps(CONFIG).encode()),
+            _file("network.status", b"null"), _file("stats-dump", b"stats"), _file("rootfs-diff.tar", b""),
+            _file("devshm-checkpoint.tar", b""), _file("ctr.log", b"tick 1\n"), _dir("artifacts"),
+            _dir(), _file("checkpoint/inventory.img"), _file("checkpoint/descriptors.json", b"[]")]
+
+
+def test_podman_archive_read_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "podman.tar.zst"
+    path.write_bytes(_tar(_podman_members(), compression="zstd"))
+    got = archive.read_archive(str(path), str(tmp_path / "in"))
+    assert got.foreign and not got.verified
+    assert "no criu-cr.manifest" in caplog.text
+    assert (tmp_path / "in" / "devshm-checkpoint.tar").exists()
+    assert (tmp_path / "in" / "checkpoint" / "network.status").read_bytes() == b"null"
+    assert os.path.isdir(tmp_path / "in" / "artifacts")
+
+
+def test_podman_artifacts_files_accepted(tmp_path):
+    path = tmp_path / "podman.tar"
+    path.write_bytes(_tar([*_podman_members(), _file("artifacts/hosts", b"127.0.0.1 localhost\n")]))
+    archive.read_archive(str(path), str(tmp_path / "in"))
+    assert (tmp_path / "in" / "artifacts" / "hosts").read_bytes() == b"127.0.0.1 localhost\n"
+
+
+@pytest.mark.parametrize("member, words", [
+    (_dir("artifacts/sub"), "unexpected"),
+    (_file("artifacts/sub/file"), "unexpected"),
+    (({"name": "artifacts/link", "type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}, None), "outside"),
+    (({"name": "artifacts/suid", "mode": 0o4755}, b"x"), "setuid"),
+    (_file("artifacts/.."), "outside"),
+    (_dir("other"), "unexpected"),
+])
+def test_podman_members_still_refuse_hostile_ones(tmp_path, member, words):
+    name = member[0]["name"]
+    _refused(tmp_path, _tar([*_podman_members(), member]), name, words)
+
+
+def test_artifacts_file_before_its_directory_refused(tmp_path):
+    _refused(tmp_path, _tar([_file("artifacts/hosts"), *_podman_members()]), "artifacts/hosts", "before")
