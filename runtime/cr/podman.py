@@ -135,29 +135,9 @@ def prepare_podman_import(archive_path: str, directory: str, image_dir: str, spe
     out = copy.deepcopy(spec)
     # criu-cr does not install seccomp filters; the restored tasks get theirs back from CRIU's seccomp.img.
     (out.get("linux") or {}).pop("seccomp", None)
-    sources: dict[str, str] = {}
     diff = os.path.join(image_dir, ROOTFS_DIFF)
-    for m in out.get("mounts") or ():
-        dest = m.get("destination", "")
-        if m.get("type") != "bind" or dest not in _GENERATED or os.path.exists(m.get("source", "")):
-            continue
-        name = os.path.join(files, dest.strip("/").replace("/", "_"))
-        if dest == "/dev/shm":
-            os.mkdir(name, 0o700)
-            if shm_tmpfs:  # as podman's: a tmpfs of its default --shm-size; the container's delete unmounts it
-                sc.mount("shm", name, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, SHM_OPTIONS)
-            os.chmod(name, 0o1777)
-            shm_tar = os.path.join(directory, DEVSHM_TAR)
-            if os.path.exists(shm_tar):
-                _unpack_plain(archive_path, shm_tar, name)
-        else:
-            content = _from_diff(diff, dest)
-            if content is None:
-                content = _from_artifacts(os.path.join(directory, ARTIFACTS_DIR), dest)
-            with open(name, "wb") as f:
-                f.write(content if content is not None else fresh_file(dest, spec.get("hostname", "")).encode())
-            os.chmod(name, 0o644)
-        m["source"] = sources[dest] = name
+    sources = _recreate_bind_sources(out, archive_path, directory, files, diff, spec.get("hostname", ""),
+                                     shm_tmpfs)
     masked = [p for p in (out.get("linux") or {}).get("maskedPaths") or ()
               if os.path.exists(p) and not os.path.isdir(p)]
     cgroups = [mp for mp, fstype in _host_cgroup_mounts() if fstype == "cgroup"]
@@ -177,6 +157,35 @@ def prepare_podman_import(archive_path: str, directory: str, image_dir: str, spe
     except FileNotFoundError:
         pass
     return out
+
+
+def _recreate_bind_sources(out: dict[str, Any], archive_path: str, directory: str, files: str, diff: str,
+                           hostname: str, shm_tmpfs: bool) -> dict[str, str]:
+    """Make the sources of podman's bind mounts that are not on this host, under ``files``; point
+    ``out``'s mounts at them. Returns destination -> new source."""
+    sources: dict[str, str] = {}
+    for m in out.get("mounts") or ():
+        dest = m.get("destination", "")
+        if m.get("type") != "bind" or dest not in _GENERATED or os.path.exists(m.get("source", "")):
+            continue
+        name = os.path.join(files, dest.strip("/").replace("/", "_"))
+        if dest == "/dev/shm":
+            os.mkdir(name, 0o700)
+            if shm_tmpfs:  # as podman's: a tmpfs of its default --shm-size; the container's delete unmounts it
+                sc.mount("shm", name, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, SHM_OPTIONS)
+            os.chmod(name, 0o1777)
+            shm_tar = os.path.join(directory, DEVSHM_TAR)
+            if os.path.exists(shm_tar):
+                _unpack_plain(archive_path, shm_tar, name)
+        else:
+            content = _from_diff(diff, dest)
+            if content is None:
+                content = _from_artifacts(os.path.join(directory, ARTIFACTS_DIR), dest)
+            with open(name, "wb") as f:
+                f.write(content if content is not None else fresh_file(dest, hostname).encode())
+            os.chmod(name, 0o644)
+        m["source"] = sources[dest] = name
+    return sources
 
 
 def mount_targets(spec: dict[str, Any]) -> list[tuple[str, bool]]:
