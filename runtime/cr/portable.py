@@ -32,7 +32,7 @@ from runtime.errors import ArchiveError, ContainerExistsError, RestoreError
 from runtime.linux import mounts
 from runtime.linux.fsmode import makedirs_private, open_private
 
-__all__ = ["export_checkpoint", "restore_import", "spec_dump", "config_dump", "bundle_spec",
+__all__ = ["export_checkpoint", "restore_import", "spec_dump", "config_dump", "bundle_spec", "archive_members",
            "ENGINE", "IMPORT_DIR"]
 
 ENGINE = "criu-cr"
@@ -146,7 +146,7 @@ def restore_import(store: StateStore, archive_path: str, opts: RestoreOptions, *
             raise ContainerExistsError(name, store.root)
     makedirs_private(store.root, 0o711)
     work = os.path.join(store.root, f".import-{os.getpid()}-{time.monotonic_ns()}")
-    imported = archive.read_archive(archive_path, work, limit=limit)
+    imported = _unpack(archive_path, work, limit)
     try:
         cid = name or str(imported.config.get("id") or "")
         try:
@@ -168,6 +168,32 @@ def restore_import(store: StateStore, archive_path: str, opts: RestoreOptions, *
         mounts.remove_tree(work)
         raise
     return _adopt_import(store, cid, work, result)
+
+
+def _unpack(source: str, work: str, limit: int) -> archive.ImportedArchive:
+    """An archive file, or an OCI checkpoint image (``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]``)."""
+    from runtime.cr import ociimage, ocilayout
+
+    try:
+        ref = ocilayout.parse_reference(source)
+    except ValueError as exc:
+        raise ArchiveError(source, "", str(exc)) from exc
+    if ref is None:
+        return archive.read_archive(source, work, limit=limit)
+    return ociimage.read_image(ref, work, limit=limit)
+
+
+def archive_members(store: StateStore, st: ContainerState, image_dir: str) -> tuple[dict[str, bytes],
+                                                                                      dict[str, str]]:
+    """The top-level members an archive or image of this checkpoint adds to the image directory:
+    by content (spec.dump, config.dump, deleted.files) and by host file (ctr.log)."""
+    from runtime.oci.spec import load_spec
+
+    spec = spec_dump(load_spec(st.bundle).raw, st.bundle)
+    extra = {archive.SPEC_DUMP: _json(spec),
+             archive.CONFIG_DUMP: _json(config_dump(st, spec, time.time())),
+             archive.DELETED_FILES: _json(_deleted_files(image_dir))}
+    return extra, {archive.CTR_LOG: store.path(st.id, CTR_LOG)}
 
 
 def _adopt_import(store: StateStore, cid: str, work: str, result: RestoreResult) -> RestoreResult:
