@@ -144,6 +144,8 @@ def write_image(ref: ImageRef, image_dir: str, *, annotations: Mapping[str, str]
         layer = writer.stream(LAYER_MEDIA_TYPES[compression], fill)
         config = {"created": created_at, "architecture": _GOARCH.get(platform.machine(), platform.machine()),
                   "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff},
+                  # also as labels: `skopeo inspect` and `podman image inspect` show these, not the manifest's
+                  "config": {"Labels": dict(annotations)},
                   "history": [{"created": created_at, "created_by": "criu-cr checkpoint --create-image"}]}
         config_desc = writer.put(MEDIA_CONFIG, _json(config))
         manifest = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST, "config": config_desc.to_dict(),

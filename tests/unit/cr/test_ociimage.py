@@ -103,7 +103,8 @@ def test_layout_written(tmp_path, image_dir, compression):
     assert manifest["schemaVersion"] == 2 and manifest["annotations"] == _annotations()
     assert manifest["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
     config = json.loads(_blob(layout, manifest["config"]["digest"]))
-    assert len(json.dumps(config)) > 0 and config["os"] == "linux" and config["rootfs"]["type"] == "layers"
+    assert config["os"] == "linux" and config["rootfs"]["type"] == "layers"
+    assert config["config"]["Labels"] == _annotations()  # what `skopeo inspect` shows
     [layer] = manifest["layers"]
     assert layer["mediaType"] == MEDIA[compression]
     packed = _blob(layout, layer["digest"])
