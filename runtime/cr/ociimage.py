@@ -38,7 +38,8 @@ from runtime.cr import archive
 from runtime.cr.options import CheckpointOptions
 from runtime.cr.compression import compressor
 from runtime.cr.ocilayout import (LAYER_MEDIA_TYPES, MEDIA_CONFIG, MEDIA_MANIFEST, REF_NAME, Descriptor,
-                                  HashingWriter, ImageRef, open_reader, open_writer)
+                                  HashingWriter, ImageRef, open_writer)
+from runtime.cr.ocireader import open_reader
 from runtime.errors import ArchiveError
 from runtime.linux.fsmode import FILE_MODE
 

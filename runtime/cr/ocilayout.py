@@ -9,9 +9,8 @@ annotation of the manifest's entry in ``index.json``.
 Generic, no checkpoint knowledge (that is :mod:`runtime.cr.ociimage`).
 A writer streams a big blob through a hashing writer into a temporary name
 and renames it to its digest (in a tar: its header is written last, over a
-placeholder of the same size), so the blob is written once. A reader
-trusts nothing: every blob it hands out has had its size and digest
-checked against the descriptor that named it (ArchiveError naming the blob).
+placeholder of the same size), so the blob is written once. Reading is
+:mod:`runtime.cr.ocireader`.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from runtime.errors import ArchiveError
 from runtime.linux.fsmode import DIR_MODE, FILE_MODE
 
 __all__ = ["TRANSPORTS", "MEDIA_INDEX", "MEDIA_MANIFEST", "MEDIA_CONFIG", "LAYER_MEDIA_TYPES", "REF_NAME",
-           "ImageRef", "Descriptor", "Image", "parse_reference", "open_writer", "open_reader", "HashingWriter"]
+           "ImageRef", "Descriptor", "parse_reference", "open_writer", "HashingWriter"]
 
 TRANSPORTS = ("oci", "oci-archive")
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -47,7 +46,6 @@ LAYOUT_VERSION = "1.0.0"
 BLOBS = "blobs/sha256"
 SMALL_LIMIT = 4 << 20  # index.json, manifests, configs: JSON documents, never this big
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]*")  # the image-spec's ref.name characters
-_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,33 +97,6 @@ class Descriptor:
     def blob(self) -> str:
         """The blob's name in the layout (``blobs/sha256/<hex>``)."""
         return f"{BLOBS}/{self.digest.split(':', 1)[1]}"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Image:
-    """One image read from a layout: its manifest (digest-checked) and config (digest-checked)."""
-
-    ref: ImageRef
-    manifest: Descriptor
-    annotations: dict[str, str]
-    config: dict[str, Any]
-    layers: tuple[Descriptor, ...]
-
-
-def _descriptor(ref: ImageRef, where: str, data: Any) -> Descriptor:
-    """A descriptor read from an untrusted document; ArchiveError naming ``where`` if malformed."""
-    if not isinstance(data, dict):
-        raise ArchiveError(str(ref), where, "holds a descriptor that is not a JSON object")
-    digest, size, media = data.get("digest"), data.get("size"), data.get("mediaType")
-    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
-        raise ArchiveError(str(ref), where, f"names a blob by an unsupported digest {digest!r} (sha256 only)")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ArchiveError(str(ref), where, f"gives blob {digest} an invalid size {size!r}")
-    annotations = data.get("annotations") or {}
-    if not isinstance(media, str) or not isinstance(annotations, dict):
-        raise ArchiveError(str(ref), where, f"gives blob {digest} no media type")
-    return Descriptor(media_type=media, digest=digest, size=size,
-                      annotations={str(k): str(v) for k, v in annotations.items()})
 
 
 class HashingWriter(io.RawIOBase):
@@ -317,132 +288,3 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-# -- reading ----------------------------------------------------------------------------
-
-class _Reader:
-    """Reads a layout's files; every blob through :meth:`blob_file`, which checks size and digest."""
-
-    def __init__(self, ref: ImageRef) -> None:
-        self.ref = ref
-        self._tar: tarfile.TarFile | None = None
-        self._members: dict[str, tarfile.TarInfo] = {}
-        if ref.transport == "oci-archive":
-            try:
-                self._tar = tarfile.open(ref.path, "r:")
-                for m in self._tar:  # names only; contents are read on demand and checked
-                    name = m.name.removeprefix("./")
-                    if m.isfile():
-                        if name in self._members:
-                            raise ArchiveError(str(ref), name, "appears twice (a duplicate member)")
-                        self._members[name] = m
-            except tarfile.TarError as exc:
-                raise ArchiveError(str(ref), "", f"is not a readable tar ({exc})") from exc
-        elif not os.path.isdir(ref.path):
-            raise ArchiveError(str(ref), "", "is not a directory (an OCI image layout)")
-
-    def close(self) -> None:
-        if self._tar is not None:
-            self._tar.close()
-
-    def __enter__(self) -> "_Reader":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _open(self, name: str) -> IO[bytes]:
-        if self._tar is not None:
-            member = self._members.get(name)
-            f = self._tar.extractfile(member) if member else None
-            if f is None:
-                raise ArchiveError(str(self.ref), name, "is missing")
-            return f
-        try:
-            fd = os.open(os.path.join(self.ref.path, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise ArchiveError(str(self.ref), name, "is missing") from None
-        except OSError as exc:
-            raise ArchiveError(str(self.ref), name, f"cannot be read ({exc.strerror})") from exc
-        return os.fdopen(fd, "rb", buffering=CHUNK)
-
-    def _small_json(self, name: str) -> dict[str, Any]:
-        with self._open(name) as f:
-            raw = f.read(SMALL_LIMIT + 1)
-        return _parse(self.ref, name, raw)
-
-    def _small_blob(self, desc: Descriptor) -> dict[str, Any]:
-        if desc.size > SMALL_LIMIT:
-            raise ArchiveError(str(self.ref), desc.blob, f"claims {desc.size} bytes: too big for a {desc.media_type}")
-        sink = io.BytesIO()
-        self.blob_file(desc, sink)
-        return _parse(self.ref, desc.blob, sink.getvalue())
-
-    def blob_file(self, desc: Descriptor, out: IO[bytes] | None = None) -> str:
-        """Check the blob of ``desc`` (size, digest), copying it into ``out`` if given; its path
-        when it is a file of its own (a directory layout), else "". Raises ArchiveError."""
-        sha, size = hashlib.sha256(), 0
-        with self._open(desc.blob) as f:
-            while data := f.read(CHUNK):
-                sha.update(data)
-                size += len(data)
-                if size > desc.size:
-                    break
-                if out is not None:
-                    out.write(data)
-        if size != desc.size:
-            raise ArchiveError(str(self.ref), desc.blob, f"has {'more than ' if size > desc.size else ''}{size} "
-                               f"bytes, its descriptor says {desc.size}",
-                               hint="the image was damaged or changed after it was written")
-        if f"sha256:{sha.hexdigest()}" != desc.digest:
-            raise ArchiveError(str(self.ref), desc.blob, f"does not match its digest (its content hashes to "
-                               f"sha256:{sha.hexdigest()})", hint="the image was damaged or changed after it was written")
-        return "" if self._tar is not None else os.path.join(self.ref.path, desc.blob)
-
-    def image(self) -> Image:
-        """The manifest the reference's tag names (without a tag: the only one), and its config."""
-        layout = self._small_json(LAYOUT_FILE)
-        if layout.get("imageLayoutVersion") != LAYOUT_VERSION:
-            raise ArchiveError(str(self.ref), LAYOUT_FILE, f"has layout version {layout.get('imageLayoutVersion')!r}")
-        entries = self._small_json(INDEX_FILE).get("manifests")
-        if not isinstance(entries, list):
-            raise ArchiveError(str(self.ref), INDEX_FILE, "has no manifests list")
-        found = [_descriptor(self.ref, INDEX_FILE, e) for e in entries]
-        tags = sorted(d.annotations.get(REF_NAME, "") for d in found)
-        chosen = [d for d in found if d.annotations.get(REF_NAME, "") == self.ref.tag] if self.ref.tag else found
-        if len(chosen) != 1:
-            what = f"no image tagged {self.ref.tag!r}" if self.ref.tag else f"{len(found)} images, and no tag was given"
-            raise ArchiveError(str(self.ref), INDEX_FILE, f"holds {what}",
-                               hint=f"its tags: {', '.join(t or '(untagged)' for t in tags) or 'none'}")
-        desc = chosen[0]
-        if desc.media_type != MEDIA_MANIFEST:
-            raise ArchiveError(str(self.ref), INDEX_FILE, f"names a {desc.media_type}, not an image manifest")
-        manifest = self._small_blob(desc)
-        config_desc = _descriptor(self.ref, desc.blob, manifest.get("config"))
-        if config_desc.media_type != MEDIA_CONFIG:
-            raise ArchiveError(str(self.ref), desc.blob, f"has a config of type {config_desc.media_type}")
-        layers = manifest.get("layers")
-        if not isinstance(layers, list):
-            raise ArchiveError(str(self.ref), desc.blob, "has no layers list")
-        annotations = manifest.get("annotations") or {}
-        return Image(ref=self.ref, manifest=desc, config=self._small_blob(config_desc),
-                     layers=tuple(_descriptor(self.ref, desc.blob, x) for x in layers),
-                     annotations={str(k): str(v) for k, v in dict(annotations).items()})
-
-
-def open_reader(ref: ImageRef) -> _Reader:
-    """A reader of the layout ``ref`` names (a context manager). Raises ArchiveError."""
-    return _Reader(ref)
-
-
-def _parse(ref: ImageRef, name: str, raw: bytes) -> dict[str, Any]:
-    if len(raw) > SMALL_LIMIT:
-        raise ArchiveError(str(ref), name, f"has more than {SMALL_LIMIT} bytes: not a layout document")
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise ArchiveError(str(ref), name, f"is not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ArchiveError(str(ref), name, "is not a JSON object")
-    return data

@@ -254,3 +254,14 @@ def test_failed_oci_archive_leaves_no_file(tmp_path, image_dir, monkeypatch):
     with pytest.raises(OSError):
         _write(tmp_path, image_dir, "oci-archive:TMP/img.tar:v1")
     assert not [p for p in os.listdir(tmp_path) if p.startswith("img.tar")]
+
+
+def test_checkpoint_options_take_an_image_reference():
+    from runtime.cr.options import CheckpointOptions
+
+    opts = CheckpointOptions(create_image="oci:rel/dir:v1")
+    assert opts.create_image == f"oci:{os.path.abspath('rel/dir')}:v1" and opts.portable
+    assert not CheckpointOptions().portable
+    for bad in ("/plain/path", "oci:", "docker://x"):
+        with pytest.raises(ValueError):
+            CheckpointOptions(create_image=bad)
