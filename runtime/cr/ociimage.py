@@ -156,9 +156,7 @@ def write_image(ref: ImageRef, image_dir: str, *, annotations: Mapping[str, str]
                            annotations={REF_NAME: ref.tag} if ref.tag else {})
         writer.finish(entry)
     except BaseException:
-        abort = getattr(writer, "abort", None)
-        if abort:
-            abort()
+        writer.abort()
         raise
     return entry
 

@@ -182,12 +182,18 @@ class _DirWriter:
         if os.path.exists(index_path):
             with open(index_path, "rb") as f:
                 old = json.loads(f.read(SMALL_LIMIT))
+            entries = old.get("manifests") if isinstance(old, dict) else None
+            if not isinstance(entries, list) or not all(isinstance(m, dict) for m in entries):
+                raise ArchiveError(str(self.ref), INDEX_FILE, "is not an image index: refusing to rewrite it")
             # the tag moves to the new image (as skopeo does); untagged entries go when writing untagged
-            kept = [m for m in old.get("manifests") or []
-                    if (m.get("annotations") or {}).get(REF_NAME, "") not in (self.ref.tag, "")]
+            kept = [m for m in entries if (m.get("annotations") or {}).get(REF_NAME, "") not in (self.ref.tag, "")]
         _write_small(index_path, _index(kept, manifest))
         _fsync_dir(self._blobs)
         _fsync_dir(self.ref.path)
+
+    def abort(self) -> None:
+        """Nothing to undo: only whole blobs, under their digests, were written (an unreferenced
+        one is garbage a later image may share, as in any layout)."""
 
 
 class _TarWriter:
@@ -257,8 +263,7 @@ def _index(kept: list[Any], manifest: Descriptor) -> bytes:
 
 
 def open_writer(ref: ImageRef) -> _DirWriter | _TarWriter:
-    """A writer of ``ref``: ``put``/``stream`` blobs, then ``finish(manifest)``; a _TarWriter
-    must be ``abort()``ed on failure (a directory keeps only whole blobs, under their digests)."""
+    """A writer of ``ref``: ``put``/``stream`` blobs, then ``finish(manifest)``, or ``abort()``."""
     return _DirWriter(ref) if ref.transport == "oci" else _TarWriter(ref)
 
 

@@ -4,7 +4,7 @@ A busybox service (httpd + counter) is checkpointed with ``--create-image
 oci:DIR:TAG``, deleted, and restored with ``--import oci:DIR:TAG`` under a
 state root that never saw it: it answers at the same IP and its counter
 goes on. skopeo (what a registry push would use) reads the image and its
-annotations.
+annotations; a copy restores from an oci-archive next to the original.
 """
 
 from __future__ import annotations
@@ -88,3 +88,18 @@ def test_skopeo_reads_the_image_and_its_annotations(service, tmp_path, state_roo
         assert annotations["org.criu.checkpoint.container.name"] == ctr.id
         assert annotations["org.criu.checkpoint.engine.name"] == "criu-cr"
         assert info["Os"] == "linux" and len(info["Layers"]) == 1
+
+
+def test_a_copy_restored_from_an_oci_archive(service, tmp_path, state_root, elsewhere, netns_factory):
+    ctr, _ = service
+    ref = f"oci-archive:{tmp_path}/web.tar:web-ck1"
+    res = cli(state_root, "checkpoint", "--leave-running", "-c", "gzip", "--create-image", ref, ctr.id)
+    assert res.returncode == 0, res.stderr
+    at_checkpoint = counter(ctr)
+    net = netns_factory()
+    res = cli(elsewhere, "restore", "--import", ref, "--name", "copy", "--netns", net.path)
+    assert res.returncode == 0, res.stderr
+    wait_tcp(net.ip, 80, timeout=10)
+    assert http_get(net.ip, 80) == (200, b"hello from the container\n")
+    until(lambda: _count_in(elsewhere, "copy") > at_checkpoint, what="the copy's counter to go on")
+    assert not [n for n in os.listdir(elsewhere) if n.startswith(".import-")]  # nor the layer's copy
