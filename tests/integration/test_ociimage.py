@@ -17,6 +17,7 @@ import subprocess
 import pytest
 
 from runtime.container import Container
+from runtime.cr import ociimage, ocilayout
 from runtime.testing.net import http_get, wait_tcp
 from tests.conftest import require
 from tests.integration.container_helpers import cli, counter, read_count, until
@@ -88,6 +89,12 @@ def test_skopeo_reads_the_image_and_its_annotations(service, tmp_path, state_roo
         assert annotations["org.criu.checkpoint.container.name"] == ctr.id
         assert annotations["org.criu.checkpoint.engine.name"] == "criu-cr"
         assert info["Os"] == "linux" and len(info["Layers"]) == 1
+    # What skopeo writes (as after a trip through a registry), criu-cr reads: same manifest digest.
+    copied = f"oci:{tmp_path}/copied:again"
+    cp = subprocess.run([skopeo, "copy", "-q", ref, copied], capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    got = ociimage.read_image(ocilayout.parse_reference(copied), str(tmp_path / "unpacked"))
+    assert got.config["id"] == ctr.id and "checkpoint/pages-1.img" in got.members
 
 
 def test_a_copy_restored_from_an_oci_archive(service, tmp_path, state_root, elsewhere, netns_factory):
