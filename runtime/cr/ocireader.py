@@ -73,6 +73,8 @@ class _Reader:
                         self._members[name] = m
             except tarfile.TarError as exc:
                 raise ArchiveError(str(ref), "", f"is not a readable tar ({exc})") from exc
+            except OSError as exc:
+                raise ArchiveError(str(ref), "", f"cannot be read ({exc.strerror or exc})") from exc
         elif not os.path.isdir(ref.path):
             raise ArchiveError(str(ref), "", "is not a directory (an OCI image layout)")
 

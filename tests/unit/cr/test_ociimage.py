@@ -265,3 +265,10 @@ def test_checkpoint_options_take_an_image_reference():
     for bad in ("/plain/path", "oci:", "docker://x"):
         with pytest.raises(ValueError):
             CheckpointOptions(create_image=bad)
+
+
+@pytest.mark.parametrize("text", ["oci:/nonexistent/dir:v1", "oci-archive:/nonexistent/a.tar:v1"])
+def test_a_missing_image_is_an_archive_error(tmp_path, text):
+    with pytest.raises(ArchiveError, match="not a directory|cannot be read"):
+        ociimage.read_image(parse_reference(text), str(tmp_path / "in"))
+    assert not (tmp_path / "in").exists()
