@@ -30,6 +30,7 @@ import os
 import platform
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -39,8 +40,9 @@ from runtime.cr.options import CheckpointOptions
 from runtime.cr.compression import compressor
 from runtime.cr.ocilayout import (LAYER_MEDIA_TYPES, MEDIA_CONFIG, MEDIA_MANIFEST, REF_NAME, Descriptor,
                                   HashingWriter, ImageRef, open_writer)
-from runtime.cr.ocireader import open_reader
+from runtime.cr.ocireader import OciReader, open_reader
 from runtime.errors import ArchiveError
+from runtime.linux import mounts
 from runtime.linux.fsmode import FILE_MODE
 
 __all__ = ["CRIO", "CRIU", "HostFacts", "host_facts", "checkpoint_annotations", "write_image", "read_image",
@@ -137,12 +139,15 @@ def write_image(ref: ImageRef, image_dir: str, *, annotations: Mapping[str, str]
 
     def fill(raw: IO[bytes]) -> None:
         with compressor(raw, compression, threads) as packed:
-            plain = HashingWriter(packed)
+            # the config's diff_id is the digest of the uncompressed tar (uncompressed: the layer's own)
+            plain = HashingWriter(packed) if compression != "none" else packed
             archive.write_stream(plain, str(ref), image_dir, extra=extra, extra_files=extra_files)
-        diff.append(plain.digest)
+        if isinstance(plain, HashingWriter):
+            diff.append(plain.digest)
 
     try:
         layer = writer.stream(LAYER_MEDIA_TYPES[compression], fill)
+        diff = diff or [layer.digest]
         config = {"created": created_at, "architecture": _GOARCH.get(platform.machine(), platform.machine()),
                   "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff},
                   # also as labels: `skopeo inspect` and `podman image inspect` show these, not the manifest's
@@ -174,8 +179,10 @@ def read_image(ref: ImageRef, directory: str, *, limit: int = archive.DEFAULT_IM
     one, a tag it does not hold, a blob whose size or digest differs from
     its descriptor, an image that is not a checkpoint (no checkpoint
     annotation, not exactly one layer of a known type), and whatever
-    read_archive refuses in the layer. An ``oci-archive`` layer is first
-    copied (and checked) beside ``directory``, then removed.
+    read_archive refuses in the layer. In a directory, the layer blob is
+    unpacked while its digest is checked (a mismatch removes what was
+    unpacked); an ``oci-archive`` layer is first copied (and checked)
+    beside ``directory``, then removed.
     """
     with open_reader(ref) as reader:
         image = reader.image()
@@ -187,10 +194,9 @@ def read_image(ref: ImageRef, directory: str, *, limit: int = archive.DEFAULT_IM
             raise ArchiveError(str(ref), image.manifest.blob,
                                f"has layers ({kinds}); a checkpoint image has one tar layer")
         layer = image.layers[0]
-        path = reader.blob_file(layer)  # size and digest, before a byte is unpacked
-        if path:
-            return archive.read_archive(path, directory, limit=limit)
-        copy = f"{directory}.layer"
+        if reader.is_directory:
+            return _unpack_checked(reader, layer, directory, limit)
+        copy = f"{directory}.layer"  # checked as it is copied out of the tar
         fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -223,3 +229,24 @@ def create_checkpoint_image(store: StateStore, st: ContainerState, image_dir: st
         raise ArchiveError(str(ref), "", f"cannot be written: {exc}",
                            hint=f"the checkpoint itself is at {image_dir}") from exc
     return str(ref)
+
+
+def _unpack_checked(reader: OciReader, layer: Descriptor, directory: str, limit: int) -> archive.ImportedArchive:
+    """Unpack the layer blob while a second reader checks its size and digest: the wall time of the
+    slower of the two, not their sum. A mismatch is what is reported (it explains whatever the
+    unpacking ran into), and nothing unpacked survives it."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="criu-cr-digest") as pool:
+        check = pool.submit(reader.blob_file, layer)  # hashlib lets go of the GIL: truly parallel
+        try:
+            imported = archive.read_archive(reader.blob_path(layer), directory, limit=limit)
+        except BaseException:
+            bad = check.exception()
+            if isinstance(bad, ArchiveError):
+                raise bad  # read_archive removed what it had unpacked
+            raise
+        try:
+            check.result()
+        except BaseException:
+            mounts.remove_tree(directory)
+            raise
+    return imported

@@ -23,7 +23,7 @@ from runtime.cr.ocilayout import (INDEX_FILE, LAYOUT_FILE, LAYOUT_VERSION, MEDIA
                                   SMALL_LIMIT, Descriptor, ImageRef)
 from runtime.errors import ArchiveError
 
-__all__ = ["Image", "open_reader"]
+__all__ = ["Image", "OciReader", "open_reader"]
 
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 
@@ -55,7 +55,7 @@ def _descriptor(ref: ImageRef, where: str, data: Any) -> Descriptor:
                       annotations={str(k): str(v) for k, v in annotations.items()})
 
 
-class _Reader:
+class OciReader:
     """Reads a layout's files; every blob through :meth:`blob_file`, which checks size and digest."""
 
     def __init__(self, ref: ImageRef) -> None:
@@ -82,7 +82,7 @@ class _Reader:
         if self._tar is not None:
             self._tar.close()
 
-    def __enter__(self) -> "_Reader":
+    def __enter__(self) -> "OciReader":
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -115,9 +115,18 @@ class _Reader:
         self.blob_file(desc, sink)
         return _parse(self.ref, desc.blob, sink.getvalue())
 
-    def blob_file(self, desc: Descriptor, out: IO[bytes] | None = None) -> str:
-        """Check the blob of ``desc`` (size, digest), copying it into ``out`` if given; its path
-        when it is a file of its own (a directory layout), else "". Raises ArchiveError."""
+    @property
+    def is_directory(self) -> bool:
+        """An ``oci:DIR`` layout: its blobs are files of their own (:meth:`blob_path`)."""
+        return self._tar is None
+
+    def blob_path(self, desc: Descriptor) -> str:
+        """The file of ``desc``'s blob in a directory layout (unchecked: see :meth:`blob_file`)."""
+        assert self._tar is None
+        return os.path.join(self.ref.path, desc.blob)
+
+    def blob_file(self, desc: Descriptor, out: IO[bytes] | None = None) -> None:
+        """Check the blob of ``desc`` (size, digest), copying it into ``out`` if given. Raises ArchiveError."""
         sha, size = hashlib.sha256(), 0
         with self._open(desc.blob) as f:
             while data := f.read(CHUNK):
@@ -134,7 +143,6 @@ class _Reader:
         if f"sha256:{sha.hexdigest()}" != desc.digest:
             raise ArchiveError(str(self.ref), desc.blob, f"does not match its digest (its content hashes to "
                                f"sha256:{sha.hexdigest()})", hint="the image was damaged or changed after it was written")
-        return "" if self._tar is not None else os.path.join(self.ref.path, desc.blob)
 
     def image(self) -> Image:
         """The manifest the reference's tag names (without a tag: the only one), and its config."""
@@ -167,9 +175,9 @@ class _Reader:
                      annotations={str(k): str(v) for k, v in dict(annotations).items()})
 
 
-def open_reader(ref: ImageRef) -> _Reader:
+def open_reader(ref: ImageRef) -> OciReader:
     """A reader of the layout ``ref`` names (a context manager). Raises ArchiveError."""
-    return _Reader(ref)
+    return OciReader(ref)
 
 
 def _parse(ref: ImageRef, name: str, raw: bytes) -> dict[str, Any]:

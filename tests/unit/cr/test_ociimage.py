@@ -180,7 +180,21 @@ def test_tampered_layer_refused_naming_the_blob(tmp_path, image_dir):
     with pytest.raises(ArchiveError, match="does not match its digest") as exc:
         ociimage.read_image(ref, str(tmp_path / "in"))
     assert exc.value.member == f"blobs/sha256/{layer.name}"
-    assert not (tmp_path / "in").exists()  # refused before anything was unpacked
+    assert not (tmp_path / "in").exists()  # nothing unpacked is left
+
+
+def test_a_layer_tampered_where_the_tar_reader_does_not_look_is_refused(tmp_path, image_dir):
+    """Unpacked while its digest is checked: a change in the tar's end padding unpacks fine,
+    yet the digest refuses it and what was unpacked goes."""
+    ref = _write(tmp_path, image_dir, "oci:TMP/img:v1", compression="none")
+    layer = _layer_path(tmp_path / "img")
+    data = bytearray(layer.read_bytes())
+    data[-1] ^= 0xFF
+    layer.write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match="does not match its digest") as exc:
+        ociimage.read_image(ref, str(tmp_path / "in"))
+    assert exc.value.member == f"blobs/sha256/{layer.name}"
+    assert not (tmp_path / "in").exists()
 
 
 def test_truncated_layer_refused_naming_the_blob(tmp_path, image_dir):
