@@ -170,9 +170,11 @@ class OciReader:
         if not isinstance(layers, list):
             raise ArchiveError(str(self.ref), desc.blob, "has no layers list")
         annotations = manifest.get("annotations") or {}
+        if not isinstance(annotations, dict):
+            raise ArchiveError(str(self.ref), desc.blob, "has annotations that are not a JSON object")
         return Image(ref=self.ref, manifest=desc, config=self._small_blob(config_desc),
                      layers=tuple(_descriptor(self.ref, desc.blob, x) for x in layers),
-                     annotations={str(k): str(v) for k, v in dict(annotations).items()})
+                     annotations={str(k): str(v) for k, v in annotations.items()})
 
 
 def open_reader(ref: ImageRef) -> OciReader:
