@@ -15,6 +15,7 @@ placeholder of the same size), so the blob is written once. Reading is
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -178,6 +179,17 @@ class _DirWriter:
     def finish(self, manifest: Descriptor) -> None:
         _write_small(os.path.join(self.ref.path, LAYOUT_FILE), _json({"imageLayoutVersion": LAYOUT_VERSION}))
         index_path = os.path.join(self.ref.path, INDEX_FILE)
+        # Two checkpoints written into one layout at once: each keeps the other's tag.
+        lock = os.open(self.ref.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._write_index(index_path, manifest)
+        finally:
+            os.close(lock)
+        _fsync_dir(self._blobs)
+        _fsync_dir(self.ref.path)
+
+    def _write_index(self, index_path: str, manifest: Descriptor) -> None:
         kept: list[Any] = []
         if os.path.exists(index_path):
             with open(index_path, "rb") as f:
@@ -188,8 +200,6 @@ class _DirWriter:
             # the tag moves to the new image (as skopeo does); untagged entries go when writing untagged
             kept = [m for m in entries if (m.get("annotations") or {}).get(REF_NAME, "") not in (self.ref.tag, "")]
         _write_small(index_path, _index(kept, manifest))
-        _fsync_dir(self._blobs)
-        _fsync_dir(self.ref.path)
 
     def abort(self) -> None:
         """Nothing to undo: only whole blobs, under their digests, were written (an unreferenced
