@@ -7,8 +7,9 @@ exist makes container ID from the checkpoint (from ``--bundle``, default the
 checkpointed container's bundle) -- the way to make a copy of a container
 checkpointed with ``--leave-running``, or to bring one back after delete.
 ``checkpoint --export FILE`` also writes the checkpoint as one archive in
-podman's layout; ``restore --import FILE`` makes a new container from one
-(on this or another machine; see runtime.cr.portable).
+podman's layout, ``--create-image oci:DIR[:TAG]`` as an OCI image (for
+Kubernetes); ``restore --import FILE|oci:DIR[:TAG]`` makes a new container
+from one (on this or another machine; see runtime.cr.portable, runtime.cr.ociimage).
 """
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-path", help="where to write the checkpoint (default: <state>/<id>/checkpoint)")
     p.add_argument("-e", "--export", metavar="FILE",
                    help="also write the checkpoint as one archive (podman's layout, readable by checkpointctl)")
+    p.add_argument("--create-image", metavar="oci:DIR[:TAG]",
+                   help="also write the checkpoint as an OCI image for Kubernetes/CRI-O "
+                        "(oci:DIR[:TAG] or oci-archive:FILE[:TAG], as skopeo names them)")
     p.add_argument("-c", "--compress", choices=("zstd", "gzip", "none"), default="zstd",
-                   help="compression of the --export archive (default: zstd)")
+                   help="compression of the --export archive and the --create-image layer (default: zstd)")
     p.add_argument("-R", "--leave-running", action="store_true", help="leave the container running")
     p.add_argument("--tcp-skip-in-flight", action="store_true", default=None,
                    help="drop connections the container has not accepted yet instead of failing "
@@ -42,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("id", nargs="?", help="container id (with --import: the new container's, as --name)")
     p.add_argument("--image-path", help="the checkpoint to restore (default: the container's last one)")
     p.add_argument("-i", "--import", dest="import_", metavar="FILE",
-                   help="restore a new container from a checkpoint archive (checkpoint --export)")
+                   help="restore a new container from a checkpoint archive (checkpoint --export) "
+                        "or image (oci:DIR[:TAG], oci-archive:FILE[:TAG]: checkpoint --create-image)")
     p.add_argument("-n", "--name", help="with --import: the new container's id (default: the archive's)")
     p.add_argument("--netns", metavar="PATH",
                    help="restore into this pre-created network namespace instead of the checkpointed one")
@@ -101,8 +106,9 @@ def _checkpoint(args: argparse.Namespace) -> int:
     res = ctr.checkpoint(CheckpointOptions(
         image_path=args.image_path, leave_running=args.leave_running, tcp_established=args.tcp_established,
         tcp_skip_in_flight=args.tcp_skip_in_flight, export=args.export, compress=args.compress,
-        file_locks=args.file_locks, keep=args.keep, network_lock=args.network_lock), criu_path=args.criu)
-    return _print_result(args, "checkpoint", res, res.archive or res.image_dir)
+        create_image=args.create_image, file_locks=args.file_locks, keep=args.keep,
+        network_lock=args.network_lock), criu_path=args.criu)
+    return _print_result(args, "checkpoint", res, res.archive or res.image or res.image_dir)
 
 
 def _restore(args: argparse.Namespace) -> int:

@@ -55,8 +55,8 @@ from runtime.errors import ArchiveError, ImageIntegrityError
 from runtime.linux.fsmode import DIR_MODE, FILE_MODE
 
 __all__ = ["COMPRESSIONS", "DEFAULT_COMPRESSION", "DEFAULT_IMPORT_LIMIT", "CHECKPOINT_DIR", "SPEC_DUMP",
-           "CONFIG_DUMP", "DELETED_FILES", "CTR_LOG", "DEVSHM_TAR", "ARTIFACTS_DIR", "ArchiveInfo", "ImportedArchive", "write_archive",
-           "read_archive", "detect_compression", "member_name"]
+           "CONFIG_DUMP", "DELETED_FILES", "CTR_LOG", "DEVSHM_TAR", "ARTIFACTS_DIR", "ArchiveInfo",
+           "ImportedArchive", "write_archive", "read_archive", "detect_compression", "member_name", "write_stream"]
 
 COMPRESSIONS = ("zstd", "gzip", "none")
 DEFAULT_COMPRESSION = "zstd"  # podman's default
@@ -158,6 +158,16 @@ def write_archive(path: str, image_dir: str, *, extra: Mapping[str, bytes] | Non
             pass
         raise
     return ArchiveInfo(path=path, size=size, compression=compression)
+
+
+def write_stream(out: IO[bytes], label: str, image_dir: str, *, extra: Mapping[str, bytes] | None = None,
+                 extra_files: Mapping[str, str] | None = None) -> None:
+    """Write the archive's tar, uncompressed, into the stream ``out`` (which the caller compresses,
+    hashes, names and closes: an OCI image's layer). ``label`` names it in errors. Raises ArchiveError."""
+    for name in [*(extra or {}), *(extra_files or {})]:
+        if name not in _TOP_BESIDE:
+            raise ValueError(f"{name!r} is not a top-level member of a checkpoint archive")
+    _write_tar(out, label, image_dir, extra or {}, extra_files or {})
 
 
 def _write_tar(out: IO[bytes], path: str, image_dir: str, extra: Mapping[str, bytes],

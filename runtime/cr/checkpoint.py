@@ -62,7 +62,8 @@ def checkpoint(store: StateStore, container_id: str, opts: CheckpointOptions = C
     Raises ContainerStateError (not running), ContainerBusyError,
     CheckpointError (CRIU refused: ``.log_path``, ``.log_errors``; the
     container keeps running, thawed), ImageDirError, ArchiveError (with
-    ``opts.export``: the checkpoint was taken, its archive not written), OSError.
+    ``opts.export``/``opts.create_image``: the checkpoint was taken, its archive or image
+    not written), OSError.
     """
     started = time.monotonic()
     cid = container_id
@@ -90,13 +91,19 @@ def checkpoint(store: StateStore, container_id: str, opts: CheckpointOptions = C
         stats = stats_dict(final_dir, "dump")
         # Before the logs go: the archive carries CRIU's statistics and log, as podman's does.
         exported = portable.export_checkpoint(store, st, final_dir, opts) if opts.export else None
+        image = None
+        if opts.create_image:
+            from runtime.cr import ociimage  # its imports cost a plain checkpoint nothing
+
+            image = ociimage.create_checkpoint_image(store, st, final_dir, opts)
         log_path: str | None = os.path.join(final_dir, DUMP_LOG)
         if not opts.keep:
             remove_logs(final_dir, "dump")
             log_path = None
     return CheckpointResult(container_id=cid, image_dir=final_dir, log_path=log_path, stats=stats,
                             duration_us=int((time.monotonic() - started) * 1e6),
-                            criu_duration_us=criu_us(stats, "dump"), archive=exported)
+                            criu_duration_us=criu_us(stats, "dump"), archive=exported,
+                            image=image)
 
 
 def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], work_dir: str,
@@ -105,7 +112,7 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
     cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
     lock = opts.network_lock or choose_network_lock(facts=facts)
     meta = dataclasses.replace(_describe(st, opts), network_lock=lock)
-    if (meta.leave_running or opts.export) and os.path.isdir(meta.upper_dir):
+    if (meta.leave_running or opts.portable) and os.path.isdir(meta.upper_dir):
         # a copy that may outlive the container, or one that leaves the machine (podman exports it too)
         meta = dataclasses.replace(meta, rootfs_diff=True)
     meta.write(work_dir)

@@ -36,6 +36,8 @@ class CheckpointOptions:
     # Also write the checkpoint as one archive in podman's layout (runtime.cr.archive).
     export: str | None = None
     compress: str = "zstd"  # zstd (podman's default), gzip, none
+    # Also write the checkpoint as an OCI image, oci:DIR[:TAG] or oci-archive:FILE[:TAG] (runtime.cr.ociimage).
+    create_image: str | None = None
 
     def __post_init__(self) -> None:
         if self.image_path is not None:
@@ -45,6 +47,19 @@ class CheckpointOptions:
             raise ValueError(f"compress must be zstd, gzip or none, not {self.compress!r}")
         if self.export is not None:
             object.__setattr__(self, "export", os.path.abspath(self.export))
+        if self.create_image is not None:
+            from runtime.cr.ocilayout import parse_reference  # only then: it loads the compressors
+
+            ref = parse_reference(self.create_image)  # ValueError: a bad path or tag
+            if ref is None:
+                raise ValueError(f"create_image must be oci:DIR[:TAG] or oci-archive:FILE[:TAG], "
+                                 f"not {self.create_image!r}")
+            object.__setattr__(self, "create_image", str(ref))
+
+    @property
+    def portable(self) -> bool:
+        """The checkpoint leaves the machine (an archive or an image): it carries the rootfs diff."""
+        return bool(self.export or self.create_image)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +101,7 @@ class CheckpointResult:
     duration_us: int
     criu_duration_us: int | None
     archive: str | None = None  # the exported archive (CheckpointOptions.export)
+    image: str | None = None  # the OCI image written (CheckpointOptions.create_image)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

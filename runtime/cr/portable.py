@@ -27,52 +27,21 @@ from typing import Any
 from criu_rpc import NotifyHandler
 from runtime.container.state import ContainerState, StateStore, validate_id
 from runtime.cr import archive
-from runtime.cr.layout import ROOTFS_DIFF
-from runtime.cr.options import CTR_LOG, CheckpointOptions, RestoreOptions, RestoreResult
+from runtime.cr.export_members import ENGINE, MANAGER_ANNOTATION, archive_members, config_dump, spec_dump
+from runtime.cr.options import CheckpointOptions, RestoreOptions, RestoreResult
 from runtime.errors import ArchiveError, ContainerExistsError, RestoreError
 from runtime.linux import mounts
 from runtime.linux.fsmode import makedirs_private, open_private
 
-__all__ = ["export_checkpoint", "restore_import", "spec_dump", "config_dump", "bundle_spec",
+__all__ = ["export_checkpoint", "restore_import", "spec_dump", "config_dump", "bundle_spec", "archive_members",
            "ENGINE", "IMPORT_DIR"]
 
 _log = logging.getLogger("criu_cr.cr")
 
-ENGINE = "criu-cr"
 IMPORT_DIR = "import"  # in the container's directory: the unpacked archive it was restored from
-# checkpointctl names the engine from this annotation (podman writes "libpod", CRI-O "cri-o").
-MANAGER_ANNOTATION = "io.container.manager"
 
 
 # -- export -----------------------------------------------------------------------------
-
-def spec_dump(raw_spec: dict[str, Any], bundle: str) -> dict[str, Any]:
-    """The ``spec.dump`` of a container of ``bundle``: its config, root made absolute, annotated. Pure."""
-    spec = copy.deepcopy(raw_spec)
-    root = spec.setdefault("root", {})
-    root["path"] = os.path.normpath(os.path.join(bundle, root.get("path") or "rootfs"))
-    spec.setdefault("annotations", {})[MANAGER_ANNOTATION] = ENGINE
-    return spec
-
-
-def config_dump(st: ContainerState, spec: dict[str, Any], checkpointed: float) -> dict[str, Any]:
-    """The ``config.dump`` (podman's ContainerConfig fields that checkpointctl reads). Pure."""
-    annotations = spec.get("annotations") or {}
-    image = annotations.get("org.opencontainers.image.ref.name") or spec["root"]["path"]
-    return {"id": st.id, "name": st.id, "rootfsImageName": image, "runtime": ENGINE,
-            "createdTime": st.created,
-            "checkpointedTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(checkpointed))}
-
-
-def _deleted_files(image_dir: str) -> list[str]:
-    """The whiteouts (0/0 character devices) of the checkpoint's rootfs-diff.tar, as podman lists them."""
-    path = os.path.join(image_dir, ROOTFS_DIFF)
-    if not os.path.exists(path):
-        return []
-    with tarfile.open(path, "r:") as tar:
-        return sorted("/" + m.name.lstrip("./") for m in tar
-                      if m.ischr() and m.devmajor == 0 and m.devminor == 0)
-
 
 def export_checkpoint(store: StateStore, st: ContainerState, image_dir: str, opts: CheckpointOptions) -> str:
     """Write the checkpoint at ``image_dir`` of container ``st`` to ``opts.export``; returns its path.
@@ -81,15 +50,9 @@ def export_checkpoint(store: StateStore, st: ContainerState, image_dir: str, opt
     itself stays at ``image_dir``).
     """
     assert opts.export
-    from runtime.oci.spec import load_spec
-
     try:
-        spec = spec_dump(load_spec(st.bundle).raw, st.bundle)
-        extra = {archive.SPEC_DUMP: _json(spec),
-                 archive.CONFIG_DUMP: _json(config_dump(st, spec, time.time())),
-                 archive.DELETED_FILES: _json(_deleted_files(image_dir))}
-        info = archive.write_archive(opts.export, image_dir, extra=extra,
-                                     extra_files={archive.CTR_LOG: store.path(st.id, CTR_LOG)},
+        extra, extra_files = archive_members(store, st, image_dir)
+        info = archive.write_archive(opts.export, image_dir, extra=extra, extra_files=extra_files,
                                      compression=opts.compress)
     except ArchiveError as exc:
         raise ArchiveError(exc.archive, exc.member, exc.problem,
@@ -98,10 +61,6 @@ def export_checkpoint(store: StateStore, st: ContainerState, image_dir: str, opt
         raise ArchiveError(opts.export, "", f"cannot be written: {exc}",
                            hint=f"the checkpoint itself is at {image_dir}") from exc
     return info.path
-
-
-def _json(data: object) -> bytes:
-    return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
 
 
 # -- import -----------------------------------------------------------------------------
@@ -149,7 +108,7 @@ def restore_import(store: StateStore, archive_path: str, opts: RestoreOptions, *
             raise ContainerExistsError(name, store.root)
     makedirs_private(store.root, 0o711)
     work = os.path.join(store.root, f".import-{os.getpid()}-{time.monotonic_ns()}")
-    imported = archive.read_archive(archive_path, work, limit=limit)
+    imported = _unpack(archive_path, work, limit)
     try:
         cid = name or str(imported.config.get("id") or "")
         try:
@@ -178,6 +137,19 @@ def restore_import(store: StateStore, archive_path: str, opts: RestoreOptions, *
         mounts.remove_tree(work)
         raise
     return _adopt_import(store, cid, work, result)
+
+
+def _unpack(source: str, work: str, limit: int) -> archive.ImportedArchive:
+    """An archive file, or an OCI checkpoint image (``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]``)."""
+    from runtime.cr import ociimage, ocilayout
+
+    try:
+        ref = ocilayout.parse_reference(source)
+    except ValueError as exc:
+        raise ArchiveError(source, "", str(exc)) from exc
+    if ref is None:
+        return archive.read_archive(source, work, limit=limit)
+    return ociimage.read_image(ref, work, limit=limit)
 
 
 def _adopt_import(store: StateStore, cid: str, work: str, result: RestoreResult) -> RestoreResult:
