@@ -15,8 +15,10 @@ from one (on this or another machine; see runtime.cr.portable, runtime.cr.ociima
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["register", "stats_json"]
@@ -81,6 +83,8 @@ def _common(p: argparse.ArgumentParser, verb: str) -> None:
     p.add_argument("--file-locks", action="store_true", help=f"{verb} file locks")
     p.add_argument("-k", "--keep", action="store_true", help="keep CRIU's log and statistics files")
     p.add_argument("--print-stats", action="store_true", help="print statistics as JSON")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress line for --export/--import (it is shown only when stderr is a terminal)")
     p.add_argument("--network-lock", choices=("iptables", "nftables", "skip"),
                    help="CRIU's network-lock method (default: nftables if CRIU supports it, else iptables; "
                         "a restore uses the checkpoint's)")
@@ -103,12 +107,27 @@ def _checkpoint(args: argparse.Namespace) -> int:
     from runtime.cr.options import CheckpointOptions
 
     ctr = Container.load(args.id, args.root)
-    res = ctr.checkpoint(CheckpointOptions(
-        image_path=args.image_path, leave_running=args.leave_running, tcp_established=args.tcp_established,
-        tcp_skip_in_flight=args.tcp_skip_in_flight, export=args.export, compress=args.compress,
-        create_image=args.create_image, file_locks=args.file_locks, keep=args.keep,
-        network_lock=args.network_lock), criu_path=args.criu)
+    with _progress(args, "export", args.export) as progress:
+        res = ctr.checkpoint(CheckpointOptions(
+            image_path=args.image_path, leave_running=args.leave_running, tcp_established=args.tcp_established,
+            tcp_skip_in_flight=args.tcp_skip_in_flight, export=args.export, compress=args.compress,
+            create_image=args.create_image, file_locks=args.file_locks, keep=args.keep,
+            network_lock=args.network_lock, progress=progress), criu_path=args.criu)
     return _print_result(args, "checkpoint", res, res.archive or res.image or res.image_dir)
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace, label: str, wanted: object) -> Iterator[Any]:
+    """A progress line on stderr for an export/import (``wanted``), when stderr is a terminal and
+    not --quiet; the line is ended (newline) however the command ends."""
+    from runtime.cli.progress import progress_for
+
+    line = progress_for(label, quiet=args.quiet) if wanted else None
+    try:
+        yield line
+    finally:
+        if line is not None:
+            line.close()
 
 
 def _restore(args: argparse.Namespace) -> int:
@@ -125,9 +144,10 @@ def _restore(args: argparse.Namespace) -> int:
         if args.name and args.id and args.name != args.id:
             raise SystemExit(f"criu-cr restore: --name {args.name} and ID {args.id} disagree: give one")
         fields.pop("netns")
-        res = Container.restore_import(args.import_, name=args.name or args.id, netns=args.netns,
-                                       rootfs=args.rootfs, root=args.root, limit=args.import_limit,
-                                       criu_path=args.criu, **fields)
+        with _progress(args, "import", True) as progress:
+            res = Container.restore_import(args.import_, name=args.name or args.id, netns=args.netns,
+                                           rootfs=args.rootfs, root=args.root, limit=args.import_limit,
+                                           criu_path=args.criu, progress=progress, **fields)
         return _print_result(args, "restore", res, res.pid)
     if not args.id:
         raise SystemExit("criu-cr restore: give the container's ID (or --import FILE)")

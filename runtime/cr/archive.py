@@ -51,6 +51,7 @@ from runtime.cr.compression import (CHUNK, STREAM_ERRORS, Counted, LimitReached,
                                     detect_compression)
 from runtime.cr.layout import DUMP_STATS, MANIFEST_FILE, METADATA_FILE, NETWORK_FILE, ROOTFS_DIFF
 from runtime.cr.manifest import verify_manifest
+from runtime.cr.meter import Meter, Metered, Progress
 from runtime.errors import ArchiveError, ImageIntegrityError
 from runtime.linux.fsmode import DIR_MODE, FILE_MODE
 
@@ -119,12 +120,13 @@ def member_name(image_file: str) -> str:
 
 def write_archive(path: str, image_dir: str, *, extra: Mapping[str, bytes] | None = None,
                   extra_files: Mapping[str, str] | None = None, compression: str = DEFAULT_COMPRESSION,
-                  threads: int = -1) -> ArchiveInfo:
+                  threads: int = -1, progress: Progress | None = None) -> ArchiveInfo:
     """Write the checkpoint at ``image_dir`` as an archive at ``path``.
 
     ``extra`` gives top-level members by content (spec.dump, config.dump,
     deleted.files), ``extra_files`` by the host file to copy (ctr.log).
-    ``threads``: zstd's worker threads (-1: one per CPU). The archive is
+    ``threads``: zstd's worker threads (-1: one per CPU); ``progress``: see
+    runtime.cr.meter. The archive is
     written to ``PATH.tmp-PID`` (0600) and renamed on success; a failure
     leaves no file. Raises ArchiveError (unknown compression, a file that
     cannot be read), OSError (writing).
@@ -146,7 +148,7 @@ def write_archive(path: str, image_dir: str, *, extra: Mapping[str, bytes] | Non
         os.fchmod(fd, FILE_MODE)  # whatever the umask: the pages hold secrets
         with os.fdopen(fd, "wb", buffering=CHUNK) as raw:
             with compressor(raw, compression, threads) as out:
-                _write_tar(out, path, image_dir, extra or {}, extra_files or {})
+                _write_tar(out, path, image_dir, extra or {}, extra_files or {}, progress)
             raw.flush()
             os.fsync(raw.fileno())
         size = os.stat(tmp).st_size
@@ -171,7 +173,7 @@ def write_stream(out: IO[bytes], label: str, image_dir: str, *, extra: Mapping[s
 
 
 def _write_tar(out: IO[bytes], path: str, image_dir: str, extra: Mapping[str, bytes],
-               extra_files: Mapping[str, str]) -> None:
+               extra_files: Mapping[str, str], progress: Progress | None = None) -> None:
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         tar.copybufsize = CHUNK
         d = tarfile.TarInfo(CHECKPOINT_DIR)
@@ -179,10 +181,11 @@ def _write_tar(out: IO[bytes], path: str, image_dir: str, extra: Mapping[str, by
         tar.addfile(d)
         with os.scandir(image_dir) as it:
             entries = sorted((e for e in it if e.is_file(follow_symlinks=False)), key=lambda e: e.name)
+        meter = Meter(progress, sum(e.stat().st_size for e in entries)) if progress else None
         for entry in entries:
             if entry.name.startswith(".") or entry.name in ("restore.log", "stats-restore"):
                 continue  # a kept restore's logs are not part of the checkpoint
-            _add_file(tar, path, member_name(entry.name), entry.path)
+            _add_file(tar, path, member_name(entry.name), entry.path, meter)
         for name, data in sorted(extra.items()):
             ti = tarfile.TarInfo(name)
             ti.size, ti.mode = len(data), FILE_MODE
@@ -190,46 +193,51 @@ def _write_tar(out: IO[bytes], path: str, image_dir: str, extra: Mapping[str, by
         for name, src in sorted(extra_files.items()):
             if os.path.isfile(src):
                 _add_file(tar, path, name, src)
+    if meter:
+        meter.end()
 
 
-def _add_file(tar: tarfile.TarFile, path: str, name: str, src: str) -> None:
+def _add_file(tar: tarfile.TarFile, path: str, name: str, src: str, meter: Meter | None = None) -> None:
     try:
         with open(src, "rb") as f:
             st = os.fstat(f.fileno())
             ti = tarfile.TarInfo(name)
             ti.size, ti.mode, ti.mtime = st.st_size, FILE_MODE, int(st.st_mtime)
-            tar.addfile(ti, f)
+            tar.addfile(ti, Metered(f, meter) if meter else f)
     except OSError as exc:
         raise ArchiveError(path, name, f"cannot read {src}: {exc.strerror or exc}") from exc
 
 
 # -- reading ----------------------------------------------------------------------------
 
-def read_archive(path: str, directory: str, *, limit: int = DEFAULT_IMPORT_LIMIT) -> ImportedArchive:
+def read_archive(path: str, directory: str, *, limit: int = DEFAULT_IMPORT_LIMIT,
+                 progress: Progress | None = None) -> ImportedArchive:
     """Unpack the archive at ``path`` into ``directory``, which must not exist (it is made 0700).
 
     Refuses (ArchiveError naming the member) absolute paths, ``..``, links,
     device nodes, FIFOs, setuid/setgid files, duplicate and unexpected
     members, more than ``limit`` bytes unpacked, a corrupt or truncated
     archive, and files that differ from the archive's manifest. On any
-    failure ``directory`` is removed again. Raises ArchiveError, OSError
+    failure ``directory`` is removed again. ``progress``: see runtime.cr.meter.
+    Raises ArchiveError, OSError
     (``path`` unreadable, ``directory`` exists).
     """
     os.mkdir(directory, DIR_MODE)
     os.chmod(directory, DIR_MODE)
     try:
-        return _read(path, directory, limit)
+        return _read(path, directory, limit, progress)
     except BaseException:
         _remove_unpacked(directory)
         raise
 
 
-def _read(path: str, directory: str, limit: int) -> ImportedArchive:
+def _read(path: str, directory: str, limit: int, progress: Progress | None = None) -> ImportedArchive:
     image_dir = os.path.join(directory, CHECKPOINT_DIR)
     seen: list[str] = []
     current = ""
     with open(path, "rb") as f:
         compression = detect_compression(f.peek(4)[:4])
+        meter = Meter(progress, os.fstat(f.fileno()).st_size) if progress else None
         try:
             with decompressor(f, compression) as plain:
                 counted = Counted(plain, limit + HEADER_SLACK)
@@ -248,8 +256,11 @@ def _read(path: str, directory: str, limit: int) -> ImportedArchive:
                         if member.size > budget:
                             raise _too_big(path, name, limit)
                         budget -= member.size
-                        _extract(tar, member, _target(directory, image_dir, name), path, name)
+                        _extract(tar, member, _target(directory, image_dir, name), path, name,
+                                 meter and (lambda: meter.at(f.tell())))
                     current = ""
+                    if meter:
+                        meter.end()
         except ArchiveError:
             raise
         except LimitReached:
@@ -337,7 +348,8 @@ def _target(directory: str, image_dir: str, name: str) -> str:
     return os.path.join(directory, name)
 
 
-def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, path: str, name: str) -> None:
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, path: str, name: str,
+             tick: Any = None) -> None:
     if name in _JSON_MEMBERS and member.size > JSON_LIMIT:
         raise ArchiveError(path, name, f"has {member.size} bytes; more than {JSON_LIMIT} is not a {name}")
     src = tar.extractfile(member)
@@ -352,6 +364,8 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, path: s
                                    hint="the archive was damaged or not completely copied")
             out.write(data)
             left -= len(data)
+            if tick:
+                tick()
 
 
 def _load_json(path: str, directory: str, name: str, kind: type) -> Any:

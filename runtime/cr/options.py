@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from runtime.cr.layout import DEFAULT_IMAGE_DIR, DUMP_LOG, RESTORE_LOG
 
@@ -38,6 +39,8 @@ class CheckpointOptions:
     compress: str = "zstd"  # zstd (podman's default), gzip, none
     # Also write the checkpoint as an OCI image, oci:DIR[:TAG] or oci-archive:FILE[:TAG] (runtime.cr.ociimage).
     create_image: str | None = None
+    # Told (bytes done, total) while the export is written (runtime.cr.meter.Progress).
+    progress: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.image_path is not None:
@@ -80,6 +83,8 @@ class RestoreOptions:
     verify: bool = True  # check the images against the checkpoint's manifest before CRIU reads them
     # Join this pre-created network namespace instead of the checkpointed one (a second copy's own).
     netns: str | None = None
+    # Told (bytes done, total) while an archive is unpacked (restore_import; runtime.cr.meter.Progress).
+    progress: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.tcp_established and self.tcp_close:

@@ -53,7 +53,7 @@ def export_checkpoint(store: StateStore, st: ContainerState, image_dir: str, opt
     try:
         extra, extra_files = archive_members(store, st, image_dir)
         info = archive.write_archive(opts.export, image_dir, extra=extra, extra_files=extra_files,
-                                     compression=opts.compress)
+                                     compression=opts.compress, progress=opts.progress)
     except ArchiveError as exc:
         raise ArchiveError(exc.archive, exc.member, exc.problem,
                            hint=f"the checkpoint itself is at {image_dir}") from exc
@@ -108,7 +108,7 @@ def restore_import(store: StateStore, archive_path: str, opts: RestoreOptions, *
             raise ContainerExistsError(name, store.root)
     makedirs_private(store.root, 0o711)
     work = os.path.join(store.root, f".import-{os.getpid()}-{time.monotonic_ns()}")
-    imported = _unpack(archive_path, work, limit)
+    imported = _unpack(archive_path, work, limit, opts.progress)
     try:
         cid = name or str(imported.config.get("id") or "")
         try:
@@ -139,7 +139,7 @@ def restore_import(store: StateStore, archive_path: str, opts: RestoreOptions, *
     return _adopt_import(store, cid, work, result)
 
 
-def _unpack(source: str, work: str, limit: int) -> archive.ImportedArchive:
+def _unpack(source: str, work: str, limit: int, progress: Any = None) -> archive.ImportedArchive:
     """An archive file, or an OCI checkpoint image (``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]``)."""
     from runtime.cr import ociimage, ocilayout
 
@@ -148,7 +148,7 @@ def _unpack(source: str, work: str, limit: int) -> archive.ImportedArchive:
     except ValueError as exc:
         raise ArchiveError(source, "", str(exc)) from exc
     if ref is None:
-        return archive.read_archive(source, work, limit=limit)
+        return archive.read_archive(source, work, limit=limit, progress=progress)
     return ociimage.read_image(ref, work, limit=limit)
 
 

@@ -77,11 +77,11 @@ def test_failed_export_leaves_no_file(tmp_path, image_dir, monkeypatch):
     real = archive._add_file
     calls = []
 
-    def failing(tar, path, name, src):
+    def failing(tar, path, name, src, *meter):
         calls.append(name)
         if len(calls) == 3:
             raise ArchiveError(path, name, "cannot read it (injected)")
-        real(tar, path, name, src)
+        real(tar, path, name, src, *meter)
 
     monkeypatch.setattr(archive, "_add_file", failing)
     with pytest.raises(ArchiveError):
