@@ -174,7 +174,7 @@ def write_stream(out: IO[bytes], label: str, image_dir: str, *, extra: Mapping[s
 
 def _write_tar(out: IO[bytes], path: str, image_dir: str, extra: Mapping[str, bytes],
                extra_files: Mapping[str, str], progress: Progress | None = None) -> None:
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar:
         tar.copybufsize = CHUNK
         d = tarfile.TarInfo(CHECKPOINT_DIR)
         d.type, d.mode = tarfile.DIRTYPE, DIR_MODE
@@ -241,7 +241,7 @@ def _read(path: str, directory: str, limit: int, progress: Progress | None = Non
         try:
             with decompressor(f, compression) as plain:
                 counted = Counted(plain, limit + HEADER_SLACK)
-                with tarfile.open(fileobj=counted, mode="r|") as tar:
+                with tarfile.open(fileobj=counted, mode="r|", bufsize=CHUNK) as tar:
                     budget = limit
                     for member in tar:
                         current = member.name

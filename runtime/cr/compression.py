@@ -88,11 +88,14 @@ class Counted:
     """The decompressed stream, ended once more than ``cap`` bytes came out of it."""
 
     def __init__(self, stream: Any, cap: int) -> None:
-        self._stream = stream
+        # read1: what is there, without looping for more. tarfile reads ahead (1 MiB); a
+        # looping read() that meets a truncated stream would raise for the member before the
+        # one it is cut in, and lose what it had decompressed.
+        self._read = getattr(stream, "read1", stream.read)
         self._left = cap
 
     def read(self, n: int = -1) -> bytes:
-        data = self._stream.read(n if n >= 0 else CHUNK)
+        data = self._read(n if n >= 0 else CHUNK)
         self._left -= len(data)
         if self._left < 0:
             raise LimitReached()
