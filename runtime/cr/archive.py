@@ -174,7 +174,9 @@ def write_stream(out: IO[bytes], label: str, image_dir: str, *, extra: Mapping[s
 
 def _write_tar(out: IO[bytes], path: str, image_dir: str, extra: Mapping[str, bytes],
                extra_files: Mapping[str, str], progress: Progress | None = None) -> None:
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar:
+    # "w", not the stream mode "w|": the stream mode re-buffers every write (a copy or more of
+    # each page); plain "w" only asks the position once and writes straight through.
+    with tarfile.open(fileobj=_Position(out), mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.copybufsize = CHUNK
         d = tarfile.TarInfo(CHECKPOINT_DIR)
         d.type, d.mode = tarfile.DIRTYPE, DIR_MODE
@@ -195,6 +197,20 @@ def _write_tar(out: IO[bytes], path: str, image_dir: str, extra: Mapping[str, by
                 _add_file(tar, path, name, src)
     if meter:
         meter.end()
+
+
+class _Position:
+    """A write-only stream that tells its position (tarfile asks once, at the start)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out, self._pos = out, 0
+
+    def write(self, b: Any) -> int:
+        self._pos += len(b)
+        return self._out.write(b)
+
+    def tell(self) -> int:
+        return self._pos
 
 
 def _add_file(tar: tarfile.TarFile, path: str, name: str, src: str, meter: Meter | None = None) -> None:
@@ -352,8 +368,10 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, path: s
              tick: Any = None) -> None:
     if name in _JSON_MEMBERS and member.size > JSON_LIMIT:
         raise ArchiveError(path, name, f"has {member.size} bytes; more than {JSON_LIMIT} is not a {name}")
-    src = tar.extractfile(member)
-    assert src is not None  # a regular file
+    # The member's data straight from tarfile's stream (it stands at the data after the header,
+    # and skips the padding itself at the next member): extractfile() would add a buffered
+    # layer and a copy of every page.
+    src = tar.fileobj
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
     with os.fdopen(fd, "wb", buffering=0) as out:
         left = member.size
