@@ -12,7 +12,8 @@ is a third peer: same busybox rootfs (imported as an image), same command,
 same pre-created netns (--network ns:PATH); all its state lives in the
 benchmark's temp dir and is removed afterwards.
 
-Run with scripts/bench [-n ROUNDS] [--podman]; as root.
+Run with scripts/bench [-n ROUNDS] [--podman]; as root. ``--archive``: export/import of a
+1 GiB container instead (scripts/bench_archive.py).
 """
 
 from __future__ import annotations
@@ -224,14 +225,21 @@ def measure(side: Side, rounds: int) -> dict[str, list[float]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-n", "--rounds", type=int, default=10)
+    ap.add_argument("-n", "--rounds", type=int, default=None, help="default 10 (--archive: 5)")
     ap.add_argument("--json", help="also write the raw figures to this file")
     ap.add_argument("--quick", action="store_true", help="only runc and criu-cr's defaults")
     ap.add_argument("--podman", action="store_true",
                     help="also podman (CLI, runc, same CRIU); scripts/install-peers installs it")
+    ap.add_argument("--archive", action="store_true",
+                    help="instead: checkpoint --export / restore --import of a 1 GiB container (issue 9)")
     args = ap.parse_args()
     if args.podman and not podman_available():
         ap.error("podman is not installed: run scripts/install-peers")
+    if args.archive:
+        import bench_archive
+
+        return bench_archive.main(args.rounds or 5, args.podman)
+    args.rounds = args.rounds or 10
     criu = locate()
     work = tempfile.mkdtemp(prefix="criu-cr-bench-")
     root = os.path.join(work, "state")

@@ -72,13 +72,28 @@ def hashing(size: int) -> list[tuple[str, float]]:
         shutil.rmtree(work)
 
 
+def holding_bundle(directory: str, size: int) -> str:
+    """A busybox bundle whose container holds ``size`` random bytes in one heap block (RSS ~size),
+    saying ``ready`` on its stderr once filled (see :func:`wait_filled`). Also scripts/bench --archive's."""
+    hold = f"(head -c {size} /dev/urandom; echo ready >&2; sleep 1000000) | tail -c {size}"
+    return build_busybox_bundle(directory, ["sh", "-c", hold], applets=("sh", "head", "tail", "echo", "sleep"))
+
+
+def wait_filled(ctr: Container, timeout: float = 120) -> None:
+    """Until the holding container has filled its memory (and a moment more for the last copy)."""
+    deadline = time.monotonic() + timeout
+    while b"ready" not in ctr.logs():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the container did not fill its memory in {timeout:.0f} s")
+        time.sleep(0.1)
+    time.sleep(0.5)
+
+
 def container_rounds(size: int, rounds: int, criu: str | None, restore_rounds: int = 0) -> dict[str, list[float]]:
     work = tempfile.mkdtemp(prefix="bench-manifest-")
     images = tempfile.mkdtemp(prefix="bench-manifest-images-", dir="/dev/shm")
     os.rmdir(images)
-    hold = f"(head -c {size} /dev/urandom; echo ready >&2; sleep 1000000) | tail -c {size}"
-    bundle = build_busybox_bundle(os.path.join(work, "bundle"), ["sh", "-c", hold],
-                                  applets=("sh", "head", "tail", "echo", "sleep"))
+    bundle = holding_bundle(os.path.join(work, "bundle"), size)
     ctr = Container.run("bench-manifest", bundle, os.path.join(work, "root"))
     empty = tempfile.mkdtemp(prefix="bench-manifest-empty-")
     variants = {
@@ -91,12 +106,7 @@ def container_rounds(size: int, rounds: int, criu: str | None, restore_rounds: i
         out[name] = []
         out[f"{name}: CRIU frozen"] = []
     try:
-        deadline = time.monotonic() + 120
-        while b"ready" not in ctr.logs():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the container did not fill its memory in 120 s")
-            time.sleep(0.1)
-        time.sleep(0.5)
+        wait_filled(ctr)
         out["rss MiB"].append(sum(_rss(p) for p in ctr.ps()) / MiB)
         _checkpoint(ctr, images, criu)  # warm-up
         for _ in range(rounds):
