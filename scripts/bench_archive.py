@@ -96,7 +96,10 @@ class CriuCr:
                 block = os.urandom(MiB)
                 for _ in range(SIZE // MiB):
                     f.write(block)
-        rs = _timed(lambda: self.ctr.restore(RestoreOptions(image_path=self.images), criu_path=self.criu))
+        res = []
+        rs = _timed(lambda: res.append(self.ctr.restore(RestoreOptions(image_path=self.images),
+                                                         criu_path=self.criu)))
+        self.criu_restore = (res[0].criu_duration_us or 0) / 1e6
         if fill:
             os.unlink(filler)
         return ck, rs
@@ -110,9 +113,11 @@ class CriuCr:
         size = os.stat(self.archive).st_size
         self.n += 1
         new = f"bench-archive-{self.n}"
+        res = []
         with mock.patch.object(archive, "read_archive", self.read.wrap(archive.read_archive)):
-            rs = _timed(lambda: Container.restore_import(self.archive, name=new, root=self.root,
-                                                         criu_path=self.criu))
+            rs = _timed(lambda: res.append(Container.restore_import(self.archive, name=new, root=self.root,
+                                                                    criu_path=self.criu)))
+        self.criu_restore = (res[0].criu_duration_us or 0) / 1e6
         self.ctr.delete(force=True)  # the checkpointed original; the imported copy goes on
         self.ctr = Container.load(new, self.root)
         os.unlink(self.archive)
@@ -125,20 +130,25 @@ class CriuCr:
 def criu_cr_rounds(work: str, criu: str, rounds: int) -> tuple[Rows, dict[str, tuple[float, float, int]], float]:
     side = CriuCr(work, criu)
     out: Rows = {k: [] for k in ("ckpt", "ckpt --export", "restore", "restore --import", "size",
-                                 "write_archive", "read_archive", "restore after 1 GiB")}
+                                 "write_archive", "read_archive", "restore after 1 GiB", "CRIU restore",
+                                 "CRIU import")}
     once: dict[str, tuple[float, float, int]] = {}
     try:
         bench_manifest.wait_filled(side.ctr)
         rss = side.rss_mib()
         for i in range(rounds + 1):  # round 0 warms up and is not counted
             ck, rs = side.plain()
+            criu_rs = side.criu_restore
             eck, ers, size = side.exported()
+            criu_ers = side.criu_restore
             _, frs = side.plain(fill=True)
             print(f"  round {i}: ckpt {ck:.2f} / export {eck:.2f} s (archive {side.wrote.seconds:.2f}); "
                   f"restore {rs:.2f} / import {ers:.2f} s (unpack {side.read.seconds:.2f}) / "
-                  f"restore after 1 GiB written {frs:.2f}", file=sys.stderr, flush=True)
+                  f"restore after 1 GiB written {frs:.2f}; CRIU's restore_time {criu_rs:.2f} / "
+                  f"import's {criu_ers:.2f}", file=sys.stderr, flush=True)
             if i:
-                for k, v in zip(out, (ck, eck, rs, ers, size, side.wrote.seconds, side.read.seconds, frs)):
+                for k, v in zip(out, (ck, eck, rs, ers, size, side.wrote.seconds, side.read.seconds, frs,
+                                      criu_rs, criu_ers)):
                     out[k].append(v)
         for comp in ("gzip", "none"):
             once[comp] = side.exported(comp)
@@ -239,7 +249,8 @@ def report(name: str, r: Rows) -> None:
     print(f"{name:22} {med['ckpt']:6.2f} {med['ckpt --export']:8.2f} {med['ckpt --export'] / med['ckpt']:6.2f} | "
           f"{med['restore']:6.2f} {med['restore --import']:8.2f} {med['restore --import'] / med['restore']:6.2f} | "
           f"{med['size'] / MiB:7.0f}" + (f" | {med['write_archive']:6.2f} {med['read_archive']:6.2f} "
-                                        f"{med['restore after 1 GiB']:8.2f}" if "write_archive" in med else ""))
+                                        f"{med['restore after 1 GiB']:8.2f} | {med['CRIU restore']:5.2f} "
+                                        f"{med['CRIU import']:5.2f}" if "write_archive" in med else ""))
 
 
 def main(rounds: int, podman: bool) -> int:
@@ -264,9 +275,10 @@ def main(rounds: int, podman: bool) -> int:
     print(f"\n1 GiB container (RSS {rss:.0f} MiB), everything on /dev/shm; {rounds} rounds, medians in s; "
           f"{os.cpu_count()} CPUs, load average {load:.2f} before, {os.getloadavg()[0]:.2f} after")
     print(f"{'':22} {'ckpt':>6} {'--export':>8} {'ratio':>6} | {'restore':>6} {'--import':>8} {'ratio':>6} | "
-          f"{'MiB':>7} | {'write':>6} {'unpack':>6} {'rst+1GiB':>8}")
+          f"{'MiB':>7} | {'write':>6} {'unpack':>6} {'rst+1GiB':>8} | CRIU: restore import")
     print("(write/unpack: inside write_archive/read_archive; rst+1GiB: a plain restore after 1 GiB was written "
-          "to tmpfs between checkpoint and restore, as an import's unpacking does)")
+          "to tmpfs between checkpoint and restore, as an import's unpacking does; CRIU: its restore_time in the "
+          "plain restore and in the import's)")
     report("criu-cr API, zstd", cr)
     if pod:
         report("podman 4.3 CLI, zstd", pod)
