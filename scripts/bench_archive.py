@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import bench  # noqa: E402 (scripts/, beside this file)
 import bench_manifest  # noqa: E402
+
 from runtime.container import Container  # noqa: E402
 from runtime.cr import archive, compression  # noqa: E402
 from runtime.cr.options import CheckpointOptions, RestoreOptions  # noqa: E402

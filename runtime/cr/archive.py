@@ -47,7 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-from runtime.cr.compression import (CHUNK, STREAM_ERRORS, Counted, LimitReached, compressor, decompressor,
+from runtime.cr.compression import (CHUNK, STREAM_ERRORS, Counted, LimitReached, Positioned, compressor, decompressor,
                                     detect_compression)
 from runtime.cr.layout import DUMP_STATS, MANIFEST_FILE, METADATA_FILE, NETWORK_FILE, ROOTFS_DIFF
 from runtime.cr.manifest import verify_manifest
@@ -176,7 +176,7 @@ def _write_tar(out: IO[bytes], path: str, image_dir: str, extra: Mapping[str, by
                extra_files: Mapping[str, str], progress: Progress | None = None) -> None:
     # "w", not the stream mode "w|": the stream mode re-buffers every write (a copy or more of
     # each page); plain "w" only asks the position once and writes straight through.
-    with tarfile.open(fileobj=_Position(out), mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=Positioned(out), mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.copybufsize = CHUNK
         d = tarfile.TarInfo(CHECKPOINT_DIR)
         d.type, d.mode = tarfile.DIRTYPE, DIR_MODE
@@ -197,20 +197,6 @@ def _write_tar(out: IO[bytes], path: str, image_dir: str, extra: Mapping[str, by
                 _add_file(tar, path, name, src)
     if meter:
         meter.end()
-
-
-class _Position:
-    """A write-only stream that tells its position (tarfile asks once, at the start)."""
-
-    def __init__(self, out: IO[bytes]) -> None:
-        self._out, self._pos = out, 0
-
-    def write(self, b: Any) -> int:
-        self._pos += len(b)
-        return self._out.write(b)
-
-    def tell(self) -> int:
-        return self._pos
 
 
 def _add_file(tar: tarfile.TarFile, path: str, name: str, src: str, meter: Meter | None = None) -> None:

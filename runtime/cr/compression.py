@@ -14,7 +14,7 @@ from typing import IO, Any
 import zstandard
 
 __all__ = ["ZSTD_LEVEL", "GZIP_LEVEL", "CHUNK", "compressor", "decompressor", "detect_compression", "Counted",
-           "LimitReached", "STREAM_ERRORS"]
+           "LimitReached", "STREAM_ERRORS", "Positioned"]
 
 ZSTD_LEVEL = 3
 GZIP_LEVEL = 6
@@ -100,3 +100,18 @@ class Counted:
         if self._left < 0:
             raise LimitReached()
         return data
+
+
+class Positioned:
+    """A write-only stream that tells its position: tarfile's plain "w" mode asks it once, at the
+    start (its stream mode "w|" needs no tell, but re-buffers every write in 10 KiB records)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out, self._pos = out, 0
+
+    def write(self, b: Any) -> int:
+        self._pos += len(b)
+        return self._out.write(b)
+
+    def tell(self) -> int:
+        return self._pos
