@@ -48,3 +48,21 @@ def cleanup_ids(state_root):
             Container.load(cid, state_root).delete(force=True)
         except Exception:  # noqa: BLE001 - already gone
             pass
+
+
+@pytest.fixture
+def own_net_service(service_in, netns_factory):
+    """A running service container in a pre-created netns of its own: (container, netns)."""
+    return service_in(netns_factory())
+
+
+@pytest.fixture
+def elsewhere(tmp_path_factory):
+    """A second, fresh state root (another machine, as far as criu-cr can tell); emptied at teardown."""
+    root = str(tmp_path_factory.mktemp("elsewhere"))
+    yield root
+    for ctr in Container.list(root):
+        try:
+            ctr.delete(force=True)
+        except Exception:  # noqa: BLE001 - teardown keeps going
+            pass

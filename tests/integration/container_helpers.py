@@ -84,3 +84,8 @@ def echo(sock: socket.socket, text: bytes) -> bytes:
             break
         got += chunk
     return got
+
+
+def count_in(root: str, cid: str) -> int:
+    """The counter of container ``cid`` under state root ``root``."""
+    return read_count(os.path.join(Container.load(cid, root).refresh().rootfs, "tmp", "count"))

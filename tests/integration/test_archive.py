@@ -28,24 +28,6 @@ pytestmark = pytest.mark.usefixtures("container_prereqs")
 PEERS = os.environ.get("CRIU_CR_PEERS", "/opt/criu-cr/peers")
 
 
-@pytest.fixture
-def service(service_in, netns_factory):
-    """A running service container in its own pre-created netns: (container, netns)."""
-    return service_in(netns_factory())
-
-
-@pytest.fixture
-def elsewhere(tmp_path_factory):
-    """A second state root (another machine, as far as criu-cr can tell); emptied at teardown."""
-    root = str(tmp_path_factory.mktemp("elsewhere"))
-    yield root
-    for ctr in Container.list(root):
-        try:
-            ctr.delete(force=True)
-        except Exception:  # noqa: BLE001 - teardown keeps going
-            pass
-
-
 def _export(ctr: Container, tmp_path, state_root: str, *extra: str) -> str:
     path = str(tmp_path / "web.tar.zst")
     res = cli(state_root, "checkpoint", "--export", path, *extra, ctr.id)
@@ -59,8 +41,8 @@ def _count_in(root: str, cid: str) -> int:
     return read_count(os.path.join(Container.load(cid, root).refresh().rootfs, "tmp", "count"))
 
 
-def test_export_delete_import_on_a_fresh_root(service, tmp_path, state_root, elsewhere):
-    ctr, net = service
+def test_export_delete_import_on_a_fresh_root(own_net_service, tmp_path, state_root, elsewhere):
+    ctr, net = own_net_service
     archive = _export(ctr, tmp_path, state_root)
     at_checkpoint = counter(ctr)
     ctr.delete()
@@ -82,8 +64,8 @@ def test_export_delete_import_on_a_fresh_root(service, tmp_path, state_root, els
     assert not os.path.exists(os.path.join(elsewhere, ctr.id))
 
 
-def test_two_copies_side_by_side_with_name_and_netns(service, tmp_path, state_root, elsewhere, netns_factory):
-    ctr, _ = service
+def test_two_copies_side_by_side_with_name_and_netns(own_net_service, tmp_path, state_root, elsewhere, netns_factory):
+    ctr, _ = own_net_service
     archive = _export(ctr, tmp_path, state_root, "--compress", "gzip")
     at_checkpoint = counter(ctr)
     nets = [netns_factory(), netns_factory()]
@@ -99,10 +81,10 @@ def test_two_copies_side_by_side_with_name_and_netns(service, tmp_path, state_ro
         until(lambda: _count_in(elsewhere, name) > at_checkpoint, what=f"{name}'s counter to go on")
 
 
-def test_checkpointctl_reads_our_archive(service, tmp_path, state_root):
+def test_checkpointctl_reads_our_archive(own_net_service, tmp_path, state_root):
     tool = os.path.join(PEERS, "bin", "checkpointctl")
     require(os.access(tool, os.X_OK), f"needs checkpointctl at {tool} (scripts/install-peers)")
-    ctr, _ = service
+    ctr, _ = own_net_service
     archive = _export(ctr, tmp_path, state_root)
     show = subprocess.run([tool, "show", archive], capture_output=True, text=True, timeout=60)
     assert show.returncode == 0, show.stderr
@@ -130,8 +112,8 @@ def _leaves_nothing(root: str, archive: str, *words: str) -> None:
     assert not os.path.exists(os.path.join(root, "victim"))
 
 
-def test_truncated_archive_leaves_nothing(service, tmp_path, state_root, elsewhere):
-    ctr, _ = service
+def test_truncated_archive_leaves_nothing(own_net_service, tmp_path, state_root, elsewhere):
+    ctr, _ = own_net_service
     archive = _export(ctr, tmp_path, state_root, "--compress", "none")
     with tarfile.open(archive) as tar:
         pages = max((m for m in tar.getmembers() if m.name.startswith("checkpoint/pages-")), key=lambda m: m.size)
@@ -157,8 +139,8 @@ def test_malicious_archive_leaves_nothing(tmp_path, elsewhere):
     assert not os.path.exists("/tmp/criu-cr-evil")
 
 
-def test_a_held_tcp_connection_goes_on_through_export_and_import(service, tmp_path, state_root, elsewhere):
-    ctr, net = service
+def test_a_held_tcp_connection_goes_on_through_export_and_import(own_net_service, tmp_path, state_root, elsewhere):
+    ctr, net = own_net_service
     wait_tcp(net.ip, 7000, timeout=10)
     with socket.create_connection((net.ip, 7000), timeout=5) as sock:
         assert echo(sock, b"before\n") == b"before\n"
@@ -169,8 +151,8 @@ def test_a_held_tcp_connection_goes_on_through_export_and_import(service, tmp_pa
         assert echo(sock, b"after import\n") == b"after import\n"
 
 
-def test_rootfs_stands_in_for_a_root_filesystem_that_is_not_here(service, tmp_path, state_root, elsewhere):
-    ctr, net = service
+def test_rootfs_stands_in_for_a_root_filesystem_that_is_not_here(own_net_service, tmp_path, state_root, elsewhere):
+    ctr, net = own_net_service
     archive = _export(ctr, tmp_path, state_root)
     lower = os.path.join(ctr.refresh().bundle, "rootfs")
     ctr.delete()

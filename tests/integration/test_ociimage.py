@@ -20,35 +20,13 @@ from runtime.container import Container
 from runtime.cr import ociimage, ocilayout
 from runtime.testing.net import http_get, wait_tcp
 from tests.conftest import require
-from tests.integration.container_helpers import cli, counter, read_count, until
+from tests.integration.container_helpers import cli, count_in, counter, until
 
 pytestmark = pytest.mark.usefixtures("container_prereqs")
 
 
-@pytest.fixture
-def service(service_in, netns_factory):
-    """A running service container in its own pre-created netns: (container, netns)."""
-    return service_in(netns_factory())
-
-
-@pytest.fixture
-def elsewhere(tmp_path_factory):
-    """A second state root (another machine, as far as criu-cr can tell); emptied at teardown."""
-    root = str(tmp_path_factory.mktemp("elsewhere"))
-    yield root
-    for ctr in Container.list(root):
-        try:
-            ctr.delete(force=True)
-        except Exception:  # noqa: BLE001 - teardown keeps going
-            pass
-
-
-def _count_in(root: str, cid: str) -> int:
-    return read_count(os.path.join(Container.load(cid, root).refresh().rootfs, "tmp", "count"))
-
-
-def test_image_checkpoint_delete_restore_on_a_fresh_root(service, tmp_path, state_root, elsewhere):
-    ctr, net = service
+def test_image_checkpoint_delete_restore_on_a_fresh_root(own_net_service, tmp_path, state_root, elsewhere):
+    ctr, net = own_net_service
     ref = f"oci:{tmp_path}/images:web-ck1"
     res = cli(state_root, "checkpoint", "--create-image", ref, ctr.id)
     assert res.returncode == 0, res.stderr
@@ -62,7 +40,7 @@ def test_image_checkpoint_delete_restore_on_a_fresh_root(service, tmp_path, stat
     assert moved.status == "running" and int(res.stdout) == moved.init_pid
     wait_tcp(net.ip, 80, timeout=10)
     assert http_get(net.ip, 80) == (200, b"hello from the container\n")
-    after = until(lambda: _count_in(elsewhere, ctr.id) if _count_in(elsewhere, ctr.id) > at_checkpoint else 0,
+    after = until(lambda: count_in(elsewhere, ctr.id) if count_in(elsewhere, ctr.id) > at_checkpoint else 0,
                   what="the counter to go on")
     assert at_checkpoint < after <= at_checkpoint + 40  # continued, not restarted
     assert not [n for n in os.listdir(elsewhere) if n.startswith(".import-")]
@@ -70,10 +48,10 @@ def test_image_checkpoint_delete_restore_on_a_fresh_root(service, tmp_path, stat
     assert not os.path.exists(os.path.join(elsewhere, ctr.id))
 
 
-def test_skopeo_reads_the_image_and_its_annotations(service, tmp_path, state_root):
+def test_skopeo_reads_the_image_and_its_annotations(own_net_service, tmp_path, state_root):
     skopeo = shutil.which("skopeo")
     require(skopeo is not None, "needs skopeo (Debian package; scripts/install installs it)")
-    ctr, _ = service
+    ctr, _ = own_net_service
     for ref in (f"oci:{tmp_path}/images:web-ck1", f"oci-archive:{tmp_path}/web.tar:web-ck1"):
         res = cli(state_root, "checkpoint", "--leave-running", "--create-image", ref, ctr.id)
         assert res.returncode == 0, res.stderr
@@ -97,8 +75,8 @@ def test_skopeo_reads_the_image_and_its_annotations(service, tmp_path, state_roo
     assert got.config["id"] == ctr.id and "checkpoint/pages-1.img" in got.members
 
 
-def test_a_copy_restored_from_an_oci_archive(service, tmp_path, state_root, elsewhere, netns_factory):
-    ctr, _ = service
+def test_a_copy_restored_from_an_oci_archive(own_net_service, tmp_path, state_root, elsewhere, netns_factory):
+    ctr, _ = own_net_service
     ref = f"oci-archive:{tmp_path}/web.tar:web-ck1"
     res = cli(state_root, "checkpoint", "--leave-running", "-c", "gzip", "--create-image", ref, ctr.id)
     assert res.returncode == 0, res.stderr
@@ -108,5 +86,5 @@ def test_a_copy_restored_from_an_oci_archive(service, tmp_path, state_root, else
     assert res.returncode == 0, res.stderr
     wait_tcp(net.ip, 80, timeout=10)
     assert http_get(net.ip, 80) == (200, b"hello from the container\n")
-    until(lambda: _count_in(elsewhere, "copy") > at_checkpoint, what="the copy's counter to go on")
+    until(lambda: count_in(elsewhere, "copy") > at_checkpoint, what="the copy's counter to go on")
     assert not [n for n in os.listdir(elsewhere) if n.startswith(".import-")]  # nor the layer's copy

@@ -15,11 +15,11 @@ import os
 import pytest
 
 from runtime.container import Container
+from runtime.testing.bundle import build_busybox_bundle
 from runtime.testing.net import http_get, wait_tcp
 from runtime.testing.podman import Podman, podman_available
-from runtime.testing.bundle import build_busybox_bundle
 from tests.conftest import require, require_criu
-from tests.integration.container_helpers import SERVICE, cli, read_count, until
+from tests.integration.container_helpers import SERVICE, cli, count_in, until
 
 pytestmark = pytest.mark.usefixtures("container_prereqs")
 
@@ -37,22 +37,6 @@ def podman(tmp_path_factory):
                                                                    "/www/old.html": "deleted before the checkpoint\n"})
         p.import_rootfs(os.path.join(src, "rootfs"), IMAGE)
         yield p
-
-
-@pytest.fixture
-def elsewhere(tmp_path_factory):
-    """A fresh criu-cr state root; its containers deleted at teardown (before podman's image goes)."""
-    root = str(tmp_path_factory.mktemp("elsewhere"))
-    yield root
-    for ctr in Container.list(root):
-        try:
-            ctr.delete(force=True)
-        except Exception:  # noqa: BLE001 - teardown keeps going
-            pass
-
-
-def _count(root: str, cid: str) -> int:
-    return read_count(os.path.join(Container.load(cid, root).refresh().rootfs, "tmp", "count"))
 
 
 def _podman_archive(podman, net, tmp_path) -> tuple[str, int]:
@@ -79,7 +63,7 @@ def test_podman_archive_restores_with_rootfs(podman, netns, tmp_path, elsewhere)
     wait_tcp(netns.ip, 80, timeout=10)
     assert http_get(netns.ip, 80) == (200, b"hello from podman\n")
     assert http_get(netns.ip, 80, "/old.html")[0] == 404  # still deleted
-    after = until(lambda: _count(elsewhere, "web") if _count(elsewhere, "web") > at_checkpoint else 0,
+    after = until(lambda: count_in(elsewhere, "web") if count_in(elsewhere, "web") > at_checkpoint else 0,
                   what="the counter to go on")
     assert at_checkpoint < after <= at_checkpoint + 40  # continued, not restarted
     # podman's generated files, recreated: /etc/hosts names localhost, /run/.containerenv is there,
@@ -102,4 +86,4 @@ def test_podman_archive_restores_into_another_netns(podman, netns_factory, tmp_p
     assert res.returncode == 0, res.stderr
     wait_tcp(other.ip, 80, timeout=10)
     assert http_get(other.ip, 80) == (200, b"hello from podman\n")
-    until(lambda: _count(elsewhere, "copy") > at_checkpoint, what="the counter to go on")
+    until(lambda: count_in(elsewhere, "copy") > at_checkpoint, what="the counter to go on")
