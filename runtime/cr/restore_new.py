@@ -10,7 +10,9 @@ unpacked into the new overlay's upper layer first.
 
 from __future__ import annotations
 
+import functools
 import os
+import tarfile
 
 from criu_rpc import NotifyHandler
 from runtime.container.host import discard_container, prepare_host, process_record
@@ -74,7 +76,7 @@ def prepare_new_container(store: StateStore, container_id: str, opts: RestoreOpt
                                 annotations=dict(spec.annotations))
             store.write(st)
             diff = os.path.join(opts.image_path, ROOTFS_DIFF)
-            seed = (lambda upper: mounts.extract_upper(diff, upper)) if os.path.exists(diff) else None
+            seed = functools.partial(_unpack_changes, container_id, diff) if os.path.exists(diff) else None
             st, _ = prepare_host(store, st, spec, seed_upper=seed)
             joined = {ns.type: ns.path for ns in spec.namespaces if ns.path}
             namespaces = {ns.type: ns.path or f"/proc/0/ns/{PROC_NS_NAMES[ns.type]}" for ns in spec.namespaces}
@@ -88,3 +90,12 @@ def prepare_new_container(store: StateStore, container_id: str, opts: RestoreOpt
         discard_container(store, container_id)
         raise
     return st
+
+
+def _unpack_changes(container_id: str, diff: str, upper: str) -> None:
+    """The checkpointed container's filesystem changes into the new overlay's upper directory."""
+    try:
+        mounts.extract_upper(diff, upper)
+    except tarfile.TarError as exc:
+        raise RestoreError(container_id, f"{diff} cannot be unpacked: {exc}",
+                           hint="the checkpoint's filesystem changes are damaged or hostile; take a new checkpoint") from exc

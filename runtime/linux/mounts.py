@@ -275,12 +275,24 @@ def archive_upper(upper: str, tar_path: str) -> None:
 def extract_upper(tar_path: str, upper: str) -> None:
     """Unpack an :func:`archive_upper` tarball into a new container's upper directory.
 
-    Members that would land outside ``upper`` are refused. Raises OSError, tarfile.TarError.
+    The tarball may come from another machine: members that would land
+    outside ``upper`` (absolute, ``..``, links leading out) are refused
+    (tarfile's "tar" filter), and so is any device node but overlayfs's
+    whiteouts (0/0 character devices) -- a container without CAP_MKNOD
+    could not have made one. Raises OSError, tarfile.TarError (naming the member).
     """
     import tarfile
 
+    def only_whiteouts(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+        member = tarfile.tar_filter(member, dest)
+        if (member.ischr() or member.isblk()) and not (member.ischr() and member.devmajor == 0
+                                                       and member.devminor == 0):
+            raise tarfile.FilterError(f"{member.name!r} is a device node ({member.devmajor}:{member.devminor}), "
+                                      "not a whiteout: refused")
+        return member
+
     with tarfile.open(tar_path, "r") as tar:
-        tar.extractall(upper, numeric_owner=True, filter="tar")
+        tar.extractall(upper, numeric_owner=True, filter=only_whiteouts)
 
 
 def bind_mount(source: str, target: str) -> None:
