@@ -125,7 +125,10 @@ def test_leave_running_then_restore_copy_after_delete(service, tmp_path, state_r
         # Under load: connections being served go into the images too.
         res = ctr.checkpoint(leave_running=True, tcp_established=True, image_path=images)
         ended = time.monotonic()
-        time.sleep(0.2)
+        # A request caught by the network lock waits for TCP's retransmission (~1 s): wait for
+        # one that starts after the checkpoint to be answered, rather than a fixed time.
+        until(lambda: any(t0 > ended for t0, _, _ in list(results)), timeout=15,
+              what="a request after the checkpoint to be answered")
     finally:
         stop.set()
         asker.join()
