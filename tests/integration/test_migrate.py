@@ -1,0 +1,102 @@
+"""Stop-and-copy migration (issue 10) over 127.0.0.1 between two state roots on this machine.
+
+A busybox service moves from its state root to ``elsewhere`` through a
+``Receiver`` in a thread: it answers at the same IP, its counter goes on,
+the source holds nothing. A wrong token is refused before anything is
+frozen. The CLI does the same with ``receive --once`` and ``migrate``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from runtime.container import Container
+from runtime.cr.migrate import MigrationError, Receiver, migrate
+from runtime.testing.net import http_get, wait_tcp
+from tests.integration.container_helpers import count_in, counter, until
+
+pytestmark = pytest.mark.usefixtures("container_prereqs")
+
+TOKEN = b"0123456789abcdef0123456789abcdef"
+
+
+def _serve(receiver: Receiver) -> tuple[threading.Thread, list]:
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(receiver.serve_once()), daemon=True)
+    t.start()
+    return t, out
+
+
+def _nothing_left(root: str, cid: str) -> None:
+    assert not os.path.exists(os.path.join(root, cid))
+    assert not [n for n in os.listdir(root) if n.startswith(".migrate-")]
+
+
+def test_migrate_over_loopback(service, state_root, elsewhere):
+    ctr, net = service
+    before = counter(ctr)
+    with Receiver(("127.0.0.1", 0), TOKEN, root=elsewhere, criu_path=os.environ.get("CRIU_CR_CRIU")) as rx:
+        thread, out = _serve(rx)
+        moved = migrate(ctr.id, rx.address, TOKEN, root=state_root, criu_path=os.environ.get("CRIU_CR_CRIU"))
+        thread.join(60)
+    assert out and out[0].ok, out
+    print(f"\nmigrate: {moved.bytes} B, checkpoint {moved.checkpoint_s:.3f}s send {moved.send_s:.3f}s "
+          f"restore {moved.restore_s:.3f}s (receiver: receive {out[0].received_s:.3f}s restore "
+          f"{out[0].restore_s:.3f}s) downtime {moved.downtime_s:.3f}s", file=sys.stderr)
+    there = Container.load(ctr.id, elsewhere)
+    assert there.status == "running" and there.init_pid == moved.pid
+    wait_tcp(net.ip, 80, timeout=10)
+    assert http_get(net.ip, 80) == (200, b"hello from the container\n")
+    after = until(lambda: count_in(elsewhere, ctr.id) if count_in(elsewhere, ctr.id) > before else 0,
+                  what="the counter to go on")
+    assert before < after <= before + 40  # continued, not restarted
+    _nothing_left(state_root, ctr.id)
+    _nothing_left(elsewhere, "-none-")
+    assert Container.list(state_root) == []
+
+
+def test_bad_token_is_refused_and_the_source_runs_on(service, state_root, elsewhere):
+    ctr, net = service
+    with Receiver(("127.0.0.1", 0), TOKEN, root=elsewhere) as rx:
+        thread, out = _serve(rx)
+        with pytest.raises(MigrationError) as err:
+            migrate(ctr.id, rx.address, b"not-the-token-at-all-00000000", root=state_root)
+        thread.join(30)
+    assert "bad token" in str(err.value) and "nothing was frozen" in str(err.value)
+    assert out and not out[0].ok and "bad token" in out[0].error
+    assert Container.load(ctr.id, state_root).status == "running"
+    assert http_get(net.ip, 80)[0] == 200
+    assert Container.list(elsewhere) == []
+    _nothing_left(elsewhere, ctr.id)
+
+
+def test_cli_receive_once_and_migrate(service, state_root, elsewhere, tmp_path):
+    ctr, net = service
+    token = tmp_path / "token"
+    token.write_bytes(TOKEN + b"\n")
+    env = dict(os.environ)
+    base = [sys.executable, "-m", "runtime.cli"]
+    rx = subprocess.Popen([*base, "--root", elsewhere, "receive", "--listen", "127.0.0.1:0", "--token-file",
+                           str(token), "--once"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = rx.stdout.readline()  # "listening on HOST:PORT"
+        assert first.startswith("listening on "), first + rx.stderr.read()
+        addr = first.split()[-1]
+        res = subprocess.run([*base, "--root", state_root, "migrate", "--token-file", str(token), ctr.id, addr],
+                             capture_output=True, text=True, timeout=120, env=env)
+        assert res.returncode == 0, res.stderr
+        rest, err = rx.communicate(timeout=60)
+    finally:
+        if rx.poll() is None:
+            rx.kill()
+            rx.wait()
+    assert rx.returncode == 0, err
+    assert Container.load(ctr.id, elsewhere).status == "running"
+    wait_tcp(net.ip, 80, timeout=10)
+    assert http_get(net.ip, 80) == (200, b"hello from the container\n")
+    _nothing_left(state_root, ctr.id)
