@@ -79,6 +79,7 @@ class _Conn:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock, self._dec, self._ready = sock, Decoder(), list[Message]()
+        self.proven = False  # the peer proved the token
 
     def send(self, kind: Kind, payload: bytes = b"") -> None:
         self.sock.sendall(encode(kind, payload))
@@ -136,10 +137,17 @@ class Receiver:
         conn, peer = self._sock.accept()
         with conn:
             conn.settimeout(self.timeout)
+            c = _Conn(conn)
             try:
-                return self._handle(_Conn(conn), f"{peer[0]}:{peer[1]}")
+                return self._handle(c, f"{peer[0]}:{peer[1]}")
             except (OSError, ContainerError) as exc:
                 _log.warning("migration from %s:%s failed: %s", peer[0], peer[1], exc)
+                if c.proven:  # the source waits for an answer: tell it, so that it runs the container again
+                    try:
+                        c.send(Kind.RESULT, json_bytes({"ok": False, "error": str(exc)}))
+                        _drain(conn)
+                    except OSError:
+                        pass
                 return Received(ok=False, error=str(exc), peer=f"{peer[0]}:{peer[1]}")
 
     def _handle(self, conn: _Conn, peer: str) -> Received:
@@ -152,6 +160,7 @@ class Receiver:
             _log.warning("migration from %s refused: %s", peer, why)
             return Received(ok=False, error=why, peer=peer)
         conn.send(Kind.PROVEN, proof(self.token, "destination", msg.payload[32:]))
+        conn.proven = True
         offer = conn.recv(Kind.OFFER).json()
         cid, size = str(offer.get("id", "")), offer.get("size")
         if not isinstance(size, int) or not 0 < size <= self.limit:
@@ -193,6 +202,16 @@ class Receiver:
             raise ProtocolError(f"the archive arrived damaged ({got} of {size} bytes, digest "
                                 f"{'matches' if digest.digest() == msg.payload else 'differs'})")
         return got
+
+
+def _drain(sock: socket.socket, budget: float = 5.0) -> None:
+    """Read and drop what the source still sends, so that closing does not reset the connection
+    (a reset can destroy the answer before the source reads it)."""
+    sock.shutdown(socket.SHUT_WR)
+    deadline = time.monotonic() + budget
+    sock.settimeout(budget)
+    while time.monotonic() < deadline and sock.recv(CHUNK):
+        pass
 
 
 # -- source -----------------------------------------------------------------------------
@@ -264,6 +283,9 @@ def _move(ctr: Any, conn: _Conn, root: str | None, criu_path: str | None, compre
                 conn.send(Kind.DATA, chunk)
         conn.send(Kind.END, digest.digest())
     except OSError as exc:  # the destination cannot have the whole archive: it cannot run the container
+        why = _last_word(conn)
+        if why is not None:
+            _roll_back(ctr, criu_path, out, f"the destination refused it: {why}", exc, where="destination")
         _roll_back(ctr, criu_path, out, f"sending the checkpoint failed: {exc}", exc)
     t2 = time.monotonic()
     try:
@@ -281,6 +303,18 @@ def _move(ctr: Any, conn: _Conn, root: str | None, criu_path: str | None, compre
     os.unlink(out)
     return Migrated(container_id=str(answer.get("id") or ctr.id), pid=int(answer.get("pid") or 0), bytes=size,
                     checkpoint_s=t1 - t0, send_s=t2 - t1, restore_s=t3 - t2, downtime_s=t3 - t0)
+
+
+def _last_word(conn: _Conn) -> str | None:
+    """The error a destination sent before it closed on us, if it is still there to read."""
+    try:
+        conn.sock.settimeout(1.0)
+        while True:
+            msg = conn.recv()
+            if msg.kind is Kind.RESULT:
+                return str(msg.json().get("error"))
+    except (OSError, ProtocolError):
+        return None
 
 
 def _roll_back(ctr: Any, criu_path: str | None, out: str, problem: str, cause: BaseException | None,
