@@ -174,7 +174,9 @@ class Receiver:
             try:
                 from runtime.cr.portable import restore_import
 
-                res = restore_import(self.store, path, RestoreOptions(), limit=self.limit, criu_path=self.criu_path)
+                tcp = offer.get("tcp") == "established"
+                res = restore_import(self.store, path, RestoreOptions(tcp_established=tcp, tcp_close=not tcp),
+                                     limit=self.limit, criu_path=self.criu_path)
             except (ContainerError, OSError) as exc:
                 conn.send(Kind.RESULT, json_bytes({"ok": False, "error": str(exc)}))
                 return Received(ok=False, container_id=cid, error=str(exc), peer=peer, bytes=got)
@@ -270,12 +272,23 @@ def _move(ctr: Any, conn: _Conn, root: str | None, criu_path: str | None, compre
     store = StateStore(root)
     out = os.path.join(store.root, f".migrate-out-{ctr.id}-{time.monotonic_ns()}.tar")
     t0 = time.monotonic()
-    ctr.checkpoint(CheckpointOptions(export=out, compress=compress, tcp_established=tcp_established),
-                   criu_path=criu_path)
+    try:
+        # A client connected during the freeze is no reason to fail: its connection is dumped
+        # always, and restored on the destination only with tcp_established (else closed there);
+        # one still connecting is dropped (it retries).
+        ctr.checkpoint(CheckpointOptions(export=out, compress=compress, tcp_established=True,
+                                         tcp_skip_in_flight=True),
+                       criu_path=criu_path)
+    except ContainerError as exc:
+        if os.path.exists(out):
+            os.unlink(out)
+        if ctr.refresh().status != "checkpointed":
+            raise  # a failed dump leaves the container running (runtime.cr.checkpoint)
+        _roll_back(ctr, criu_path, out, f"the archive could not be written: {exc}", exc)
     t1 = time.monotonic()
     size = os.path.getsize(out)
     try:
-        conn.send(Kind.OFFER, json_bytes({"id": ctr.id, "size": size}))
+        conn.send(Kind.OFFER, json_bytes({"id": ctr.id, "size": size, "tcp": "established" if tcp_established else "close"}))
         digest = hashlib.sha256()
         with open(out, "rb") as f:
             while chunk := f.read(CHUNK):
@@ -320,12 +333,15 @@ def _last_word(conn: _Conn) -> str | None:
 def _roll_back(ctr: Any, criu_path: str | None, out: str, problem: str, cause: BaseException | None,
                where: str = "source") -> None:
     """Restore the source's own checkpoint (it is intact: only the archive was sent), then raise."""
+    kept = out if os.path.exists(out) else None
     try:
-        ctr.restore(criu_path=criu_path)
+        ctr.restore(criu_path=criu_path, tcp_established=True)  # its connections are still valid here
     except ContainerError as exc:
         raise MigrationError(ctr.id, f"{problem}; restoring it here failed too: {exc}", where=where,
-                             archive_path=out, hint=f"its checkpoint stays; the archive is at {out}") from exc
-    os.unlink(out)
+                             archive_path=kept, hint=f"its checkpoint stays: `criu-cr restore {ctr.id}` "
+                                                     f"once the cause is fixed") from exc
+    if kept:
+        os.unlink(kept)
     raise MigrationError(ctr.id, problem, where=where, restored_locally=True,
                          hint="it was restored here and runs again") from cause
 

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -37,17 +38,37 @@ def _nothing_left(root: str, cid: str) -> None:
     assert not [n for n in os.listdir(root) if n.startswith(".migrate-")]
 
 
+def _poll(ip: str, stop: threading.Event, answered: list[float]) -> None:
+    """A client asking the service every 10 ms; the times it was answered (the longest gap: the downtime)."""
+    while not stop.is_set():
+        try:
+            if http_get(ip, 80, timeout=0.1)[0] == 200:
+                answered.append(time.monotonic())
+        except (OSError, ValueError):
+            pass
+        stop.wait(0.01)
+
+
 def test_migrate_over_loopback(service, state_root, elsewhere):
     ctr, net = service
     before = counter(ctr)
+    stop, answered = threading.Event(), []
+    poller = threading.Thread(target=_poll, args=(net.ip, stop, answered), daemon=True)
+    poller.start()
     with Receiver(("127.0.0.1", 0), TOKEN, root=elsewhere, criu_path=os.environ.get("CRIU_CR_CRIU")) as rx:
         thread, out = _serve(rx)
+        until(lambda: answered, what="the poller to see the service")
         moved = migrate(ctr.id, rx.address, TOKEN, root=state_root, criu_path=os.environ.get("CRIU_CR_CRIU"))
         thread.join(60)
     assert out and out[0].ok, out
+    until(lambda: answered and answered[-1] > time.monotonic() - 0.5, what="the poller to see it again")
+    stop.set()
+    poller.join(5)
+    gap = max(b - a for a, b in zip(answered, answered[1:]))
     print(f"\nmigrate: {moved.bytes} B, checkpoint {moved.checkpoint_s:.3f}s send {moved.send_s:.3f}s "
           f"restore {moved.restore_s:.3f}s (receiver: receive {out[0].received_s:.3f}s restore "
-          f"{out[0].restore_s:.3f}s) downtime {moved.downtime_s:.3f}s", file=sys.stderr)
+          f"{out[0].restore_s:.3f}s) downtime {moved.downtime_s:.3f}s, longest gap seen by a client {gap:.3f}s",
+          file=sys.stderr)
     there = Container.load(ctr.id, elsewhere)
     assert there.status == "running" and there.init_pid == moved.pid
     wait_tcp(net.ip, 80, timeout=10)
