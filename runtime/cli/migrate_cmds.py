@@ -61,6 +61,7 @@ def _migrate(args: argparse.Namespace) -> int:
     res = migrate(args.id, parse_address(args.address), read_token(args.token_file), root=args.root,
                   criu_path=args.criu, compress=args.compress, tcp_established=args.tcp_established)
     print(f"criu-cr: migrated {res.bytes} bytes; downtime {res.downtime_s:.3f}s (checkpoint "
-          f"{res.checkpoint_s:.3f}s, send {res.send_s:.3f}s, restore {res.restore_s:.3f}s)", file=sys.stderr)
+          f"{res.checkpoint_s:.3f}s, send {res.send_s:.3f}s, restore {res.restore_s:.3f}s; CRIU frozen "
+          f"{res.frozen_s}s, CRIU restore {res.criu_restore_s}s)", file=sys.stderr)
     print(res.pid)
     return 0

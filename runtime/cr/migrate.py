@@ -181,7 +181,9 @@ class Receiver:
                 conn.send(Kind.RESULT, json_bytes({"ok": False, "error": str(exc)}))
                 return Received(ok=False, container_id=cid, error=str(exc), peer=peer, bytes=got)
             t2 = time.monotonic()
-            conn.send(Kind.RESULT, json_bytes({"ok": True, "id": cid, "pid": res.pid}))
+            conn.send(Kind.RESULT, json_bytes({"ok": True, "id": cid, "pid": res.pid,
+                                                    "criu_restore_us": res.criu_duration_us,
+                                                    "unpack_and_restore_us": int((t2 - t1) * 1e6)}))
             return Received(ok=True, container_id=cid, pid=res.pid, peer=peer, bytes=got,
                             received_s=t1 - t0, restore_s=t2 - t1)
         finally:
@@ -228,6 +230,8 @@ class Migrated:
     checkpoint_s: float  # freeze + dump + archive
     send_s: float
     restore_s: float  # from the last byte sent to the destination's answer
+    frozen_s: float | None  # CRIU's frozen_time (dump)
+    criu_restore_s: float | None  # CRIU's restore_time on the destination
     downtime_s: float  # freeze to the destination's answer
 
 
@@ -276,9 +280,9 @@ def _move(ctr: Any, conn: _Conn, root: str | None, criu_path: str | None, compre
         # A client connected during the freeze is no reason to fail: its connection is dumped
         # always, and restored on the destination only with tcp_established (else closed there);
         # one still connecting is dropped (it retries).
-        ctr.checkpoint(CheckpointOptions(export=out, compress=compress, tcp_established=True,
-                                         tcp_skip_in_flight=True),
-                       criu_path=criu_path)
+        ck = ctr.checkpoint(CheckpointOptions(export=out, compress=compress, tcp_established=True,
+                                              tcp_skip_in_flight=True),
+                            criu_path=criu_path)
     except ContainerError as exc:
         if os.path.exists(out):
             os.unlink(out)
@@ -315,7 +319,12 @@ def _move(ctr: Any, conn: _Conn, root: str | None, criu_path: str | None, compre
     _release(store, ctr)
     os.unlink(out)
     return Migrated(container_id=str(answer.get("id") or ctr.id), pid=int(answer.get("pid") or 0), bytes=size,
-                    checkpoint_s=t1 - t0, send_s=t2 - t1, restore_s=t3 - t2, downtime_s=t3 - t0)
+                    checkpoint_s=t1 - t0, send_s=t2 - t1, restore_s=t3 - t2, downtime_s=t3 - t0,
+                    frozen_s=_s(ck.criu_duration_us), criu_restore_s=_s(answer.get("criu_restore_us")))
+
+
+def _s(us: Any) -> float | None:
+    return us / 1e6 if isinstance(us, int) else None
 
 
 def _last_word(conn: _Conn) -> str | None:

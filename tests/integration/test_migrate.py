@@ -9,6 +9,7 @@ frozen. The CLI does the same with ``receive --once`` and ``migrate``.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -58,7 +59,6 @@ def test_migrate_over_loopback(service, state_root, elsewhere):
     with Receiver(("127.0.0.1", 0), TOKEN, root=elsewhere, criu_path=os.environ.get("CRIU_CR_CRIU")) as rx:
         thread, out = _serve(rx)
         until(lambda: answered, what="the poller to see the service")
-        t_start = time.monotonic()
         moved = migrate(ctr.id, rx.address, TOKEN, root=state_root, criu_path=os.environ.get("CRIU_CR_CRIU"))
         t_end = time.monotonic()
         thread.join(60)
@@ -69,7 +69,7 @@ def test_migrate_over_loopback(service, state_root, elsewhere):
     gap = max(b - a for a, b in zip(answered, answered[1:]))
     print(f"\nmigrate: {moved.bytes} B, checkpoint {moved.checkpoint_s:.3f}s send {moved.send_s:.3f}s "
           f"restore {moved.restore_s:.3f}s (receiver: receive {out[0].received_s:.3f}s restore "
-          f"{out[0].restore_s:.3f}s) downtime {moved.downtime_s:.3f}s, longest gap seen by a client {gap:.3f}s",
+          f"{out[0].restore_s:.3f}s; CRIU frozen {moved.frozen_s}s, CRIU restore {moved.criu_restore_s}s) downtime {moved.downtime_s:.3f}s, longest gap seen by a client {gap:.3f}s",
           file=sys.stderr)
     there = Container.load(ctr.id, elsewhere)
     assert there.status == "running" and there.init_pid == moved.pid
@@ -145,3 +145,15 @@ def test_destination_failure_restores_the_source(service, state_root, elsewhere)
     assert Container.list(elsewhere) == []
     _nothing_left(elsewhere, ctr.id)
     assert not [n for n in os.listdir(state_root) if n.startswith(".migrate-")]
+
+
+def test_nobody_listening_freezes_nothing(service, state_root):
+    ctr, net = service
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        addr = s.getsockname()
+    with pytest.raises(MigrationError, match="cannot reach .*nothing was frozen"):
+        migrate(ctr.id, addr, TOKEN, root=state_root)
+    assert Container.load(ctr.id, state_root).status == "running"
+    assert http_get(net.ip, 80)[0] == 200
+    _nothing_left(state_root, "-none-")
