@@ -1,0 +1,84 @@
+"""The migration receiver against hand-made sources (no CRIU: each one fails before a restore)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+from runtime.cr.migrate import Receiver
+from runtime.cr.migrate_proto import Decoder, Kind, encode, json_bytes, proof
+
+TOKEN = b"k" * 32
+
+
+def _talk(tmp_path, script):
+    root = str(tmp_path / "root")
+    with Receiver(("127.0.0.1", 0), TOKEN, root=root, limit=1 << 20, timeout=5) as rx:
+        out: list = []
+        t = threading.Thread(target=lambda: out.append(rx.serve_once()))
+        t.start()
+        with socket.create_connection(rx.address, timeout=5) as s:
+            dec = Decoder()
+            [challenge] = dec.feed(s.recv(1024))
+            replies = script(s, challenge.payload, dec)
+        t.join(10)
+    leftovers = os.listdir(root) if os.path.isdir(root) else []
+    return out[0], replies, leftovers
+
+
+def _prove(s, challenge, dec):
+    s.sendall(encode(Kind.PROOF, proof(TOKEN, "source", challenge) + b"n" * 32))
+    [proven] = dec.feed(s.recv(1024))
+    assert proven.kind is Kind.PROVEN and proven.payload == proof(TOKEN, "destination", b"n" * 32)
+
+
+def _rest(s, dec):
+    msgs, data = [], b""
+    while chunk := s.recv(65536):
+        data += chunk
+    msgs += dec.feed(data)
+    return msgs
+
+
+def test_bad_token_is_refused_with_the_reason(tmp_path):
+    def script(s, challenge, dec):
+        s.sendall(encode(Kind.PROOF, proof(b"x" * 32, "source", challenge) + b"n" * 32))
+        return _rest(s, dec)
+
+    got, replies, left = _talk(tmp_path, script)
+    assert not got.ok and "bad token" in got.error
+    assert [m.kind for m in replies] == [Kind.REFUSED] and b"bad token" in replies[0].payload
+    assert left == []
+
+
+def test_truncated_stream_answers_failure_and_leaves_nothing(tmp_path):
+    def script(s, challenge, dec):
+        _prove(s, challenge, dec)
+        s.sendall(encode(Kind.OFFER, json_bytes({"id": "web", "size": 100})) + encode(Kind.DATA, b"x" * 50)[:20])
+        s.shutdown(socket.SHUT_WR)
+        return _rest(s, dec)
+
+    got, replies, left = _talk(tmp_path, script)
+    assert not got.ok and "inside a frame" in got.error
+    assert [m.kind for m in replies] == [Kind.RESULT] and replies[0].json()["ok"] is False
+    assert left == []
+
+
+def test_unknown_message_and_damaged_archive(tmp_path):
+    def unknown(s, challenge, dec):
+        _prove(s, challenge, dec)
+        s.sendall(bytes([42, 0, 0, 0, 0]))
+        return _rest(s, dec)
+
+    got, replies, left = _talk(tmp_path, unknown)
+    assert not got.ok and "unknown message type 42" in got.error and left == []
+
+    def damaged(s, challenge, dec):
+        _prove(s, challenge, dec)
+        s.sendall(encode(Kind.OFFER, json_bytes({"id": "web", "size": 3})) + encode(Kind.DATA, b"abc")
+                  + encode(Kind.END, b"\0" * 32))
+        return _rest(s, dec)
+
+    got, replies, left = _talk(tmp_path / "b", damaged)
+    assert not got.ok and "damaged" in got.error and replies[0].json()["ok"] is False and left == []
