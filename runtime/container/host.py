@@ -21,7 +21,7 @@ from runtime.linux.fsmode import makedirs_private
 from runtime.linux.procfs import process_alive
 from runtime.oci.spec import Spec
 
-__all__ = ["STOP_TIMEOUT", "overlay_dirs", "process_record", "prepare_host", "destroy", "discard_container", "release_network_lock"]
+__all__ = ["STOP_TIMEOUT", "overlay_dirs", "process_record", "prepare_host", "destroy", "discard_container", "kill_cgroup", "release_network_lock"]
 
 _log = logging.getLogger("criu_cr.container")
 
@@ -72,11 +72,7 @@ def destroy(store: StateStore, st: ContainerState, *, adopted: bool, force: bool
         os.kill(st.init_pid, signal.SIGKILL)
     if cg is not None and cg.exists():
         if not adopted or alive or force:
-            for pid in cg.pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            _sigkill(cg.pids())
         if st.status == Status.PAUSED or _frozen(cg):
             cg.thaw()
     deadline = time.monotonic() + STOP_TIMEOUT
@@ -145,6 +141,37 @@ def discard_container(store: StateStore, container_id: str) -> None:
             store.remove(container_id)
     except (ContainerError, OSError):
         pass  # the original error matters more
+
+
+def kill_cgroup(st: ContainerState, timeout: float = 5.0) -> None:
+    """SIGKILL every process in the container's cgroup and wait for them to go."""
+    if not st.cgroups or st.adopted_from:
+        return
+    cg = Cgroups.from_dict(st.cgroups)
+    if not cg.exists():
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pids = cg.pids()
+        except ContainerError:
+            return
+        if not pids:
+            break
+        _sigkill(pids)
+        if cg.is_frozen():
+            cg.thaw()  # a frozen task does not die
+        if time.monotonic() > deadline:
+            raise OSError(f"processes {pids} in the cgroup of container {st.id!r} did not die")
+        time.sleep(0.02)
+
+
+def _sigkill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def release_network_lock(st: ContainerState) -> None:

@@ -57,7 +57,7 @@ from runtime.linux.fsmode import DIR_MODE, FILE_MODE
 
 __all__ = ["COMPRESSIONS", "DEFAULT_COMPRESSION", "DEFAULT_IMPORT_LIMIT", "CHECKPOINT_DIR", "SPEC_DUMP",
            "CONFIG_DUMP", "DELETED_FILES", "CTR_LOG", "DEVSHM_TAR", "ARTIFACTS_DIR", "ArchiveInfo",
-           "ImportedArchive", "write_archive", "read_archive", "detect_compression", "member_name", "write_stream"]
+           "ImportedArchive", "write_archive", "read_archive", "detect_compression", "member_name", "write_stream", "load_json_member"]
 
 COMPRESSIONS = ("zstd", "gzip", "none")
 DEFAULT_COMPRESSION = "zstd"  # podman's default
@@ -287,8 +287,8 @@ def _read(path: str, directory: str, limit: int, progress: Progress | None = Non
         _log.warning("the archive %s has no %s (not written by criu-cr): its files cannot be checked "
                      "before CRIU reads them", path, MANIFEST_FILE)
     return ImportedArchive(directory=directory, image_dir=image_dir,
-                           spec=_load_json(path, directory, SPEC_DUMP, dict),
-                           config=_load_json(path, directory, CONFIG_DUMP, dict), members=tuple(seen),
+                           spec=load_json_member(path, directory, SPEC_DUMP, dict),
+                           config=load_json_member(path, directory, CONFIG_DUMP, dict), members=tuple(seen),
                            foreign=METADATA_FILE not in seen, verified=verified)
 
 
@@ -372,14 +372,25 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, path: s
                 tick()
 
 
-def _load_json(path: str, directory: str, name: str, kind: type) -> Any:
+def load_json_member(path: str, directory: str, name: str, kind: type, *, member: str = "",
+                     missing: Any = None) -> Any:
+    """The JSON member ``name`` of archive ``path``, unpacked in ``directory``; of type ``kind``.
+
+    ``missing`` (when not None) stands for a member that is not there.
+    Raises ArchiveError naming ``member`` (default: ``name``).
+    """
+    member = member or name
     try:
         with open(os.path.join(directory, name), encoding="utf-8") as f:
             data = json.load(f)
+    except FileNotFoundError:
+        if missing is not None:
+            return missing
+        raise ArchiveError(path, member, "is missing") from None
     except (OSError, ValueError) as exc:
-        raise ArchiveError(path, name, f"is not valid JSON ({exc})") from exc
+        raise ArchiveError(path, member, f"is not valid JSON ({exc})") from exc
     if not isinstance(data, kind):
-        raise ArchiveError(path, name, f"is not a JSON {kind.__name__}")
+        raise ArchiveError(path, member, f"is not a JSON {kind.__name__}")
     return data
 
 

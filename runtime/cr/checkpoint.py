@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from criu_rpc import CriuClient, CriuError, NotifyHandler, deadline_for
-from runtime.container.host import overlay_dirs
+from runtime.container.host import overlay_dirs, release_network_lock
 from runtime.container.state import Action, ContainerState, StateStore, process_alive
 from runtime.cr import criu_options, manifest, pending, portable
 from runtime.cr.criu_options import Direction
@@ -84,9 +84,7 @@ def checkpoint(store: StateStore, container_id: str, opts: CheckpointOptions = C
                 _abandon(store, st, work_dir)
                 raise
             final_dir = _install(cid, work_dir, final_dir, opts.leave_running)
-            extra = dict(pending.finish(st).extra)
-            extra["checkpoint"] = {"image_dir": final_dir, "time": time.time(),
-                                   "leave_running": opts.leave_running}
+            extra = pending.with_checkpoint(pending.finish(st), final_dir, opts.leave_running)
             store.write(st.advance(Action.COPY if opts.leave_running else Action.CHECKPOINT, extra=extra))
         stats = stats_dict(final_dir, "dump")
         # Before the logs go: the archive carries CRIU's statistics and log, as podman's does.
@@ -212,7 +210,7 @@ def _abandon(store: StateStore, st: ContainerState, work_dir: str) -> None:
 
 def _unlock_quietly(st: ContainerState) -> None:
     try:
-        pending.release_network_lock(st)
+        release_network_lock(st)
     except OSError as exc:
         _log.warning("container %r: could not remove CRIU's network lock: %s", st.id, exc)
 

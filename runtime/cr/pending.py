@@ -35,20 +35,20 @@ import fcntl
 import json
 import logging
 import os
-import signal
 import time
 from typing import Any
 
+from runtime.container.host import kill_cgroup, release_network_lock
 from runtime.container.state import Action, ContainerState, StateStore, Status, live
 from runtime.cr.layout import DUMP_STATS
-from runtime.errors import ContainerBusyError, ContainerError
+from runtime.errors import ContainerBusyError
 from runtime.linux import mounts
 from runtime.linux.cgroups import Cgroups
 from runtime.linux.procfs import proc_start_time, process_alive
 from runtime.linux.syscalls import PROC_NS_NAMES
 
-__all__ = ["current", "record_restored", "PENDING_KEY", "RESTORE_JOURNAL", "begin", "update", "finish", "settle",
-           "write_journal", "read_journal", "hold_restore_lock", "restore_in_progress", "release_network_lock", "kill_cgroup", "remove_journal", "holders_of", "DUMP_COMPLETE_MARK", "CRIU_WAIT"]
+__all__ = ["current", "record_restored", "with_checkpoint", "PENDING_KEY", "RESTORE_JOURNAL", "begin", "update", "finish", "settle",
+           "write_journal", "read_journal", "hold_restore_lock", "restore_in_progress", "remove_journal", "holders_of", "DUMP_COMPLETE_MARK", "CRIU_WAIT"]
 
 PENDING_KEY = "pending"
 RESTORE_JOURNAL = "restore.json"  # in the container directory, written by the restoring monitor
@@ -85,6 +85,11 @@ def update(store: StateStore, st: ContainerState, **fields: Any) -> ContainerSta
     st = st.replace(extra={**st.extra, PENDING_KEY: rec})
     store.write(st)
     return st
+
+
+def with_checkpoint(st: ContainerState, image_dir: str, leave_running: bool) -> dict[str, Any]:
+    """``st.extra`` recording the container's newest checkpoint (the one a restore takes)."""
+    return {**st.extra, "checkpoint": {"image_dir": image_dir, "time": time.time(), "leave_running": leave_running}}
 
 
 def finish(st: ContainerState) -> ContainerState:
@@ -130,15 +135,13 @@ def _settle_checkpoint(store: StateStore, st: ContainerState, rec: dict[str, Any
         release_network_lock(st)
         if complete and rec.get("leave_running"):
             _install(work, final, st.id)
-            extra = {**st.extra, "checkpoint": {"image_dir": final, "time": time.time(), "leave_running": True}}
-            return finish(_after(st, rec, Action.COPY, extra=extra)), \
+            return finish(_after(st, rec, Action.COPY, extra=with_checkpoint(st, final, True))), \
                 f"CRIU finished the copy: it is at {final}; the container runs on"
         mounts.remove_tree(work)
         return finish(_after(st, rec, Action.COPY)), "the container runs on; the partial images were removed"
     if complete:
         _install(work, final, st.id)
-        extra = {**st.extra, "checkpoint": {"image_dir": final, "time": time.time(),
-                                            "leave_running": bool(rec.get("leave_running"))}}
+        extra = with_checkpoint(st, final, bool(rec.get("leave_running")))
         return finish(_after(st, rec, Action.CHECKPOINT, extra=extra)), \
             f"CRIU finished it: the container is checkpointed at {final}"
     release_network_lock(st)
@@ -165,16 +168,6 @@ def _install(work: str, final: str, container_id: str) -> None:
     if not os.path.exists(os.path.join(work, MANIFEST_FILE)):  # criu-cr died before writing it
         seal(work, container_id=container_id, strict=False)
     install_image_dir(work, final)
-
-
-def release_network_lock(st: ContainerState) -> None:
-    """Remove CRIU's network lock from the container's joined netns. Raises OSError."""
-    path = st.joined_namespaces.get("network")
-    if not path or not os.path.exists(path):
-        return
-    from runtime.net.netlock import release
-
-    release(path)
 
 
 # -- restore ----------------------------------------------------------------------
@@ -265,33 +258,6 @@ def _clean_failed_restore(st: ContainerState, image_dir: str) -> None:
     kill_cgroup(st)
     if image_dir:
         mounts.unmount_under(image_dir)
-
-
-def kill_cgroup(st: ContainerState, timeout: float = 5.0) -> None:
-    """SIGKILL every process in the container's cgroup and wait for them to go."""
-    if not st.cgroups or st.adopted_from:
-        return
-    cg = Cgroups.from_dict(st.cgroups)
-    if not cg.exists():
-        return
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            pids = cg.pids()
-        except ContainerError:
-            return
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if cg.is_frozen():
-            cg.thaw()  # a frozen task does not die
-        if time.monotonic() > deadline:
-            raise OSError(f"processes {pids} in the cgroup of container {st.id!r} did not die")
-        time.sleep(_POLL)
 
 
 def remove_journal(path: str) -> None:

@@ -27,14 +27,13 @@ listed in ``deleted.files`` become overlay whiteouts in rootfs-diff.tar.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import stat
 import tarfile
 from collections.abc import Iterable
 from typing import Any
 
-from runtime.cr.archive import ARTIFACTS_DIR, DELETED_FILES, DEVSHM_TAR
+from runtime.cr.archive import ARTIFACTS_DIR, DELETED_FILES, DEVSHM_TAR, load_json_member
 from runtime.cr.criu_options import MountRecord
 from runtime.cr.layout import NETWORK_FILE, ROOTFS_DIFF
 from runtime.cr.meta import CheckpointMeta
@@ -232,14 +231,8 @@ def _add_mountpoints(diff: str, targets: list[tuple[str, bool, int]], whiteouts:
 
 def _deleted_files(archive_path: str, directory: str) -> list[str]:
     """podman's deleted.files: the image's files the container deleted, as relative paths (refused: ``..``)."""
-    try:
-        with open(os.path.join(directory, DELETED_FILES), encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError) as exc:
-        raise ArchiveError(archive_path, DELETED_FILES, f"is not valid JSON ({exc})") from exc
-    if not isinstance(data, list) or not all(isinstance(p, str) for p in data):
+    data = load_json_member(archive_path, directory, DELETED_FILES, list, missing=[])
+    if not all(isinstance(p, str) for p in data):
         raise ArchiveError(archive_path, DELETED_FILES, "is not a JSON list of paths")
     out = []
     for p in data:
@@ -251,16 +244,8 @@ def _deleted_files(archive_path: str, directory: str) -> list[str]:
 
 
 def _descriptors(archive_path: str, image_dir: str) -> list[Any]:
-    try:
-        with open(os.path.join(image_dir, DESCRIPTORS), encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError) as exc:
-        raise ArchiveError(archive_path, f"checkpoint/{DESCRIPTORS}", f"is not valid JSON ({exc})") from exc
-    if not isinstance(data, list):
-        raise ArchiveError(archive_path, f"checkpoint/{DESCRIPTORS}", "is not a JSON list")
-    return data
+    return load_json_member(archive_path, image_dir, DESCRIPTORS, list, member=f"checkpoint/{DESCRIPTORS}",
+                            missing=[])
 
 
 def _from_diff(diff: str, dest: str) -> bytes | None:

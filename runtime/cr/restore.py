@@ -19,7 +19,7 @@ from typing import Any
 
 from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, deadline_for
 from criu_rpc.notify import NOTIFY_SCRIPTS
-from runtime.container.host import overlay_dirs
+from runtime.container.host import kill_cgroup, overlay_dirs
 from runtime.container.init import report
 from runtime.container.monitor import read_report, spawn_monitor
 from runtime.container.state import LIVE_STATUSES, Action, ContainerState, StateStore, Status, mark_stopped
@@ -123,7 +123,7 @@ def _warn_shared_netns(store: StateStore, cid: str, meta: CheckpointMeta) -> Non
 def _undo(store: StateStore, st: ContainerState, image_dir: str) -> None:
     """After a failed or interrupted restore: nothing of it may run, no mount of CRIU's stay."""
     try:
-        pending.kill_cgroup(st)
+        kill_cgroup(st)
         mounts.unmount_under(image_dir)
     finally:
         store.write(pending.finish(st))
