@@ -45,6 +45,14 @@ HOST_IP, CTR_IP = "10.231.251.1", "10.231.251.2"
 SERVICE = "httpd -p 80 -h /www; i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done"
 _TS = re.compile(rb"^\((\d+\.\d+)\)")
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+# The criu-cr command of the venv running this script, on this checkout's code
+# (a git worktree shares the main checkout's venv).
+CLI = os.path.join(os.path.dirname(sys.executable), "criu-cr")
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment the criu-cr command runs in: this checkout's packages first."""
+    return dict(os.environ, PYTHONPATH=os.path.abspath(REPO), **extra)
 
 
 def criu_log_seconds(path: str) -> float | None:
@@ -127,8 +135,8 @@ class CriuCrCli(CriuCrApi):
     """The criu-cr command (a new Python process per operation), like runc's CLI."""
 
     def _cli(self, *args: str) -> None:
-        env = dict(os.environ, CRIU_CR_ROOT=self.root, CRIU_CR_CRIU=self.criu)
-        subprocess.run([os.path.join(REPO, ".venv", "bin", "criu-cr"), *args], check=True, env=env,
+        env = cli_env(CRIU_CR_ROOT=self.root, CRIU_CR_CRIU=self.criu)
+        subprocess.run([CLI, *args], check=True, env=env,
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
     def checkpoint(self) -> float | None:

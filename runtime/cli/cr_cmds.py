@@ -10,6 +10,10 @@ checkpointed with ``--leave-running``, or to bring one back after delete.
 podman's layout, ``--create-image oci:DIR[:TAG]`` as an OCI image (for
 Kubernetes); ``restore --import FILE|oci:DIR[:TAG]`` makes a new container
 from one (on this or another machine; see runtime.cr.portable, runtime.cr.ociimage).
+
+This module holds the parsers and what the handlers share; each command's
+handler is in its own module (``checkpoint_cmd``, ``restore_cmd``, and
+``import_cmd`` for ``restore --import``), imported only when it runs.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["register", "stats_json"]
+from runtime.cli.handlers import Handler
+from runtime.cli.progress import progress_for
+
+__all__ = ["register", "stats_json", "print_result", "progress"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="drop connections the container has not accepted yet instead of failing "
                         "(the default with --leave-running, where the container keeps them)")
     _common(p, "checkpoint")
-    p.set_defaults(func=_checkpoint)
+    p.set_defaults(func=Handler("checkpoint_cmd:run"))
 
     p = subparsers.add_parser("restore", help="restore a checkpointed container",
                               description="Restore a checkpointed container with CRIU (over RPC).")
@@ -62,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="do not check the images against the checkpoint's manifest before CRIU reads them")
     _common(p, "restore")
-    p.set_defaults(func=_restore)
+    p.set_defaults(func=Handler("restore_cmd:run", when={"import_": "import_cmd:run"}))
 
 
 def _size(text: str) -> int:
@@ -102,26 +109,10 @@ def stats_json(kind: str, result: Any) -> dict[str, Any]:
     }
 
 
-def _checkpoint(args: argparse.Namespace) -> int:
-    from runtime.container import Container
-    from runtime.cr.options import CheckpointOptions
-
-    ctr = Container.load(args.id, args.root)
-    with _progress(args, "export", args.export) as progress:
-        res = ctr.checkpoint(CheckpointOptions(
-            image_path=args.image_path, leave_running=args.leave_running, tcp_established=args.tcp_established,
-            tcp_skip_in_flight=args.tcp_skip_in_flight, export=args.export, compress=args.compress,
-            create_image=args.create_image, file_locks=args.file_locks, keep=args.keep,
-            network_lock=args.network_lock, progress=progress), criu_path=args.criu)
-    return _print_result(args, "checkpoint", res, res.archive or res.image or res.image_dir)
-
-
 @contextlib.contextmanager
-def _progress(args: argparse.Namespace, label: str, wanted: object) -> Iterator[Any]:
+def progress(args: argparse.Namespace, label: str, wanted: object) -> Iterator[Any]:
     """A progress line on stderr for an export/import (``wanted``), when stderr is a terminal and
     not --quiet; the line is ended (newline) however the command ends."""
-    from runtime.cli.progress import progress_for
-
     line = progress_for(label, quiet=args.quiet) if wanted else None
     try:
         yield line
@@ -130,40 +121,7 @@ def _progress(args: argparse.Namespace, label: str, wanted: object) -> Iterator[
             line.close()
 
 
-def _restore(args: argparse.Namespace) -> int:
-    from runtime.container import Container
-    from runtime.container.state import StateStore
-    from runtime.cr.options import RestoreOptions
-
-    fields = dict(tcp_established=args.tcp_established, tcp_close=args.tcp_close, file_locks=args.file_locks,
-                  keep=args.keep, network_lock=args.network_lock, verify=args.verify, netns=args.netns)
-    if args.import_:
-        if args.image_path or args.bundle:
-            raise SystemExit("criu-cr restore: --import takes its images and bundle from the archive "
-                             "(not with --image-path or --bundle)")
-        if args.name and args.id and args.name != args.id:
-            raise SystemExit(f"criu-cr restore: --name {args.name} and ID {args.id} disagree: give one")
-        fields.pop("netns")
-        with _progress(args, "import", True) as progress:
-            res = Container.restore_import(args.import_, name=args.name or args.id, netns=args.netns,
-                                           rootfs=args.rootfs, root=args.root, limit=args.import_limit,
-                                           criu_path=args.criu, progress=progress, **fields)
-        return _print_result(args, "restore", res, res.pid)
-    if not args.id:
-        raise SystemExit("criu-cr restore: give the container's ID (or --import FILE)")
-    if args.name or args.rootfs or args.import_limit:
-        raise SystemExit("criu-cr restore: --name, --rootfs and --import-limit go with --import")
-    if not StateStore(args.root).exists(args.id) and args.image_path:
-        res = Container.restore_new(args.id, args.image_path, bundle=args.bundle, root=args.root,
-                                    criu_path=args.criu, **fields)
-    else:
-        ctr = Container.load(args.id, args.root)
-        res = ctr.restore(RestoreOptions(image_path=args.image_path, bundle=args.bundle, **fields),
-                          criu_path=args.criu)
-    return _print_result(args, "restore", res, res.pid)
-
-
-def _print_result(args: argparse.Namespace, kind: str, res: Any, plain: object) -> int:
+def print_result(args: argparse.Namespace, kind: str, res: Any, plain: object) -> int:
     """--print-stats: podman-shaped JSON; else one line (the image dir, or the restored pid)."""
     if args.print_stats:
         json.dump(stats_json(kind, res), sys.stdout, indent=2)

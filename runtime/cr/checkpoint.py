@@ -15,15 +15,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from criu_rpc import CriuClient, CriuError, NotifyHandler, deadline_for
+from runtime import lazy
 from runtime.container.host import overlay_dirs, release_network_lock
 from runtime.container.state import Action, ContainerState, StateStore, process_alive
-from runtime.cr import criu_options, manifest, pending, portable
+from runtime.cr import criu_options, manifest, pending
 from runtime.cr.criu_options import Direction
 from runtime.cr.layout import ROOTFS_DIFF
 from runtime.cr.meta import (CheckpointMeta, choose_network_lock, fresh_image_dir, install_image_dir, remove_logs,
@@ -42,6 +42,12 @@ __all__ = ["checkpoint"]
 _log = logging.getLogger("criu_cr.cr")
 
 FULL_FS_BYTES = 1 << 20  # less free than this after a failed dump: the disk was the reason
+
+# What a checkpoint writes beside its images when asked: the option that asks -> its writer,
+# loaded only then (the archive and OCI writers bring tarfile, zstandard and the OCI layout
+# code: ~6 ms of imports a plain `criu-cr checkpoint` would pay; docs/performance.md).
+_OUTPUTS = (("export", "runtime.cr.portable:export_checkpoint"),
+            ("create_image", "runtime.cr.ociimage:create_checkpoint_image"))
 
 # -- checkpoint -----------------------------------------------------------------------
 
@@ -88,20 +94,16 @@ def checkpoint(store: StateStore, container_id: str, opts: CheckpointOptions = C
             store.write(st.advance(Action.COPY if opts.leave_running else Action.CHECKPOINT, extra=extra))
         stats = stats_dict(final_dir, "dump")
         # Before the logs go: the archive carries CRIU's statistics and log, as podman's does.
-        exported = portable.export_checkpoint(store, st, final_dir, opts) if opts.export else None
-        image = None
-        if opts.create_image:
-            from runtime.cr import ociimage  # its imports cost a plain checkpoint nothing
-
-            image = ociimage.create_checkpoint_image(store, st, final_dir, opts)
+        written = {name: lazy.load(writer)(store, st, final_dir, opts) for name, writer in _OUTPUTS
+                   if getattr(opts, name)}
         log_path: str | None = os.path.join(final_dir, DUMP_LOG)
         if not opts.keep:
             remove_logs(final_dir, "dump")
             log_path = None
     return CheckpointResult(container_id=cid, image_dir=final_dir, log_path=log_path, stats=stats,
                             duration_us=int((time.monotonic() - started) * 1e6),
-                            criu_duration_us=criu_us(stats, "dump"), archive=exported,
-                            image=image)
+                            criu_duration_us=criu_us(stats, "dump"), archive=written.get("export"),
+                            image=written.get("create_image"))
 
 
 def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], work_dir: str,
@@ -145,7 +147,7 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
                 cg.thaw()
         try:
             side.result()
-        except (OSError, tarfile.TarError, ContainerError) as exc:
+        except (OSError, ContainerError) as exc:
             if opts.leave_running:
                 raise  # the container still runs: fail the checkpoint, nothing is lost
             # CRIU has already stopped the container: keep its images, lose only the extra.

@@ -1,0 +1,39 @@
+"""``criu-cr restore``'s handler (its parser is in cr_cmds): runtime.cr.restore, without the facade.
+
+``restore --image-path DIR ID`` with an ID that does not exist makes the
+container from the checkpoint (runtime.cr.restore_new, loaded then);
+``restore --import`` has its own handler (import_cmd).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from runtime import lazy
+from runtime.cli.cr_cmds import print_result
+from runtime.container.state import StateStore, validate_id
+from runtime.cr.options import RestoreOptions
+from runtime.cr.restore import restore
+
+__all__ = ["run", "restore_fields"]
+
+
+def restore_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The RestoreOptions fields every restore takes from the command line."""
+    return dict(tcp_established=args.tcp_established, tcp_close=args.tcp_close, file_locks=args.file_locks,
+                keep=args.keep, network_lock=args.network_lock, verify=args.verify)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.id:
+        raise SystemExit("criu-cr restore: give the container's ID (or --import FILE)")
+    if args.name or args.rootfs or args.import_limit:
+        raise SystemExit("criu-cr restore: --name, --rootfs and --import-limit go with --import")
+    store = StateStore(args.root)
+    opts = RestoreOptions(image_path=args.image_path, bundle=args.bundle, netns=args.netns, **restore_fields(args))
+    if not store.exists(validate_id(args.id)) and args.image_path:
+        res = lazy.load("runtime.cr.restore_new:restore_new")(store, args.id, opts, criu_path=args.criu)
+    else:
+        res = restore(store, args.id, opts, criu_path=args.criu)  # ContainerNotFoundError from its lock
+    return print_result(args, "restore", res, res.pid)

@@ -1,0 +1,104 @@
+"""Benchmark section (issue 12, target 1): what the ``criu-cr`` command costs beyond the API.
+
+Two figures, on a criu-cr container of the reference kind (scripts/bench.py's
+service, in its netns):
+
+- **CLI overhead beyond the API**: rounds interleave ``criu-cr checkpoint`` /
+  ``criu-cr restore`` (a new Python process each) with ``Container.checkpoint``
+  / ``Container.restore`` called in this process, on the same container; the
+  overhead is the difference of the medians. It is Python's start-up, the
+  imports, the parser, the process's end, and whatever a fresh process pays
+  that a warm one does not.
+- **Imports per command**: each command run once under ``python -X importtime``
+  (checkpoint, restore, run, state, list, version, check, --help): the sum of
+  the modules' own times, how many modules, and the five most expensive ones
+  (by their own time), so that a regression shows in the benchmark's output.
+
+``python -X importtime`` inflates every import a little; the totals compare
+runs with each other, not with wall time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+_ROW = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportProfile:
+    """One command's imports under ``-X importtime``."""
+
+    total_ms: float  # the sum of every module's own time
+    modules: int
+    top: tuple[tuple[str, float], ...]  # (module, own ms), most expensive first
+    names: frozenset[str]
+
+
+def parse_importtime(text: str, top: int = 5) -> ImportProfile:
+    """``python -X importtime``'s stderr -> an :class:`ImportProfile`. Pure."""
+    rows: list[tuple[str, int]] = []
+    for line in text.splitlines():
+        m = _ROW.match(line)
+        if m:
+            rows.append((m.group(4), int(m.group(1))))
+    ranked = sorted(rows, key=lambda r: -r[1])[:top]
+    return ImportProfile(total_ms=sum(us for _, us in rows) / 1e3, modules=len(rows),
+                         top=tuple((name, us / 1e3) for name, us in ranked),
+                         names=frozenset(name for name, _ in rows))
+
+
+def run_cli(cli: str, args: Sequence[str], env: dict[str, str], *, importtime: bool = False,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``criu-cr ARGS`` as the console script runs it (its interpreter, its file), optionally under importtime."""
+    argv = [sys.executable, *(["-X", "importtime"] if importtime else []), cli, *args]
+    res = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"criu-cr {' '.join(args)}: exit {res.returncode}: {res.stderr.strip()[-300:]}")
+    return res
+
+
+def command_imports(cli: str, env: dict[str, str], commands: dict[str, Sequence[str]],
+                    before: Callable[[str], None] = lambda name: None) -> dict[str, ImportProfile]:
+    """Each command once under ``-X importtime``; ``before(name)`` readies the container for it."""
+    out: dict[str, ImportProfile] = {}
+    for name, args in commands.items():
+        before(name)
+        res = run_cli(cli, args, env, importtime=True, check=name not in ("check",))
+        out[name] = parse_importtime(res.stderr)
+    return out
+
+
+def interleaved(rounds: int, steps: dict[str, Callable[[], object]]) -> dict[str, list[float]]:
+    """Wall seconds of each step, the steps run in turn ``rounds`` times (after one round not counted)."""
+    out: dict[str, list[float]] = {name: [] for name in steps}
+    for i in range(rounds + 1):
+        for name, step in steps.items():
+            t = time.perf_counter()
+            step()
+            if i:
+                out[name].append(time.perf_counter() - t)
+    return out
+
+
+def report(times: dict[str, list[float]], imports: dict[str, ImportProfile], runc: dict[str, float]) -> None:
+    """The section's table: CLI vs API (and runc's CLI), then the imports of each command."""
+    med = statistics.median
+    print("\nCLI start-up (issue 12, target 1): medians in ms, rounds interleaved on one container")
+    print(f"{'':12} {'CLI':>7} {'API':>7} {'overhead':>9} {'runc CLI':>9} {'CLI/runc':>9}")
+    for op in ("checkpoint", "restore"):
+        cli, api = med(times[f"cli {op}"]) * 1e3, med(times[f"api {op}"]) * 1e3
+        rc = runc.get(op)
+        ratio = f"{cli / rc:9.2f}" if rc else f"{'-':>9}"
+        print(f"{op:12} {cli:7.1f} {api:7.1f} {cli - api:9.1f} {rc or 0:9.1f} {ratio}")
+    print("\nimports per command (python -X importtime; own time summed; top 5 by own time)")
+    for name, p in imports.items():
+        top = ", ".join(f"{mod} {ms:.1f}" for mod, ms in p.top)
+        print(f"  {name:11} {p.total_ms:6.1f} ms {p.modules:4} modules | {top}")
