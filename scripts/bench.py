@@ -12,6 +12,10 @@ is a third peer: same busybox rootfs (imported as an image), same command,
 same pre-created netns (--network ns:PATH); all its state lives in the
 benchmark's temp dir and is removed afterwards.
 
+Then the CLI's own cost (scripts/bench_cli.py, issue 12): ``criu-cr`` against
+the API on one container, interleaved, and ``python -X importtime`` figures
+per command.
+
 Run with scripts/bench [-n ROUNDS] [--podman]; as root. ``--archive``: export/import of a
 1 GiB container instead (scripts/bench_archive.py).
 """
@@ -31,6 +35,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import bench_cli  # noqa: E402 (scripts/, beside this file)
 from criu_rpc import locate  # noqa: E402
 from runtime.container import Container  # noqa: E402
 from runtime.cr.options import CheckpointOptions, RestoreOptions  # noqa: E402
@@ -253,6 +258,7 @@ def main() -> int:
     root = os.path.join(work, "state")
     results: dict[str, dict[str, list[float]]] = {}
     failures: dict[str, str] = {}
+    cli_startup = None
     try:
         netns.teardown(netns=NETNS, host_ifname=HOST_IF)
         netns.create_netns(NETNS)
@@ -274,16 +280,34 @@ def main() -> int:
             except Exception as exc:  # noqa: BLE001 - one failing side must not lose the others' figures
                 print(f"{side.name} failed: {exc}", file=sys.stderr, flush=True)
                 failures[side.name] = str(exc).splitlines()[0][:160]
+        cli_startup = _cli_startup(root, bundle, criu, args.rounds, failures)
     finally:
         netns.teardown(netns=NETNS, host_ifname=HOST_IF)
         shutil.rmtree(work, ignore_errors=True)
     report(results, args.rounds, criu)
+    if cli_startup is not None:
+        runc = results.get("runc 1.1 (CLI)")
+        bench_cli.report(*cli_startup, {"checkpoint": statistics.median(runc["ckpt"]) * 1e3,
+                                        "restore": statistics.median(runc["rst"]) * 1e3} if runc else {})
     for name, why in failures.items():
         print(f"{name:34} FAILED: {why}")
     if args.json:
+        if cli_startup is not None:
+            results["cli startup"] = bench_cli.as_json(*cli_startup)
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
     return 1 if failures else 0
+
+
+def _cli_startup(root: str, bundle: str, criu: str, rounds: int, failures: dict[str, str]) -> tuple | None:
+    """scripts/bench_cli.py's section (the CLI's cost beyond the API, imports per command); None if it failed."""
+    print(f"measuring the CLI's start-up ({rounds} rounds, imports per command)...", file=sys.stderr, flush=True)
+    try:
+        return bench_cli.section(CLI, cli_env(), root, bundle, criu, rounds,
+                                 ready=lambda: wait_tcp(CTR_IP, 80, timeout=10))
+    except Exception as exc:  # noqa: BLE001 - the other figures still count
+        failures["CLI start-up"] = str(exc).splitlines()[0][:160]
+        return None
 
 
 def report(results: dict[str, dict[str, list[float]]], rounds: int, criu: str) -> None:

@@ -88,6 +88,54 @@ def interleaved(rounds: int, steps: dict[str, Callable[[], object]]) -> dict[str
     return out
 
 
+COMMANDS = ("checkpoint", "restore", "run", "state", "list", "version", "check", "--help")
+
+
+def section(cli: str, env: dict[str, str], root: str, bundle: str, criu: str, rounds: int,
+            ready: Callable[[], None]) -> tuple[dict[str, list[float]], dict[str, ImportProfile]]:
+    """This section's measurements on a container of its own (``ready()``: its service answers).
+
+    Returns the interleaved wall times and each command's import profile
+    (the smallest of 3 runs: other work on the machine only adds).
+    """
+    from runtime.container import Container
+    from runtime.cr.options import CheckpointOptions, RestoreOptions
+
+    cid, other = "bench-cli", "bench-cli-run"
+    env = dict(env, CRIU_CR_ROOT=root, CRIU_CR_CRIU=criu)
+    ctr = Container.run(cid, bundle, root)
+    try:
+        ready()
+        times = interleaved(rounds, {
+            "cli checkpoint": lambda: run_cli(cli, ["checkpoint", cid], env),
+            "cli restore": lambda: run_cli(cli, ["restore", cid], env),
+            "api checkpoint": lambda: ctr.checkpoint(CheckpointOptions(), criu_path=criu),
+            "api restore": lambda: ctr.restore(RestoreOptions(), criu_path=criu),
+        })
+        ready()
+        commands = {"checkpoint": ["checkpoint", cid], "restore": ["restore", cid],
+                    "run": ["run", "-d", "--bundle", bundle, other], "state": ["state", cid], "list": ["list"],
+                    "version": ["version"], "check": ["check"], "--help": ["--help"]}
+        imports: dict[str, ImportProfile] = {}
+        for _ in range(3):
+            for name, prof in command_imports(cli, env, commands, before=lambda name: _after(name, cli, env, other)
+                                              ).items():
+                if name not in imports or prof.total_ms < imports[name].total_ms:
+                    imports[name] = prof
+            run_cli(cli, ["delete", "-f", other], env, check=False)
+        ready()
+    finally:
+        run_cli(cli, ["delete", "-f", other], env, check=False)
+        ctr.delete(force=True)
+    return times, imports
+
+
+def _after(name: str, cli: str, env: dict[str, str], other: str) -> None:
+    """Before ``name`` runs: the second container of ``run`` must not exist yet."""
+    if name == "run":
+        run_cli(cli, ["delete", "-f", other], env, check=False)
+
+
 def report(times: dict[str, list[float]], imports: dict[str, ImportProfile], runc: dict[str, float]) -> None:
     """The section's table: CLI vs API (and runc's CLI), then the imports of each command."""
     med = statistics.median
@@ -102,3 +150,9 @@ def report(times: dict[str, list[float]], imports: dict[str, ImportProfile], run
     for name, p in imports.items():
         top = ", ".join(f"{mod} {ms:.1f}" for mod, ms in p.top)
         print(f"  {name:11} {p.total_ms:6.1f} ms {p.modules:4} modules | {top}")
+
+
+def as_json(times: dict[str, list[float]], imports: dict[str, ImportProfile]) -> dict[str, object]:
+    """The section's raw figures for ``scripts/bench --json``."""
+    return {"seconds": times, "imports": {name: {"total_ms": p.total_ms, "modules": p.modules, "top": p.top}
+                                          for name, p in imports.items()}}

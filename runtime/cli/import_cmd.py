@@ -1,7 +1,7 @@
 """``criu-cr restore --import``'s handler: a new container from a checkpoint archive or OCI image.
 
 Its own module so that a plain restore never loads the archive and OCI
-readers (tarfile, zstandard, ...).
+readers (tarfile, zstandard, ...): runtime.cr.portable, without the facade.
 """
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ import argparse
 
 from runtime.cli.cr_cmds import print_result, progress
 from runtime.cli.restore_cmd import restore_fields
-from runtime.container import Container
+from runtime.container.state import StateStore
+from runtime.cr.archive import DEFAULT_IMPORT_LIMIT
+from runtime.cr.options import RestoreOptions
+from runtime.cr.portable import restore_import
 
 __all__ = ["run"]
 
@@ -22,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     if args.name and args.id and args.name != args.id:
         raise SystemExit(f"criu-cr restore: --name {args.name} and ID {args.id} disagree: give one")
     with progress(args, "import", True) as line:
-        res = Container.restore_import(args.import_, name=args.name or args.id, netns=args.netns,
-                                       rootfs=args.rootfs, root=args.root, limit=args.import_limit,
-                                       criu_path=args.criu, progress=line, **restore_fields(args))
+        opts = RestoreOptions(netns=args.netns, progress=line, **restore_fields(args))
+        res = restore_import(StateStore(args.root), args.import_, opts, name=args.name or args.id,
+                             rootfs=args.rootfs, limit=args.import_limit or DEFAULT_IMPORT_LIMIT,
+                             criu_path=args.criu)
     return print_result(args, "restore", res, res.pid)
