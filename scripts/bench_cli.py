@@ -9,10 +9,11 @@ service, in its netns):
   overhead is the difference of the medians. It is Python's start-up, the
   imports, the parser, the process's end, and whatever a fresh process pays
   that a warm one does not.
-- **Imports per command**: each command run once under ``python -X importtime``
-  (checkpoint, restore, run, state, list, version, check, --help): the sum of
-  the modules' own times, how many modules, and the five most expensive ones
-  (by their own time), so that a regression shows in the benchmark's output.
+- **Imports per command**: each command run under ``python -X importtime``
+  (checkpoint, restore, run, state, list, version, check, --help; 5 runs,
+  each module at its smallest own time): the sum of the modules' own times,
+  how many modules, and the five most expensive ones (by their own time),
+  so that a regression shows in the benchmark's output.
 
 ``python -X importtime`` inflates every import a little; the totals compare
 runs with each other, not with wall time.
@@ -42,17 +43,24 @@ class ImportProfile:
     names: frozenset[str]
 
 
-def parse_importtime(text: str, top: int = 5) -> ImportProfile:
-    """``python -X importtime``'s stderr -> an :class:`ImportProfile`. Pure."""
-    rows: list[tuple[str, int]] = []
+def own_times(text: str) -> dict[str, int]:
+    """``python -X importtime``'s stderr -> {module: own microseconds}. Pure."""
+    out: dict[str, int] = {}
     for line in text.splitlines():
         m = _ROW.match(line)
         if m:
-            rows.append((m.group(4), int(m.group(1))))
-    ranked = sorted(rows, key=lambda r: -r[1])[:top]
-    return ImportProfile(total_ms=sum(us for _, us in rows) / 1e3, modules=len(rows),
-                         top=tuple((name, us / 1e3) for name, us in ranked),
-                         names=frozenset(name for name, _ in rows))
+            out[m.group(4)] = int(m.group(1))
+    return out
+
+
+def profile(runs: Sequence[dict[str, int]], top: int = 5) -> ImportProfile:
+    """Several runs' :func:`own_times` -> one profile: each module at its smallest own time (a busy
+    machine only adds), the modules of the last run. Pure."""
+    last = runs[-1]
+    rows = {name: min(r.get(name, us) for r in runs) for name, us in last.items()}
+    ranked = sorted(rows.items(), key=lambda r: -r[1])[:top]
+    return ImportProfile(total_ms=sum(rows.values()) / 1e3, modules=len(rows),
+                         top=tuple((name, us / 1e3) for name, us in ranked), names=frozenset(rows))
 
 
 def run_cli(cli: str, args: Sequence[str], env: dict[str, str], *, importtime: bool = False,
@@ -65,15 +73,17 @@ def run_cli(cli: str, args: Sequence[str], env: dict[str, str], *, importtime: b
     return res
 
 
-def command_imports(cli: str, env: dict[str, str], commands: dict[str, Sequence[str]],
+def command_imports(cli: str, env: dict[str, str], commands: dict[str, Sequence[str]], runs: int,
                     before: Callable[[str], None] = lambda name: None) -> dict[str, ImportProfile]:
-    """Each command once under ``-X importtime``; ``before(name)`` readies the container for it."""
-    out: dict[str, ImportProfile] = {}
-    for name, args in commands.items():
-        before(name)
-        res = run_cli(cli, args, env, importtime=True, check=name not in ("check",))
-        out[name] = parse_importtime(res.stderr)
-    return out
+    """Each command ``runs`` times under ``-X importtime`` (the commands in turn); ``before(name)``
+    readies the container for it. ``check`` may fail (exit 1: the machine cannot checkpoint)."""
+    seen: dict[str, list[dict[str, int]]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, args in commands.items():
+            before(name)
+            res = run_cli(cli, args, env, importtime=True, check=name != "check")
+            seen[name].append(own_times(res.stderr))
+    return {name: profile(r) for name, r in seen.items()}
 
 
 def interleaved(rounds: int, steps: dict[str, Callable[[], object]]) -> dict[str, list[float]]:
@@ -88,7 +98,7 @@ def interleaved(rounds: int, steps: dict[str, Callable[[], object]]) -> dict[str
     return out
 
 
-COMMANDS = ("checkpoint", "restore", "run", "state", "list", "version", "check", "--help")
+IMPORT_RUNS = 5
 
 
 def section(cli: str, env: dict[str, str], root: str, bundle: str, criu: str, rounds: int,
@@ -96,7 +106,7 @@ def section(cli: str, env: dict[str, str], root: str, bundle: str, criu: str, ro
     """This section's measurements on a container of its own (``ready()``: its service answers).
 
     Returns the interleaved wall times and each command's import profile
-    (the smallest of 3 runs: other work on the machine only adds).
+    (:data:`IMPORT_RUNS` runs, each module at its smallest own time).
     """
     from runtime.container import Container
     from runtime.cr.options import CheckpointOptions, RestoreOptions
@@ -116,13 +126,7 @@ def section(cli: str, env: dict[str, str], root: str, bundle: str, criu: str, ro
         commands = {"checkpoint": ["checkpoint", cid], "restore": ["restore", cid],
                     "run": ["run", "-d", "--bundle", bundle, other], "state": ["state", cid], "list": ["list"],
                     "version": ["version"], "check": ["check"], "--help": ["--help"]}
-        imports: dict[str, ImportProfile] = {}
-        for _ in range(3):
-            for name, prof in command_imports(cli, env, commands, before=lambda name: _after(name, cli, env, other)
-                                              ).items():
-                if name not in imports or prof.total_ms < imports[name].total_ms:
-                    imports[name] = prof
-            run_cli(cli, ["delete", "-f", other], env, check=False)
+        imports = command_imports(cli, env, commands, IMPORT_RUNS, before=lambda name: _before(name, cli, env, other))
         ready()
     finally:
         run_cli(cli, ["delete", "-f", other], env, check=False)
@@ -130,7 +134,7 @@ def section(cli: str, env: dict[str, str], root: str, bundle: str, criu: str, ro
     return times, imports
 
 
-def _after(name: str, cli: str, env: dict[str, str], other: str) -> None:
+def _before(name: str, cli: str, env: dict[str, str], other: str) -> None:
     """Before ``name`` runs: the second container of ``run`` must not exist yet."""
     if name == "run":
         run_cli(cli, ["delete", "-f", other], env, check=False)
@@ -146,7 +150,8 @@ def report(times: dict[str, list[float]], imports: dict[str, ImportProfile], run
         rc = runc.get(op)
         ratio = f"{cli / rc:9.2f}" if rc else f"{'-':>9}"
         print(f"{op:12} {cli:7.1f} {api:7.1f} {cli - api:9.1f} {rc or 0:9.1f} {ratio}")
-    print("\nimports per command (python -X importtime; own time summed; top 5 by own time)")
+    print(f"\nimports per command (python -X importtime, {IMPORT_RUNS} runs, each module at its smallest "
+          "own time; summed; top 5 by own time)")
     for name, p in imports.items():
         top = ", ".join(f"{mod} {ms:.1f}" for mod, ms in p.top)
         print(f"  {name:11} {p.total_ms:6.1f} ms {p.modules:4} modules | {top}")
