@@ -63,6 +63,26 @@ def profile(runs: Sequence[dict[str, int]], top: int = 5) -> ImportProfile:
                          top=tuple((name, us / 1e3) for name, us in ranked), names=frozenset(rows))
 
 
+def stale_bytecode(packages: Sequence[str]) -> list[str]:
+    """Modules of ``packages`` (directories) whose .pyc is missing or older than the source.
+
+    Where PYTHONDONTWRITEBYTECODE is set (these machines), Python compiles
+    those again in every command, and the CLI's figures would include it.
+    """
+    import importlib.util
+
+    out = []
+    for package in packages:
+        for dirpath, _, files in os.walk(package):
+            for name in files:
+                if name.endswith(".py"):
+                    src = os.path.join(dirpath, name)
+                    pyc = importlib.util.cache_from_source(src)
+                    if not os.path.exists(pyc) or os.path.getmtime(pyc) < os.path.getmtime(src):
+                        out.append(src)
+    return out
+
+
 def run_cli(cli: str, args: Sequence[str], env: dict[str, str], *, importtime: bool = False,
             check: bool = True) -> subprocess.CompletedProcess[str]:
     """``criu-cr ARGS`` as the console script runs it (its interpreter, its file), optionally under importtime."""
@@ -111,6 +131,11 @@ def section(cli: str, env: dict[str, str], root: str, bundle: str, criu: str, ro
     from runtime.container import Container
     from runtime.cr.options import CheckpointOptions, RestoreOptions
 
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    stale = stale_bytecode([os.path.join(repo, "runtime"), os.path.join(repo, "criu_rpc")])
+    if stale:
+        print(f"warning: {len(stale)} modules without fresh bytecode (e.g. {stale[0]}): the CLI's figures "
+              "include compiling them; scripts/install compiles them", file=sys.stderr)
     cid, other = "bench-cli", "bench-cli-run"
     env = dict(env, CRIU_CR_ROOT=root, CRIU_CR_CRIU=criu)
     ctr = Container.run(cid, bundle, root)
