@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(exc.usage)
         return report_error(classify(exc), fmt)
     fmt = args.format
-    configure_logging(level_for(args.log_level, args.quiet), fmt)
+    configure_logging(level_for(args.verbosity, args.quiet), fmt)
     try:
         if getattr(args, "needs_root", True) and not has_sys_admin():
             raise NotRootError(ROOT_MESSAGE)

@@ -105,17 +105,18 @@ def _options() -> list[tuple[tuple[str, ...], dict[str, Any]]]:
     return [
         (("--format",), dict(choices=FORMATS, help="output format: text (default) or json")),
         (("--json",), dict(dest="format", action="store_const", const="json", help="same as --format json")),
-        (("--log-level",), dict(choices=LOG_LEVELS, type=str.lower, metavar="LEVEL",
+        (("--log-level",), dict(dest="verbosity", choices=LOG_LEVELS, type=str.lower, metavar="LEVEL",
                                 help="show criu-cr's own log from this level on: debug, info, warning "
                                      "(default), error")),
-        (("--debug",), dict(dest="log_level", action="store_const", const="debug",
+        (("--debug",), dict(dest="verbosity", action="store_const", const="debug",
                             help="same as --log-level debug: what criu-cr asks CRIU, the fds it passes, "
                                  "the time of each phase")),
         (("-q", "--quiet"), dict(action="store_true", help="print only errors (and the result)")),
     ]
 
 
-_TOP_DEFAULTS = {"format": "text", "log_level": None, "quiet": False}
+# "verbosity", not "log_level": `dump -v N` has that one (CRIU's log level).
+_TOP_DEFAULTS = {"format": "text", "verbosity": None, "quiet": False}
 
 
 def add_output_options(parser: argparse.ArgumentParser, commands: argparse._SubParsersAction) -> None:
