@@ -103,6 +103,15 @@ _OS_ERRNOS: dict[int, tuple[Exit, str]] = {
 #: An operation CRIU refused or failed: CRIU_FAILED, whatever its runtime class.
 _CRIU_FAILED = (Exit.CRIU_FAILED, "criu_failed")
 
+#: What to do, for errors that do not say it themselves.
+_HINTS = {
+    "container_not_found": "`criu-cr list` shows the containers of this state root (--root, $CRIU_CR_ROOT)",
+    "container_busy": "retry once the other operation on it is over",
+    "not_root": "run it with sudo",
+    "criu_not_found": "install CRIU >= 4.2 (scripts/install-criu) or give --criu PATH",
+    "criu_failed": "the log named in the message says why; --keep keeps it after a success too",
+}
+
 #: Facts copied from an error's attributes into the JSON error object (when set).
 _DETAILS = ("container_id", "status", "action", "request", "cr_errno", "log_path", "log_errors",
             "path", "field", "feature", "file", "archive", "member", "returncode", "searched")
@@ -145,8 +154,10 @@ def classify(exc: BaseException) -> ErrorInfo | None:
             details[name] = list(value) if isinstance(value, tuple) else value
     if isinstance(exc, OSError) and exc.filename and "path" not in details:
         details["path"] = str(exc.filename)
+    # ContainerStateError's ``detail`` is what to do (state_hint); ContainerBusyError's is not
+    hint = getattr(exc, "hint", "") or (getattr(exc, "detail", "") if code == "wrong_state" else "")
     return ErrorInfo(exit=status, code=code, message=str(exc) or type(exc).__name__,
-                     hint=str(getattr(exc, "hint", "") or ""), details=details)
+                     hint=str(hint or _HINTS.get(code, "")), details=details)
 
 
 def error_object(info: ErrorInfo) -> dict[str, Any]:
