@@ -6,6 +6,7 @@ import errno
 import io
 import json
 import logging
+import signal
 
 import pytest
 
@@ -102,15 +103,19 @@ def test_every_status_has_a_description_and_signals_keep_128_plus_n():
 
 
 def _run(argv, monkeypatch, capsys):
-    """main() in-process, leaving the criu_cr logger as it found it."""
+    """main() in-process, leaving the criu_cr logger and the signal handlers as it found them
+    (the CLI's SIGTERM handler would make a child that pyroute2 forks in a later test survive SIGTERM)."""
     logger = logging.getLogger("criu_cr")
     before, level = list(logger.handlers), logger.level
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         status = main(argv)
         return status, capsys.readouterr()
     finally:
         logger.handlers[:] = before
         logger.setLevel(level)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def test_usage_errors_exit_2_in_text_and_json(monkeypatch, capsys):
