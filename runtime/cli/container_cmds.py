@@ -14,6 +14,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from runtime.cli.output import Result, table
@@ -49,15 +50,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-b", "--bundle", default=".", help="bundle directory (default: current)")
     p = add("create", _create, "create a container; its process waits for `start`")
     p.add_argument("-b", "--bundle", default=".", help="bundle directory (default: current)")
-    add("start", _start, "start a created container")
+    add("start", _transition("start"), "start a created container")
     add("state", _state, "print a container's state as JSON")
     add("list", _list, "list containers (--json: their states as a JSON array)", with_id=False)
     add("ps", _ps, "print the host pids of a container's processes (--json: a JSON array)")
     p = add("exec", _exec, "run a command inside a running container")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
     add("logs", _logs, "print what the container wrote to stdout/stderr")
-    add("pause", _pause, "freeze a running container")
-    add("resume", _resume, "thaw a paused container")
+    add("pause", _transition("pause"), "freeze a running container")
+    add("resume", _transition("resume"), "thaw a paused container")
     p = add("kill", _kill, "send a signal to the container's init (default SIGTERM)")
     p.add_argument("signal", nargs="?", default="TERM", help="signal name or number")
     p = add("delete", _delete, "delete a container and everything it holds")
@@ -74,6 +75,17 @@ def _warn(ctr) -> None:
 def _done(ctr) -> Result:
     """A command that changed a container: nothing in text (as runc), its state in JSON."""
     return Result(data=ctr.state(), text="")
+
+
+def _transition(method: str) -> Callable[[argparse.Namespace], Result]:
+    """The handler of a command that is one Container method (start, pause, resume)."""
+
+    def handler(args: argparse.Namespace) -> Result:
+        ctr = _container(args)
+        getattr(ctr, method)()
+        return _done(ctr)
+
+    return handler
 
 
 def _as_json(data: Any) -> str:
@@ -122,12 +134,6 @@ def _create(args: argparse.Namespace) -> Result:
     return _done(ctr)
 
 
-def _start(args: argparse.Namespace) -> Result:
-    ctr = _container(args)
-    ctr.start()
-    return _done(ctr)
-
-
 def _state(args: argparse.Namespace) -> Result:
     return Result(data=_container(args).state(), text=_as_json)  # JSON in both formats, as runc's
 
@@ -162,18 +168,6 @@ def _logs(args: argparse.Namespace) -> int:
     sys.stdout.buffer.write(_container(args).logs())
     sys.stdout.flush()
     return 0
-
-
-def _pause(args: argparse.Namespace) -> Result:
-    ctr = _container(args)
-    ctr.pause()
-    return _done(ctr)
-
-
-def _resume(args: argparse.Namespace) -> Result:
-    ctr = _container(args)
-    ctr.resume()
-    return _done(ctr)
 
 
 def _kill(args: argparse.Namespace) -> Result:

@@ -18,6 +18,7 @@ from runtime.cli.exitcodes import DESCRIPTIONS, Exit
 from runtime.container.create import ContainerStartError
 from runtime.cr.meta import ImageDirError, ImageOwnerError
 from runtime.cr.migrate import MigrationError
+from tests.cli_schema import check
 
 CASES = [
     (UsageError("restore: give the container's ID"), Exit.USAGE, "usage"),
@@ -162,3 +163,17 @@ def test_report_is_one_line(capsys):
     err = io.StringIO()
     assert report_error(ErrorInfo(exit=Exit.NOT_FOUND, code="x", message="m"), "text", err) == 3
     assert err.getvalue() == "criu-cr: error: m\n"
+
+
+@pytest.mark.parametrize(("status", "fmt"), [(130, "json"), (143, "json"), (129, "text")])
+def test_an_interrupt_reports_128_plus_the_signal(status, fmt, capsys):
+    from runtime.cli import report_interrupt
+
+    assert report_interrupt("interrupted by SIGTERM; container 'web' is running", status, fmt) == status
+    err = capsys.readouterr().err
+    if fmt == "json":
+        obj = json.loads(err)
+        check(obj, "error.json")
+        assert obj["error"]["code"] == "interrupted" and obj["error"]["exit"] == status
+    else:
+        assert err == "criu-cr: interrupted by SIGTERM; container 'web' is running\n"
