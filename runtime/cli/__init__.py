@@ -18,7 +18,7 @@ from typing import NoReturn
 from runtime.cli.errormap import ErrorInfo, NotRootError, UsageError, classify
 from runtime.cli.exitcodes import Exit
 from runtime.cli.logsetup import configure_logging, level_for
-from runtime.cli.output import Result, add_output_options, render, report_error, wants_json
+from runtime.cli.output import Result, add_output_options, chosen_format, render, report_error, wants_json
 
 # Modules that add sub-commands; a module not written yet is skipped.
 _COMMAND_MODULES = ("rpc_cmds", "container_cmds", "cr_cmds", "migrate_cmds")
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         if fmt == "text":
             sys.stderr.write(exc.usage)
         return report_error(classify(exc), fmt)
-    fmt = args.format
+    fmt = chosen_format(args)
     configure_logging(level_for(args.verbosity, args.quiet), fmt)
     try:
         if getattr(args, "needs_root", True) and not has_sys_admin():

@@ -137,7 +137,8 @@ def _progress(args: argparse.Namespace, label: str, wanted: object) -> Iterator[
     not --quiet; the line is ended (newline) however the command ends."""
     from runtime.cli.progress import progress_for
 
-    line = progress_for(label, quiet=args.quiet) if wanted else None
+    # JSON mode keeps stderr to JSON lines: no progress line there
+    line = progress_for(label, quiet=args.quiet or args.format == "json") if wanted else None
     try:
         yield line
     finally:

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from runtime.cli.errormap import ErrorInfo, error_object
 from runtime.cli.exitcodes import Exit
 
-__all__ = ["Result", "render", "to_jsonable", "report_error", "add_output_options", "wants_json",
+__all__ = ["Result", "render", "to_jsonable", "report_error", "add_output_options", "chosen_format", "wants_json",
            "table", "FORMATS", "LOG_LEVELS"]
 
 FORMATS = ("text", "json")
@@ -123,21 +123,30 @@ def add_output_options(parser: argparse.ArgumentParser, commands: argparse._SubP
     """The output options on ``parser`` (with their defaults) and on each command of ``commands``.
 
     On a command they default to "not given", so an option placed before the
-    command survives. A command that already has one of these flags (e.g.
-    ``checkpoint --quiet``) keeps its own, with the same meaning.
+    command survives. A command that already has one of these flags keeps
+    its own: with the same destination (``checkpoint --quiet``) it is the
+    same option; with another (a ``--json`` stored as ``args.json``) it is
+    left alone, and ``main()`` reads ``args.json`` as ``--format json``.
     """
     for flags, kw in _options():
         parser.add_argument(*flags, **kw)
     parser.set_defaults(**_TOP_DEFAULTS)
     for sub in {id(p): p for p in commands.choices.values()}.values():
         for flags, kw in _options():
+            dest = kw.get("dest") or flags[-1].lstrip("-").replace("-", "_")
             # argparse has no public "has this option" question
             taken = [sub._option_string_actions[f] for f in flags if f in sub._option_string_actions]
             for action in taken:
-                action.default = argparse.SUPPRESS
+                if action.dest == dest:
+                    action.default = argparse.SUPPRESS
             free = [f for f in flags if f not in sub._option_string_actions]
             if free and not taken:
                 sub.add_argument(*free, **kw, default=argparse.SUPPRESS)
+
+
+def chosen_format(args: argparse.Namespace) -> str:
+    """The output format asked for: ``--format``, or a command's own ``--json`` flag."""
+    return "json" if getattr(args, "json", None) is True else args.format
 
 
 def wants_json(argv: Sequence[str]) -> bool:

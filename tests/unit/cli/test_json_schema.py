@@ -148,3 +148,18 @@ def test_options_before_the_command_survive_its_own_defaults():
 
 def test_schemas_dir_holds_only_documented_files():
     assert {p.name for p in SCHEMAS.glob("*.json")} == {*COMMAND_SCHEMAS.values(), "error.json", "log.json"}
+
+
+def test_a_commands_own_json_flag_keeps_working():
+    # e.g. a command written before --format: `p.add_argument("--json", action="store_true")`
+    parser = argparse.ArgumentParser(prog="criu-cr")
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("inspect")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    output.add_output_options(parser, sub)
+    a = parser.parse_args(["inspect"])
+    assert (a.json, a.format, a.quiet) == (False, "text", False) and output.chosen_format(a) == "text"
+    a = parser.parse_args(["--quiet", "inspect", "--json"])
+    assert a.json is True and a.quiet is True and output.chosen_format(a) == "json"
+    assert output.chosen_format(parser.parse_args(["inspect", "--format", "json"])) == "json"
