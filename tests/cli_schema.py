@@ -24,6 +24,9 @@ COMMAND_SCHEMAS = {
     "dump": "dump.json", "restore-tree": "restore-tree.json",
 }
 
+#: Schemas of what is not one command's result.
+OTHER_SCHEMAS = ("error.json", "log.json", "batch.json")
+
 #: Commands whose output is not JSON, and why.
 NO_JSON = {
     "exec": "prints what the command in the container writes; exits with its status",

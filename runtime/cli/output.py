@@ -21,14 +21,14 @@ import dataclasses
 import enum
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from runtime.cli.errormap import ErrorInfo, error_object
 from runtime.cli.exitcodes import Exit
 
-__all__ = ["Result", "render", "to_jsonable", "report_error", "add_output_options", "chosen_format", "wants_json",
+__all__ = ["Result", "batch", "render", "to_jsonable", "report_error", "add_output_options", "chosen_format", "wants_json",
            "table", "FORMATS", "LOG_LEVELS"]
 
 FORMATS = ("text", "json")
@@ -80,6 +80,41 @@ def render(result: Result, fmt: str, out: TextIO | None = None) -> int:
             out.write(text if text.endswith("\n") else text + "\n")
     out.flush()
     return int(result.exit)
+
+
+def batch(items: Iterable[tuple[str, Callable[[], Any]]], text: Callable[[Any], str] | None = None) -> Result:
+    """Run a command over several containers: ``items`` are ``(id, do)``; each ``do()`` returns that
+    container's JSON-able result or raises a typed error, which is recorded and the batch goes on.
+
+    The result is ``{"results": [{"id", "ok": true, "result"} | {"id", "ok": false, "error": {...}}]}``
+    (docs/schemas/batch.json); the exit status 0 when all succeeded, PARTIAL (7) when some failed, and
+    when all failed their common status (or FAILED). An error the CLI does not expect is raised (a bug).
+    """
+    from runtime.cli.errormap import classify
+
+    results: list[dict[str, Any]] = []
+    failed: set[int] = set()
+    for item_id, do in items:
+        try:
+            results.append({"id": item_id, "ok": True, "result": to_jsonable(do())})
+        except Exception as exc:  # noqa: BLE001 - recorded; unexpected ones re-raised below
+            info = classify(exc)
+            if info is None:
+                raise
+            failed.add(int(info.exit))
+            results.append({"id": item_id, "ok": False, "error": error_object(info)["error"]})
+    if not failed:
+        status: int = Exit.OK
+    elif any(r["ok"] for r in results):
+        status = Exit.PARTIAL
+    else:
+        status = failed.pop() if len(failed) == 1 else Exit.FAILED
+    return Result(data={"results": results}, text=text or _batch_text, exit=status)
+
+
+def _batch_text(data: dict[str, Any]) -> str:
+    return "\n".join(f"{r['id']}: " + ("ok" if r["ok"] else f"error: {r['error']['message']}")
+                     for r in data["results"])
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:

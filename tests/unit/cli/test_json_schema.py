@@ -15,7 +15,7 @@ from runtime.cli.cr_cmds import result_json, stats_json
 from runtime.cli.errormap import classify, error_codes, error_object
 from runtime.cli.exitcodes import Exit
 from runtime.cr.options import CheckpointResult, RestoreResult
-from tests.cli_schema import COMMAND_SCHEMAS, NO_JSON, SCHEMAS, check, errors, load
+from tests.cli_schema import COMMAND_SCHEMAS, NO_JSON, OTHER_SCHEMAS, SCHEMAS, check, errors, load
 from tests.unit.cli.test_exit_codes import CASES
 
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "cli-json.md").read_text()
@@ -32,7 +32,7 @@ def test_every_command_has_a_schema_or_says_why_not():
     assert not missing, f"commands without a JSON schema (docs/schemas/, tests/cli_schema.py): {sorted(missing)}"
 
 
-@pytest.mark.parametrize("name", sorted({*COMMAND_SCHEMAS.values(), "error.json", "log.json"}))
+@pytest.mark.parametrize("name", sorted({*COMMAND_SCHEMAS.values(), *OTHER_SCHEMAS}))
 def test_schema_files_are_documented(name):
     schema = load(name)
     assert schema["$id"] == name and schema["title"]
@@ -147,7 +147,7 @@ def test_options_before_the_command_survive_its_own_defaults():
 
 
 def test_schemas_dir_holds_only_documented_files():
-    assert {p.name for p in SCHEMAS.glob("*.json")} == {*COMMAND_SCHEMAS.values(), "error.json", "log.json"}
+    assert {p.name for p in SCHEMAS.glob("*.json")} == {*COMMAND_SCHEMAS.values(), *OTHER_SCHEMAS}
 
 
 def test_a_commands_own_json_flag_keeps_working():
@@ -163,3 +163,35 @@ def test_a_commands_own_json_flag_keeps_working():
     a = parser.parse_args(["--quiet", "inspect", "--json"])
     assert a.json is True and a.quiet is True and output.chosen_format(a) == "json"
     assert output.chosen_format(parser.parse_args(["inspect", "--format", "json"])) == "json"
+
+
+def test_a_batch_reports_each_container_and_exits_partial():
+    from runtime import errors as rt
+
+    def fails(exc):
+        def do():
+            raise exc
+        return do
+
+    ok = output.batch([("web", lambda: {"pid": 1}), ("db", fails(rt.ContainerStateError("db", "paused", "checkpoint")))])
+    check(to_json(ok), "batch.json")
+    assert ok.exit == Exit.PARTIAL
+    assert [r["ok"] for r in ok.data["results"]] == [True, False]
+    assert ok.data["results"][1]["error"]["code"] == "wrong_state"
+    assert output.batch([("web", lambda: None)]).exit == Exit.OK
+    same = output.batch([(c, fails(rt.ContainerNotFoundError(c))) for c in ("a", "b")])
+    assert same.exit == Exit.NOT_FOUND
+    mixed = output.batch([("a", fails(rt.ContainerNotFoundError("a"))), ("b", fails(rt.ContainerBusyError("b")))])
+    assert mixed.exit == Exit.FAILED
+    text = io.StringIO()
+    output.render(ok, "text", text)
+    assert text.getvalue().splitlines() == ["web: ok", "db: error: cannot checkpoint container 'db': it is paused "
+                                            "(resume it first)"]
+    with pytest.raises(RuntimeError):  # a bug is not a container's failure
+        output.batch([("web", fails(RuntimeError("bug")))])
+
+
+def to_json(result):
+    out = io.StringIO()
+    output.render(result, "json", out)
+    return json.loads(out.getvalue())
