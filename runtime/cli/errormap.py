@@ -151,13 +151,20 @@ def classify(exc: BaseException) -> ErrorInfo | None:
     for name in _DETAILS:
         value = getattr(exc, name, None)
         if value not in (None, "", [], ()):
-            details[name] = list(value) if isinstance(value, tuple) else value
+            details[name] = _plain(value)
     if isinstance(exc, OSError) and exc.filename and "path" not in details:
         details["path"] = str(exc.filename)
     # ContainerStateError's ``detail`` is what to do (state_hint); ContainerBusyError's is not
     hint = getattr(exc, "hint", "") or (getattr(exc, "detail", "") if code == "wrong_state" else "")
     return ErrorInfo(exit=status, code=code, message=str(exc) or type(exc).__name__,
                      hint=str(hint or _HINTS.get(code, "")), details=details)
+
+
+def _plain(value: Any) -> Any:
+    """A fact as JSON has it: numbers and strings as they are, sequences as lists of strings."""
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
 def error_object(info: ErrorInfo) -> dict[str, Any]:

@@ -95,6 +95,11 @@ def test_error_object_carries_the_facts():
     assert (state["status"], state["action"], state["hint"]) == ("paused", "checkpoint", "resume it first")
     oserr = error_object(classify(FileNotFoundError(errno.ENOENT, "No such file", "/img")))["error"]
     assert oserr["path"] == "/img"
+    from pathlib import Path
+
+    odd = rt.CgroupError("x", "gone")
+    odd.path = Path("/sys/fs/cgroup/x")  # whatever an error holds, the object stays JSON
+    assert json.loads(json.dumps(error_object(classify(odd))))["error"]["path"] == "/sys/fs/cgroup/x"
 
 
 def test_every_status_has_a_description_and_signals_keep_128_plus_n():
