@@ -43,14 +43,14 @@ def _socket(s: Socket) -> dict[str, Any]:
 def vma_doc(v: Vma) -> dict[str, Any]:
     return {"start": _hex(v.start), "end": _hex(v.end), "size": v.size, "prot": v.prot, "shared": v.shared,
             "backing": v.backing, "offset": v.offset, "dumped": v.dumped, "lazy": v.lazy, "parent": v.parent,
-            "untouched": v.untouched}
+            "not_dumped": v.not_dumped}
 
 
 def _memory(m: Memory | None) -> dict[str, Any] | None:
     if m is None:
         return None
     return {"exe": m.exe, "size": m.size, "dumped": m.dumped, "private": m.private, "shared": m.shared,
-            "untouched": m.untouched, "vmas": [vma_doc(v) for v in m.vmas]}
+            "not_dumped": m.not_dumped, "vmas": [vma_doc(v) for v in m.vmas]}
 
 
 def process_doc(p: Process) -> dict[str, Any]:

@@ -81,7 +81,7 @@ class Vma:
         return self.end - self.start
 
     @property
-    def untouched(self) -> int:
+    def not_dumped(self) -> int:
         return max(0, self.size - self.dumped - self.lazy - self.parent)
 
 
@@ -107,9 +107,9 @@ class Memory:
         return sum(v.size for v in self.vmas if not v.shared)
 
     @property
-    def untouched(self) -> int:
-        """Mapped but never written, or zero (no page was dumped for it)."""
-        return sum(v.untouched for v in self.vmas)
+    def not_dumped(self) -> int:
+        """Mapped but not dumped: file pages CRIU leaves to the file, zero or never-touched memory."""
+        return sum(v.not_dumped for v in self.vmas)
 
 
 @dataclass(frozen=True, kw_only=True)

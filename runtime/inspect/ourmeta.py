@@ -1,8 +1,7 @@
-"""What a checkpoint says beside CRIU's images: criu-cr.json, network.status, config.dump, spec.dump, stats-dump.
+"""What a checkpoint says beside CRIU's images: criu-cr.json, network.status, config.dump, spec.dump.
 
 Each file is parsed by its one reader (:func:`runtime.cr.meta.parse_meta`,
-:func:`runtime.net.snapshot.parse_network_status`, criu_rpc's
-:func:`parse_stats`); this module only gathers them into one view. A file
+and :func:`runtime.net.snapshot.parse_network_status`); this module only gathers them into one view. A file
 that is there but cannot be read becomes a note, not a failure: inspect
 must still show what CRIU's images hold.
 """
@@ -10,14 +9,12 @@ must still show what CRIU's images hold.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from criu_rpc import ImageError
-from criu_rpc.images import parse_stats
 from runtime.cr import archive
-from runtime.cr.layout import DUMP_STATS, METADATA_FILE, NETWORK_FILE, ROOTFS_DIFF
-from runtime.cr.meta import DUMP_STATS_FIELDS, CheckpointMeta, parse_meta
+from runtime.cr.layout import METADATA_FILE, NETWORK_FILE, ROOTFS_DIFF
+from runtime.cr.meta import CheckpointMeta, parse_meta
 from runtime.errors import ContainerError
 from runtime.inspect.sources import Source
 from runtime.net.snapshot import NetworkStatus, parse_network_status
@@ -40,7 +37,6 @@ class Metadata:
     checkpointed: str = ""  # RFC 3339
     meta: CheckpointMeta | None = None  # criu-cr.json
     network: NetworkStatus | None = None
-    dump_stats: dict[str, int] = field(default_factory=dict)
     rootfs_diff_bytes: int | None = None
     notes: tuple[str, ...] = ()  # files that were there but could not be read
 
@@ -95,14 +91,6 @@ def read_metadata(src: Source) -> Metadata:
                 network = parse_network_status(raw, f"{src.where}: {NETWORK_FILE}")
             except ContainerError as exc:
                 notes.append(str(exc))
-    stats: dict[str, int] = {}
-    raw = src.read(DUMP_STATS)
-    if raw is not None:
-        try:
-            parsed = parse_stats(raw, "dump", f"{src.where}: {DUMP_STATS}")
-            stats = {n: getattr(parsed, n) for n in DUMP_STATS_FIELDS if getattr(parsed, n, None) is not None}
-        except ImageError as exc:
-            notes.append(str(exc))
     config = _json(src, archive.CONFIG_DUMP, notes)
     spec = _json(src, archive.SPEC_DUMP, notes)
     manager = str((spec.get("annotations") or {}).get("io.container.manager", ""))
@@ -114,6 +102,6 @@ def read_metadata(src: Source) -> Metadata:
         image=str(config.get("rootfsImageName") or (meta.rootfs if meta else "")),
         created=str(config.get("createdTime") or ""),
         checkpointed=str(config.get("checkpointedTime") or (_iso(meta.created) if meta else "")),
-        meta=meta, network=network, dump_stats=stats,
+        meta=meta, network=network,
         rootfs_diff_bytes=src.size(ROOTFS_DIFF) if src.exists(ROOTFS_DIFF) else None,
         notes=tuple(notes))

@@ -53,7 +53,11 @@ def _us(n: int) -> str:
 _STAT_LABELS = {"freezing_time": ("Freezing time", _us), "frozen_time": ("Frozen time", _us),
                 "memdump_time": ("Memdump time", _us), "memwrite_time": ("Memwrite time", _us),
                 "pages_scanned": ("Pages scanned", str), "pages_written": ("Pages written", str),
-                "pages_skipped_parent": ("Pages skipped (in parent)", str), "pages_lazy": ("Pages lazy", str)}
+                "pages_skipped_parent": ("Pages skipped (in parent)", str), "pages_lazy": ("Pages lazy", str),
+                "irmap_resolve": ("Inotify path resolving", _us), "page_pipes": ("Page pipes", str),
+                "page_pipe_bufs": ("Page pipe buffers", str), "shpages_scanned": ("Shared pages scanned", str),
+                "shpages_skipped_parent": ("Shared pages skipped (in parent)", str),
+                "shpages_written": ("Shared pages written", str)}
 
 
 def _overview(root: Node, o: Overview) -> None:
@@ -104,9 +108,9 @@ def _fd_label(f: Fd) -> str:
 
 
 def _memory(node: Node, m: Memory, vmas: bool) -> None:
-    mem = node.add(f"Memory: {human_bytes(m.size)} mapped, {human_bytes(m.dumped)} dumped, "
-                   f"{human_bytes(m.private)} private, {human_bytes(m.shared)} shared, "
-                   f"{human_bytes(m.untouched)} zero or never touched")
+    mem = node.add(f"Memory: {human_bytes(m.size)} mapped ({human_bytes(m.private)} private, "
+                   f"{human_bytes(m.shared)} shared), {human_bytes(m.dumped)} dumped, {human_bytes(m.not_dumped)} "
+                   "not dumped (file pages, zero or never touched)")
     if not vmas:
         return
     for v in m.vmas:
