@@ -12,7 +12,7 @@ import logging
 import sys
 
 # Modules that add sub-commands; a module not written yet is skipped.
-_COMMAND_MODULES = ("rpc_cmds", "container_cmds", "cr_cmds", "migrate_cmds")
+_COMMAND_MODULES = ("rpc_cmds", "container_cmds", "cr_cmds", "migrate_cmds", "inspect_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:
