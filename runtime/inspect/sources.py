@@ -7,7 +7,7 @@ SOURCE is, in this order:
 * a file: an export archive (podman's layout, zstd/gzip/none);
 * a container id in the state root: its newest checkpoint.
 
-Every form gives a :class:`Source`: CRIU's image-source protocol (``names``,
+Every form gives a :class:`Source`: ``criu_image``'s ``ImageSource`` protocol (``names``,
 ``open``, ``exists``, ``size``; names as in an image directory) plus the
 members an archive keeps beside the images (``spec.dump``, ``config.dump``)
 through :meth:`Source.beside`. Nothing is unpacked to disk. An uncompressed
@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO
 
+from criu_image import MissingImage
 from runtime.cr import archive
 from runtime.cr.compression import CHUNK, STREAM_ERRORS, decompressor, detect_compression
 from runtime.errors import ArchiveError, InspectError
@@ -63,15 +64,15 @@ class Source:
         return name in self._files
 
     def size(self, name: str) -> int:
-        """Raises FileNotFoundError for a file the checkpoint does not hold."""
+        """Raises criu_image.MissingImage for a file the checkpoint does not hold."""
         if name not in self._sizes:
-            raise FileNotFoundError(f"{self.where}: no {name}")
+            raise MissingImage(name, f"no such file in {self.where}")
         return self._sizes[name]
 
     def open(self, name: str) -> BinaryIO:
-        """A binary reader of file ``name`` (seekable). Raises FileNotFoundError."""
+        """A binary reader of file ``name`` (seekable). Raises criu_image.MissingImage."""
         if name not in self._files:
-            raise FileNotFoundError(f"{self.where}: no {name}")
+            raise MissingImage(name, f"no such file in {self.where}")
         return self._files[name]()
 
     def read(self, name: str, limit: int = SMALL_MEMBER) -> bytes | None:
