@@ -19,12 +19,12 @@ from .checkpoint import Checkpoint, Fd, NetNs, Process, Stats
 from .convert import image_to_dict, to_dict
 from .errors import (BadPagemap, ImageError, MissingImage, NotDumped, TruncatedImage, UnknownImage, UnknownMagic,
                      UnmappedAddress)
-from .image import Entry, Image, read_image
+from .image import Entry, Image, iter_entries, read_image
 from .memory import PAGE_SIZE, PagemapRun, ProcessMemory
 from .source import DirSource, ImageSource
 
 __all__ = [
-    "read_image", "Image", "Entry", "to_dict", "image_to_dict",
+    "read_image", "iter_entries", "Image", "Entry", "to_dict", "image_to_dict",
     "Checkpoint", "Process", "Fd", "NetNs", "Stats", "ProcessMemory", "PagemapRun", "PAGE_SIZE",
     "ImageSource", "DirSource",
     "ImageError", "UnknownMagic", "TruncatedImage", "UnknownImage", "MissingImage", "BadPagemap",

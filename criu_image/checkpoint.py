@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 
 from criu_rpc._pb import stats_pb2
 
-from .image import read_image
+from .image import iter_entries
 from .memory import ProcessMemory, load_memory
 from .source import ImageSource
 
@@ -80,7 +80,7 @@ class Stats:
 
 
 def _first(src: ImageSource, name: str) -> Message:
-    for entry in read_image(src, name).entries():
+    for entry in iter_entries(src, name):
         return entry.msg
     from .errors import ImageError
     raise ImageError(name, "image has no entry")
@@ -107,7 +107,7 @@ class Checkpoint:
 
     def entries(self, name: str) -> tuple[Message, ...]:
         """The messages of image ``name`` (read once, kept)."""
-        return self._cached(("entries", name), lambda: tuple(e.msg for e in read_image(self.src, name).entries()))
+        return self._cached(("entries", name), lambda: tuple(e.msg for e in iter_entries(self.src, name)))
 
     @property
     def inventory(self) -> Message:

@@ -22,7 +22,7 @@ from .framing import FrameReader
 from .magic import is_raw_name
 from .source import ImageSource
 
-__all__ = ["Entry", "Image", "read_image"]
+__all__ = ["Entry", "Image", "read_image", "iter_entries"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,23 +63,26 @@ class Image:
         with self.src.open(self.name) as stream:
             reader = FrameReader(self.name, stream)
             reader.read_magic()
-            if self.magic_name == "GHOST_FILE":
-                yield from _ghost_entries(self, reader, payloads)
+            yield from self._entries(reader, payloads)
+
+    def _entries(self, reader: FrameReader, payloads: bool) -> Iterator[Entry]:
+        if self.magic_name == "GHOST_FILE":
+            yield from _ghost_entries(self, reader, payloads)
+            return
+        head = kinds.HEAD_MESSAGES.get(self.magic_name)
+        cls = self.message_class
+        size_of = kinds.PAYLOAD_SIZE.get(self.magic_name)
+        while True:
+            got = reader.read_message(head or cls)
+            head = None
+            if got is None:
                 return
-            head = kinds.HEAD_MESSAGES.get(self.magic_name)
-            cls = self.message_class
-            size_of = kinds.PAYLOAD_SIZE.get(self.magic_name)
-            while True:
-                got = reader.read_message(head or cls)
-                head = None
-                if got is None:
-                    return
-                offset, msg = got
-                if self.magic_name == "IPCNS_MSG":
-                    yield _ipc_msg_entry(reader, offset, msg, payloads)
-                    continue
-                size = size_of(msg) if size_of else 0
-                yield _with_payload(reader, offset, msg, size, payloads)
+            offset, msg = got
+            if self.magic_name == "IPCNS_MSG":
+                yield _ipc_msg_entry(reader, offset, msg, payloads)
+                continue
+            size = size_of(msg) if size_of else 0
+            yield _with_payload(reader, offset, msg, size, payloads)
 
     def read_payload(self, entry: Entry) -> bytes:
         """The extra bytes of ``entry`` (re-read from the file when not kept)."""
@@ -144,6 +147,22 @@ def _u32(value: int) -> bytes:
     return value.to_bytes(4, "little")
 
 
+def iter_entries(src: ImageSource, name: str, *, payloads: bool = True) -> Iterator[Entry]:
+    """``read_image(src, name).entries(payloads=...)`` with the file opened once."""
+    if is_raw_name(name):
+        raise UnknownImage(name, "a raw image (no magic, no entries); read it as bytes")
+    with src.open(name) as stream:
+        reader = FrameReader(name, stream)
+        magic_name, value = reader.read_magic()
+        yield from _known(src, name, magic_name, value)._entries(reader, payloads)
+
+
+def _known(src: ImageSource, name: str, magic_name: str, value: int) -> Image:
+    if magic_name not in kinds.MESSAGES:
+        raise UnknownImage(name, f"magic {magic_name} has no entry schema here")
+    return Image(src=src, name=name, magic_name=magic_name, magic=value)
+
+
 def read_image(src: ImageSource, name: str) -> Image:
     """The image ``name`` of ``src``, its magic checked.
 
@@ -154,6 +173,4 @@ def read_image(src: ImageSource, name: str) -> Image:
         raise UnknownImage(name, "a raw image (no magic, no entries); read it as bytes")
     with src.open(name) as stream:
         magic_name, value = FrameReader(name, stream).read_magic()
-    if magic_name not in kinds.MESSAGES:
-        raise UnknownImage(name, f"magic {magic_name} has no entry schema here")
-    return Image(src=src, name=name, magic_name=magic_name, magic=value)
+    return _known(src, name, magic_name, value)

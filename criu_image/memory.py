@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from .errors import BadPagemap, NotDumped, UnmappedAddress
-from .image import read_image
+from .image import iter_entries
 from .source import ImageSource
 
 __all__ = ["PAGE_SIZE", "PE_PARENT", "PE_LAZY", "PE_PRESENT", "PagemapRun", "ProcessMemory", "load_memory"]
@@ -200,8 +200,7 @@ def load_memory(src: ImageSource, pid: int, vmas: tuple[Message, ...]) -> Proces
     overlap, are unaligned, or need more bytes than the pages file has.
     """
     name = f"pagemap-{pid}.img"
-    image = read_image(src, name)
-    entries = image.entries()
+    entries = iter_entries(src, name)
     head = next(entries, None)
     if head is None:
         raise BadPagemap(name, "no pagemap_head", 8)
