@@ -10,6 +10,7 @@ images. Page data is read only for each process's command line (and, with
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -231,6 +232,22 @@ def _fstype(code: int) -> str:
         return str(code)
 
 
+def _with_unix_peers(processes: tuple[Process, ...]) -> tuple[Process, ...]:
+    """Name each unix socket's other end by the process and fd holding it, when it is in the checkpoint."""
+    holders: dict[int, str] = {}
+    for p in processes:
+        for s in p.sockets or ():
+            holders.setdefault(s.inode, f"pid {p.pid} fd {s.fd}")
+    out = []
+    for p in processes:
+        if p.sockets:
+            socks = tuple(dataclasses.replace(s, peer=holders.get(s.peer_inode, f"ino {s.peer_inode} (outside)"))
+                          if s.peer_inode else s for s in p.sockets)
+            p = dataclasses.replace(p, sockets=socks)
+        out.append(p)
+    return tuple(out)
+
+
 def _overview(src: Source, md: Metadata, inv: Any) -> Overview:
     names = src.names()
     sizes = Sizes(total=sum(src.size(n) for n in names),
@@ -256,7 +273,7 @@ def collect(src: Source, sections: Sections = Sections()) -> Report:
     md = read_metadata(src)
     inv = c.ck.inventory
     files = c.ck.files()
-    processes = tuple(c.process(p, files) for p in c.ck.processes)
+    processes = _with_unix_peers(tuple(c.process(p, files) for p in c.ck.processes))
     net = None
     if sections.net:
         net = netview.from_netns_images(c.ck.netns()) or netview.from_network_status(md.network)

@@ -70,7 +70,9 @@ def from_netns_images(namespaces: Iterable[Any]) -> Network | None:
         ids.append(str(ns.id))
         addrs = ifaddr_addresses(ns.addresses)
         for dev in ns.devices:
-            peer = f"ifindex {dev.peer_ifindex}" if dev.HasField("peer_ifindex") and dev.peer_ifindex else ""
+            veth = dev.type == 2 and dev.HasField("peer_ifindex") and dev.peer_ifindex
+            peer = f"ifindex {dev.peer_ifindex}" + (f" in netns {dev.peer_nsid}" if dev.HasField("peer_nsid") else "") \
+                if veth else ""
             interfaces.append(Interface(name=dev.name, kind=_ND_TYPES.get(dev.type, str(dev.type)),
                                         mac=_mac(dev.address) if dev.HasField("address") else "", mtu=dev.mtu,
                                         up=bool(dev.flags & _IFF_UP), addresses=tuple(addrs.get(dev.ifindex, ())),

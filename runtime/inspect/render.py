@@ -97,7 +97,7 @@ def _socket_label(s: Socket) -> str:
         remote = f" -> {s.remote}" if s.remote else ""
         return f"[{s.proto.upper()} {s.state}] {s.local}{remote}{queues}"
     if s.family == "unix":
-        peer = f" -> {s.peer or s.peer_inode}" if s.peer or s.peer_inode else ""
+        peer = f" -> {s.peer}" if s.peer else f" -> ino {s.peer_inode}" if s.peer_inode else ""
         return f"[UNIX {s.proto} {s.state}] {s.local or '(unnamed)'}{peer}"
     return f"[{s.family.upper()} {s.proto}] {s.local}"
 
@@ -159,7 +159,7 @@ def _process(node: Node, p: Process, children: dict[int, list[Process]], details
 
 
 def _mounts(root: Node, mounts: tuple[Mount, ...]) -> None:
-    node = root.add("Mounts")
+    node = root.add("Mounts" if mounts else "Mounts: none dumped (no mount namespace of its own)")
     for m in mounts:
         ext = f" (external, key {m.external})" if m.external else ""
         node.add(f"{m.mountpoint}: {m.fstype} from {m.source or '-'}{ext}")

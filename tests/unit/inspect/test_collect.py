@@ -1,0 +1,120 @@
+"""inspect on the stored real checkpoint (tests/unit/data/images, made by scripts/make-test-images):
+the report says what crit's decoding of the same files says; the CLI; damaged images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from criu_image import Checkpoint, ImageError
+from runtime.cli import main
+from runtime.inspect import memsearch
+from runtime.inspect.collect import Sections, collect
+from runtime.inspect.jsondoc import document
+from runtime.inspect.sources import open_source
+from tests.unit.inspect.schema_check import errors
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+IMAGES = str(DATA / "images")
+CRIT = json.loads((DATA / "images.crit.json").read_text())
+SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "docs" / "inspect.schema.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def report():
+    with open_source(IMAGES) as src:
+        return collect(src, Sections.everything())
+
+
+def test_processes_as_crit_decodes_pstree(report):
+    crit = CRIT["pstree.img"]["plain"]["entries"]
+    assert [(p.pid, p.ppid, p.pgid, p.sid) for p in report.processes] == \
+        [(e["pid"], e["ppid"], e["pgid"], e["sid"]) for e in crit]
+    root = report.processes[0]
+    assert root.cmdline[:2] == ("sh", "-c") and root.state == "alive"
+    assert any(e.startswith("PATH=") for e in root.environ)
+    assert root.cwd == "/" and root.creds.uid == 0 and root.namespaces["net"] == 9
+
+
+def test_sockets_tcp_four_tuple_and_queues(report):
+    socks = {s.fd: s for s in report.processes[0].sockets}
+    crit = CRIT["tcp-stream-36d738.img"]["plain"]["entries"][0]
+    client = socks[8]
+    assert (client.proto, client.state, client.local, client.remote) == \
+        ("tcp", "ESTABLISHED", "127.0.0.1:36288", "127.0.0.1:7001")
+    assert f"tcp-stream-{client.inode:x}.img" in CRIT
+    queued = CRIT[f"tcp-stream-{client.inode:x}.img"]["plain"]["entries"][0]
+    assert (client.recv_queue, client.send_queue) == (queued["inq_len"], queued["outq_len"])
+    assert crit["inq_len"] in (socks[8].recv_queue, socks[9].recv_queue)
+    assert socks[7].state == "LISTEN" and socks[10].proto == "udp"
+    assert socks[5].peer == "pid 1637 fd 6" and socks[6].peer == "pid 1637 fd 5"
+
+
+def test_files_and_memory(report):
+    root = report.processes[0]
+    kinds = {f.fd: f.kind for f in root.fds}
+    assert kinds[3] == "PIPE" and kinds[12] == "FIFO" and kinds[13] == "EVENTFD" and kinds[14] == "EVENTPOLL"
+    ck = Checkpoint(open_source(IMAGES))
+    assert root.memory.dumped == ck.memory(root.pid).dumped_bytes()
+    assert len(root.memory.vmas) == len(CRIT[f"mm-{root.pid}.img"]["plain"]["entries"][0]["vmas"])
+    assert {"[heap]", "[stack]", "[vdso]"} <= {v.backing for v in root.memory.vmas}
+
+
+def test_network_stats_and_overview(report):
+    lo = report.network.interfaces[0]
+    assert report.network.origin == "netns image" and lo.name == "lo" and "127.0.0.1/8" in lo.addresses
+    assert report.stats["frozen_time"] == CRIT["stats-dump"]["plain"]["entries"][0]["dump"]["frozen_time"]
+    o = report.overview
+    assert o.tcp == "established" and o.criu_image_version == 2 and o.sizes.pages > 0
+
+
+def test_json_document_valid(report):
+    assert errors(json.loads(json.dumps(document(report))), SCHEMA) == []
+
+
+def test_memory_search_finds_the_environment():
+    with open_source(IMAGES) as src:
+        mem = Checkpoint(src).memory(1637)
+        pattern, window = memsearch.compile_pattern(string="PATH=")
+        hits = list(memsearch.search(mem, pattern, window, str))
+        assert hits
+        for h in hits:
+            assert mem.read(h.address, 5) == b"PATH="
+            with src.open(mem.pages_name) as f:
+                f.seek(h.pages_offset)
+                assert f.read(5) == b"PATH="
+
+
+def test_cli_json_and_text(capsys):
+    assert main(["inspect", "--json", "--all", IMAGES]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["processes"][0]["sockets"][3]["remote"] == "127.0.0.1:7001"
+    assert main(["inspect", IMAGES]) == 0
+    out = capsys.readouterr().out
+    assert "[1644] /usr/bin/busybox sleep 100000" in out and "Open files" not in out
+    assert main(["inspect", "memory", IMAGES, "--pid", "1637", "--search", "PATH="]) == 0
+    captured = capsys.readouterr()
+    assert "secrets" in captured.err and "[PATH=]" in captured.out
+
+
+@pytest.mark.parametrize("damage", ["truncate", "magic"])
+def test_damaged_image_is_a_clean_error(tmp_path, capsys, damage):
+    broken = tmp_path / "images"
+    shutil.copytree(IMAGES, broken)
+    core = broken / "core-1637.img"
+    data = core.read_bytes()
+    core.write_bytes(data[:len(data) // 2] if damage == "truncate" else b"\x00\x01\x02\x03" + data[4:])
+    with open_source(str(broken)) as src:
+        with pytest.raises(ImageError, match="core-1637.img"):
+            collect(src)
+    assert main(["inspect", str(broken)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("criu-cr: error:") and "core-1637.img" in err and "Traceback" not in err
+
+
+def test_missing_process_named(capsys):
+    assert main(["inspect", "memory", IMAGES, "--pid", "4242"]) == 1
+    assert "its processes: 1637, 1644, 1645, 1646" in capsys.readouterr().err
