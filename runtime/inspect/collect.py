@@ -150,6 +150,7 @@ class _Collector:
         self.src, self.sections = src, sections
         self.ck = Checkpoint(src)
         self.notes: list[str] = []
+        self.args: dict[int, tuple[tuple[str, ...], tuple[str, ...] | None]] = {}
 
     def _tcp_queues(self, ino: int) -> Any | None:
         name = f"tcp-stream-{ino:x}.img"
@@ -168,15 +169,27 @@ class _Collector:
             fds.append(Fd(fd=f.fd, kind=f.type, target=_fd_target(f.type, f.file, files, sock), flags=f.flags, pos=pos))
         return tuple(fds), tuple(socks)
 
-    def _args(self, pid: int, mm: Any) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
-        try:
-            mem = self.ck.memory(pid)
-            cmd = _strings(mem, mm.mm_arg_start, mm.mm_arg_end)
-            env = _strings(mem, mm.mm_env_start, mm.mm_env_end) if self.sections.details else None
-            return cmd, env
-        except ImageError as exc:
-            self.notes.append(f"process {pid}: command line not read: {exc}")
-            return None, None
+    def read_args(self, processes: tuple[Any, ...]) -> None:
+        """Every process's command line (and environment), read in the order their pages lie in the
+        source: a compressed archive is then decompressed once, not once per process."""
+        todo = []
+        for p in processes:
+            if _TASK_STATES.get(self.ck.core(p.pid).tc.task_state) == "zombie":
+                continue
+            try:
+                mem = self.ck.memory(p.pid)
+            except ImageError as exc:
+                self.notes.append(f"process {p.pid}: command line not read: {exc}")
+                continue
+            todo.append((self.src.position(mem.pages_name), p.pid, mem))
+        for _, pid, mem in sorted(todo, key=lambda t: t[:2]):
+            mm = self.ck.mm(pid)
+            try:
+                cmd = _strings(mem, mm.mm_arg_start, mm.mm_arg_end)
+                env = _strings(mem, mm.mm_env_start, mm.mm_env_end) if self.sections.details else None
+                self.args[pid] = (cmd, env)
+            except ImageError as exc:
+                self.notes.append(f"process {pid}: command line not read: {exc}")
 
     def process(self, p: Any, files: dict[int, Any]) -> Process:
         s, pid = self.sections, p.pid
@@ -192,8 +205,7 @@ class _Collector:
         fds = socks = memory = None
         if state != "zombie":  # a zombie has no memory, files or fs images
             mm = self.ck.mm(pid)
-            if s.args:
-                cmdline, environ = self._args(pid, mm)
+            cmdline, environ = self.args.get(pid, (None, None))
             if s.files or s.sockets:
                 fds, socks = self._fds(pid, files)
                 if not s.files:
@@ -273,6 +285,8 @@ def collect(src: Source, sections: Sections = Sections()) -> Report:
     md = read_metadata(src)
     inv = c.ck.inventory
     files = c.ck.files()
+    if sections.args:
+        c.read_args(c.ck.processes)
     processes = _with_unix_peers(tuple(c.process(p, files) for p in c.ck.processes))
     net = None
     if sections.net:

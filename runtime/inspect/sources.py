@@ -13,8 +13,9 @@ members an archive keeps beside the images (``spec.dump``, ``config.dump``)
 through :meth:`Source.beside`. Nothing is unpacked to disk. An uncompressed
 tar is indexed once and its members read in place (``pread`` at the member's
 offset); a compressed one is decompressed once to index it, keeping the small
-members in memory, and a large member (the pages) is streamed again from the
-start when it is opened: forward seeks skip, a backward seek starts over.
+members in memory, and a large member (the pages) is read through one shared
+decompressed stream: reads that go forward continue it, one that goes back
+starts it over (:meth:`Source.position` tells the order that reads it once).
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ class Source:
 
     ``kind``: "directory", "archive", "oci" or "container"; ``label``: what
     the user gave; ``where``: the image directory or archive file read;
-    ``streamed``: large members are re-read from the start of a compressed
-    stream (reading pages costs a decompression up to them).
+    ``streamed``: large members are read from a compressed stream (reading
+    pages costs a decompression up to them; see :meth:`position`).
     """
 
     kind: str
@@ -56,6 +57,7 @@ class Source:
     _sizes: dict[str, int] = field(default_factory=dict, repr=False)
     _beside: dict[str, Callable[[], BinaryIO]] = field(default_factory=dict, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _positions: dict[str, int] = field(default_factory=dict, repr=False)
 
     def names(self) -> list[str]:
         return sorted(self._files)
@@ -74,6 +76,11 @@ class Source:
         if name not in self._files:
             raise MissingImage(name, f"no such file in {self.where}")
         return self._files[name]()
+
+    def position(self, name: str) -> int:
+        """Where file ``name`` lies in the archive (0 in a directory): reading files in this order
+        decompresses a compressed archive once."""
+        return self._positions.get(name, 0)
 
     def read(self, name: str, limit: int = SMALL_MEMBER) -> bytes | None:
         """A small file's bytes (None: not there). Raises InspectError beyond ``limit``."""
@@ -219,18 +226,44 @@ def _window(fd: int, start: int, size: int) -> BinaryIO:
     return io.BufferedReader(_Window(fd, start, size), CHUNK)  # type: ignore[return-value]
 
 
-class _Restream(io.RawIOBase):
-    """A member of a compressed tar, read by decompressing from the start of the stream.
+class _Cursor:
+    """One decompressed stream of a compressed tar, shared by all its members' readers.
 
-    Forward seeks read and drop; a backward seek starts the stream over.
+    A read at or after where the stream stands goes on from there (dropping what
+    lies between); a read before it starts the stream over. Readers that go in
+    the archive's order (see :meth:`Source.position`) decompress it once.
     """
 
-    def __init__(self, plain: Callable[[], IO[bytes]], start: int, size: int) -> None:
-        super().__init__()
-        self._plain, self._start, self._size = plain, start, size
+    def __init__(self, plain: Callable[[], IO[bytes]]) -> None:
+        self._plain = plain
         self._stream: IO[bytes] | None = None
-        self._pos = 0  # position in the member
-        self._at = 0  # where the stream stands, in the member
+        self.pos = 0
+
+    def read_at(self, pos: int, n: int) -> bytes:
+        if self._stream is None or pos < self.pos:
+            self.close()
+            self._stream, self.pos = self._plain(), 0
+        while self.pos < pos:
+            got = self._stream.read(min(pos - self.pos, CHUNK))
+            if not got:
+                raise EOFError("the compressed stream ends early")
+            self.pos += len(got)
+        data = self._stream.read(n)
+        self.pos += len(data)
+        return data
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+class _Restream(io.RawIOBase):
+    """A member of a compressed tar, read through the source's :class:`_Cursor`."""
+
+    def __init__(self, cursor: _Cursor, start: int, size: int) -> None:
+        super().__init__()
+        self._cursor, self._start, self._size, self._pos = cursor, start, size, 0
 
     def readable(self) -> bool:
         return True
@@ -238,28 +271,13 @@ class _Restream(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
-    def _skip(self, stream: IO[bytes], n: int) -> None:
-        while n > 0:
-            got = stream.read(min(n, CHUNK))
-            if not got:
-                raise EOFError("the compressed stream ends early")
-            n -= len(got)
-
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         n = min(len(b), self._size - self._pos)
         if n <= 0:
             return 0
-        if self._stream is None or self._at > self._pos:
-            if self._stream is not None:
-                self._stream.close()
-            self._stream = self._plain()
-            self._skip(self._stream, self._start)
-            self._at = 0
-        self._skip(self._stream, self._pos - self._at)
-        data = self._stream.read(n)
+        data = self._cursor.read_at(self._start + self._pos, n)
         b[:len(data)] = data
         self._pos += len(data)
-        self._at = self._pos
         return len(data)
 
     def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
@@ -269,12 +287,6 @@ class _Restream(io.RawIOBase):
 
     def tell(self) -> int:
         return self._pos
-
-    def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
-        super().close()
 
 
 def _tar_source(label: str, where: str, kind: str, fd: int, start: int, size: int, *, owns_fd: bool,
@@ -323,12 +335,19 @@ def _place(src: Source, name: str, size: int, opener: Callable[[], BinaryIO]) ->
         src._beside[name] = opener
 
 
+def _mark(src: Source, name: str, offset: int) -> None:
+    image = archive.image_file(name)
+    if image is not None:
+        src._positions[image] = offset
+
+
 def _index_plain(src: Source, fd: int, start: int, size: int) -> None:
     with tarfile.open(fileobj=_window(fd, start, size), mode="r:") as tar:
         for m, name in _members(src.where, tar):
             if m.offset_data + m.size > size:
                 raise ArchiveError(src.where, name, "is truncated (the archive ends inside it)")
             _place(src, name, m.size, lambda o=start + m.offset_data, n=m.size: _window(fd, o, n))
+            _mark(src, name, m.offset_data)
 
 
 class _Hashing(io.RawIOBase):
@@ -350,6 +369,9 @@ def _index_stream(src: Source, fd: int, start: int, size: int, compression: str,
     def plain() -> IO[bytes]:
         return decompressor(_window(fd, start, size), compression)  # type: ignore[no-any-return]
 
+    cursor = _Cursor(plain)
+    src._closers.append(cursor.close)
+
     sha = hashlib.sha256()
     raw = _window(fd, start, size)
     stream = decompressor(io.BufferedReader(_Hashing(raw, sha), CHUNK), compression)
@@ -363,7 +385,8 @@ def _index_stream(src: Source, fd: int, start: int, size: int, compression: str,
                 _place(src, name, m.size, lambda d=data: io.BytesIO(d))  # type: ignore[misc]
             else:
                 _place(src, name, m.size, lambda o=m.offset_data, n=m.size: io.BufferedReader(  # type: ignore[misc]
-                    _Restream(plain, o, n), CHUNK))
+                    _Restream(cursor, o, n), CHUNK))
+            _mark(src, name, m.offset_data)
     if digest:
         while raw.read(CHUNK):  # what follows the tar's end still counts in the blob's digest
             pass
