@@ -60,3 +60,14 @@ class MemSource:
         if name not in self.files:
             raise MissingImage(name, "not in the test source")
         return len(self.files[name])
+
+
+def encode(magic_name: str, *messages: object, common: bool = True) -> bytes:
+    """An image as CRIU writes it (for damaged variants of the stored ones)."""
+    from criu_image.magic import IMG_COMMON_MAGIC, MAGICS
+
+    out = (IMG_COMMON_MAGIC.to_bytes(4, "little") if common else b"") + MAGICS[magic_name].to_bytes(4, "little")
+    for msg in messages:
+        data = msg.SerializePartialToString()  # type: ignore[attr-defined]
+        out += len(data).to_bytes(4, "little") + data
+    return out
