@@ -127,7 +127,7 @@ def main(rounds: int = 5, criu: str | None = None) -> int:
                 rows.append((f"crit x DIR {what}", _median(lambda w=what: _run([CRIT, "x", images, w], env), rounds), ""))
         else:
             print(f"(no crit at {CRIT}: run scripts/install-peers)")
-        print(f"\n| what | median s | rate |\n|---|---|---|")
+        print("\n| what | median s | rate |\n|---|---|---|")
         for label, secs, rate in rows:
             print(f"| {label} | {secs:.3f} | {rate} |")
         out = io.StringIO(_inspect_all(images))

@@ -18,7 +18,7 @@ from typing import Any
 from criu_image import Checkpoint, ImageError, MissingImage
 from criu_image.memory import PE_LAZY, PE_PARENT, PE_PRESENT
 from runtime.inspect import network as netview
-from runtime.inspect.model import PAGE, Creds, Fd, Memory, Mount, Overview, Process, Report, Sizes, Socket, Vma
+from runtime.inspect.model import Creds, Fd, Memory, Mount, Overview, Process, Report, Sizes, Socket, Vma
 from runtime.inspect.ourmeta import Metadata, read_metadata
 from runtime.inspect.sockets import SOCKET_KINDS, describe, socket_of
 from runtime.inspect.sources import Source

@@ -32,6 +32,7 @@ from criu_image import MissingImage
 from runtime.cr import archive
 from runtime.cr.compression import CHUNK, STREAM_ERRORS, decompressor, detect_compression
 from runtime.errors import ArchiveError, InspectError
+from runtime.inspect.members import Cursor, Hashing, restream, window
 
 __all__ = ["Source", "open_source", "SMALL_MEMBER"]
 
@@ -191,104 +192,6 @@ def _container_source(text: str, root: str | None) -> Source:
 
 # -- tars --------------------------------------------------------------------------------
 
-class _Window(io.RawIOBase):
-    """Bytes ``start`` to ``start + size`` of file descriptor ``fd``, read with pread (no shared offset)."""
-
-    def __init__(self, fd: int, start: int, size: int) -> None:
-        super().__init__()
-        self._fd, self._start, self._size, self._pos = fd, start, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        n = min(len(b), self._size - self._pos)
-        if n <= 0:
-            return 0
-        data = os.pread(self._fd, n, self._start + self._pos)
-        b[:len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + pos)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-
-def _window(fd: int, start: int, size: int) -> BinaryIO:
-    return io.BufferedReader(_Window(fd, start, size), CHUNK)  # type: ignore[return-value]
-
-
-class _Cursor:
-    """One decompressed stream of a compressed tar, shared by all its members' readers.
-
-    A read at or after where the stream stands goes on from there (dropping what
-    lies between); a read before it starts the stream over. Readers that go in
-    the archive's order (see :meth:`Source.position`) decompress it once.
-    """
-
-    def __init__(self, plain: Callable[[], IO[bytes]]) -> None:
-        self._plain = plain
-        self._stream: IO[bytes] | None = None
-        self.pos = 0
-
-    def read_at(self, pos: int, n: int) -> bytes:
-        if self._stream is None or pos < self.pos:
-            self.close()
-            self._stream, self.pos = self._plain(), 0
-        while self.pos < pos:
-            got = self._stream.read(min(pos - self.pos, CHUNK))
-            if not got:
-                raise EOFError("the compressed stream ends early")
-            self.pos += len(got)
-        data = self._stream.read(n)
-        self.pos += len(data)
-        return data
-
-    def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
-
-
-class _Restream(io.RawIOBase):
-    """A member of a compressed tar, read through the source's :class:`_Cursor`."""
-
-    def __init__(self, cursor: _Cursor, start: int, size: int) -> None:
-        super().__init__()
-        self._cursor, self._start, self._size, self._pos = cursor, start, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        n = min(len(b), self._size - self._pos)
-        if n <= 0:
-            return 0
-        data = self._cursor.read_at(self._start + self._pos, n)
-        b[:len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + pos)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-
 def _tar_source(label: str, where: str, kind: str, fd: int, start: int, size: int, *, owns_fd: bool,
                 digest: str = "") -> Source:
     """Index the tar (maybe compressed) at bytes ``start..start+size`` of ``fd``."""
@@ -342,39 +245,24 @@ def _mark(src: Source, name: str, offset: int) -> None:
 
 
 def _index_plain(src: Source, fd: int, start: int, size: int) -> None:
-    with tarfile.open(fileobj=_window(fd, start, size), mode="r:") as tar:
+    with tarfile.open(fileobj=window(fd, start, size), mode="r:") as tar:
         for m, name in _members(src.where, tar):
             if m.offset_data + m.size > size:
                 raise ArchiveError(src.where, name, "is truncated (the archive ends inside it)")
-            _place(src, name, m.size, lambda o=start + m.offset_data, n=m.size: _window(fd, o, n))
+            _place(src, name, m.size, lambda o=start + m.offset_data, n=m.size: window(fd, o, n))
             _mark(src, name, m.offset_data)
-
-
-class _Hashing(io.RawIOBase):
-    def __init__(self, raw: BinaryIO, sha: "hashlib._Hash") -> None:
-        super().__init__()
-        self._raw, self._sha = raw, sha
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self._raw.read(len(b))
-        self._sha.update(data)
-        b[:len(data)] = data
-        return len(data)
 
 
 def _index_stream(src: Source, fd: int, start: int, size: int, compression: str, digest: str) -> None:
     def plain() -> IO[bytes]:
-        return decompressor(_window(fd, start, size), compression)  # type: ignore[no-any-return]
+        return decompressor(window(fd, start, size), compression)  # type: ignore[no-any-return]
 
-    cursor = _Cursor(plain)
+    cursor = Cursor(plain)
     src._closers.append(cursor.close)
 
     sha = hashlib.sha256()
-    raw = _window(fd, start, size)
-    stream = decompressor(io.BufferedReader(_Hashing(raw, sha), CHUNK), compression)
+    raw = window(fd, start, size)
+    stream = decompressor(io.BufferedReader(Hashing(raw, sha), CHUNK), compression)
     with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:
         for m, name in _members(src.where, tar):
             if m.size <= SMALL_MEMBER:
@@ -384,8 +272,7 @@ def _index_stream(src: Source, fd: int, start: int, size: int, compression: str,
                     raise ArchiveError(src.where, name, "is truncated (the archive ends inside it)")
                 _place(src, name, m.size, lambda d=data: io.BytesIO(d))  # type: ignore[misc]
             else:
-                _place(src, name, m.size, lambda o=m.offset_data, n=m.size: io.BufferedReader(  # type: ignore[misc]
-                    _Restream(cursor, o, n), CHUNK))
+                _place(src, name, m.size, lambda o=m.offset_data, n=m.size: restream(cursor, o, n))
             _mark(src, name, m.offset_data)
     if digest:
         while raw.read(CHUNK):  # what follows the tar's end still counts in the blob's digest
