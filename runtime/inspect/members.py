@@ -102,13 +102,17 @@ class Cursor:
 
 
 class Restream(Member):
-    """A member of a compressed tar, read through the source's :class:`Cursor`."""
+    """A member of a compressed tar, read through the source's :class:`Cursor`; its last
+    ``len(tail)`` bytes, kept when the archive was indexed, without it."""
 
-    def __init__(self, cursor: Cursor, start: int, size: int) -> None:
+    def __init__(self, cursor: Cursor, start: int, size: int, tail: bytes = b"") -> None:
         super().__init__(start, size)
-        self._cursor = cursor
+        self._cursor, self._tail = cursor, tail
+        self._tail_at = start + size - len(tail)
 
     def _fetch(self, at: int, n: int) -> bytes:
+        if self._tail and at >= self._tail_at:
+            return self._tail[at - self._tail_at:at - self._tail_at + n]
         return self._cursor.read_at(at, n)
 
 
@@ -127,6 +131,6 @@ class Hashing(io.RawIOBase):
         return len(data)
 
 
-def restream(cursor: Cursor, start: int, size: int) -> BinaryIO:
-    """The decompressed bytes ``start..start+size`` of ``cursor``'s stream, buffered."""
-    return io.BufferedReader(Restream(cursor, start, size), CHUNK)  # type: ignore[return-value]
+def restream(cursor: Cursor, start: int, size: int, tail: bytes = b"") -> BinaryIO:
+    """The decompressed bytes ``start..start+size`` of ``cursor``'s stream, buffered (see :class:`Restream`)."""
+    return io.BufferedReader(Restream(cursor, start, size, tail), CHUNK)  # type: ignore[return-value]

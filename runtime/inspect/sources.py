@@ -13,9 +13,11 @@ members an archive keeps beside the images (``spec.dump``, ``config.dump``)
 through :meth:`Source.beside`. Nothing is unpacked to disk. An uncompressed
 tar is indexed once and its members read in place (``pread`` at the member's
 offset); a compressed one is decompressed once to index it, keeping the small
-members in memory, and a large member (the pages) is read through one shared
-decompressed stream: reads that go forward continue it, one that goes back
-starts it over (:meth:`Source.position` tells the order that reads it once).
+members in memory and the last MiB of each larger one (a pages file ends with
+the stack, where the command line is), and the rest of a large member (the
+pages) is read through one shared decompressed stream: reads that go forward
+continue it, one that goes back starts it over (:meth:`Source.position`
+tells the order that reads it once).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = ["Source", "open_source", "SMALL_MEMBER"]
 
 SMALL_MEMBER = 16 << 20  # members up to this size are kept in memory when a compressed archive is indexed
 INVENTORY = "inventory.img"
+TAIL = 1 << 20  # the end of each large member of a compressed archive, kept while it is indexed
 
 
 @dataclass(kw_only=True)
@@ -253,6 +256,20 @@ def _index_plain(src: Source, fd: int, start: int, size: int) -> None:
             _mark(src, name, m.offset_data)
 
 
+def _tail(f: IO[bytes] | None, size: int) -> bytes:
+    """Read a member through, keeping its last :data:`TAIL` bytes: a pages file ends with its
+    process's stack, where the command line and environment are (the tree needs no other page)."""
+    keep = b""
+    left = size
+    while f is not None and left:
+        data = f.read(min(CHUNK, left))
+        if not data:
+            break
+        left -= len(data)
+        keep = (keep + data)[-TAIL:] if len(data) < TAIL else data[-TAIL:]
+    return keep
+
+
 def _index_stream(src: Source, fd: int, start: int, size: int, compression: str, digest: str) -> None:
     def plain() -> IO[bytes]:
         return decompressor(window(fd, start, size), compression)  # type: ignore[no-any-return]
@@ -272,7 +289,8 @@ def _index_stream(src: Source, fd: int, start: int, size: int, compression: str,
                     raise ArchiveError(src.where, name, "is truncated (the archive ends inside it)")
                 _place(src, name, m.size, lambda d=data: io.BytesIO(d))  # type: ignore[misc]
             else:
-                _place(src, name, m.size, lambda o=m.offset_data, n=m.size: restream(cursor, o, n))
+                tail = _tail(tar.extractfile(m), m.size)
+                _place(src, name, m.size, lambda o=m.offset_data, n=m.size, t=tail: restream(cursor, o, n, t))
             _mark(src, name, m.offset_data)
     if digest:
         while raw.read(CHUNK):  # what follows the tar's end still counts in the blob's digest

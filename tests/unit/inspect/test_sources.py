@@ -41,6 +41,10 @@ def _check(src, images_dir: str) -> None:
         assert f.read(10) == PAGES[3 << 20:(3 << 20) + 10]
         f.seek(100)  # backwards: a streamed member starts over
         assert f.read(5) == PAGES[100:105]
+        f.seek(len(PAGES) - (1 << 20) - 7)  # across the start of the tail a compressed archive keeps
+        assert f.read(20) == PAGES[-(1 << 20) - 7:-(1 << 20) + 13]
+        f.seek(-10, 2)
+        assert f.read() == PAGES[-10:]
     with src.open("network.status") as f:  # a top-level member of an archive, an image file here
         assert b"/run/netns/x" in f.read()
     with pytest.raises(MissingImage):
