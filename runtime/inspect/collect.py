@@ -28,7 +28,8 @@ __all__ = ["Sections", "collect", "vma_backing", "ARGS_LIMIT"]
 ARGS_LIMIT = 1 << 20  # at most this much of a command line or environment is read
 _TASK_STATES = {1: "alive", 2: "dead", 3: "stopped", 4: "helper", 5: "thread", 6: "zombie"}
 _SECCOMP = {0: "disabled", 1: "strict", 2: "filter"}
-_NETWORK_LOCKS = {1: "iptables", 2: "nftables", 3: "skip"}  # rpc.proto's criu_network_lock_method
+# CRIU's own numbering in inventory.img (not rpc.proto's); absent: CRIU's default, which a restore uses too
+_NETWORK_LOCKS = {0: "iptables", 1: "nftables", 2: "skip"}
 _NS_FIELDS = ("pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "time")
 # VMA status bits (criu/include/image.h)
 _VMA_STACK, _VMA_VSYSCALL, _VMA_VDSO, _VMA_HEAP = 1 << 1, 1 << 2, 1 << 3, 1 << 5
@@ -266,7 +267,7 @@ def _overview(src: Source, md: Metadata, inv: Any) -> Overview:
                   pages=sum(src.size(n) for n in names if re.fullmatch(r"pages-\d+\.img", n)),
                   rootfs_diff=md.rootfs_diff_bytes)
     lock = md.network_lock or (_NETWORK_LOCKS.get(inv.network_lock_method, "")
-                               if inv.HasField("network_lock_method") else "")
+                               if inv.HasField("network_lock_method") else "iptables")
     tcp = md.tcp_mode or ("established" if any(n.startswith("tcp-stream-") for n in names)
                           else "closed" if inv.HasField("tcp_close") and inv.tcp_close else "")
     meta = md.meta

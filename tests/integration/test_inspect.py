@@ -5,6 +5,7 @@ A service container holding an established TCP connection is checkpointed
 inspected through the CLI and shows the connection's 4-tuple. A container
 that computed a string into its memory has it found by ``inspect memory``;
 two checkpoints of one container show the process that came in between.
+podman's own archive is read too.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 
 import pytest
 
 from runtime.cr.options import CheckpointOptions
 from tests.integration.container_helpers import cli, echo, until
+from tests.integration.test_podman_archive import _podman_archive, podman  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.usefixtures("container_prereqs")
 
@@ -104,3 +107,21 @@ def test_damaged_checkpoint_is_a_clean_error(busybox_bundle, container, state_ro
     assert res.stderr.startswith("criu-cr: error:") and "pstree.img" in res.stderr and "Traceback" not in res.stderr
     res = cli(state_root, "inspect", str(tmp_path / "nothing"))
     assert res.returncode == 1 and "criu-cr: error:" in res.stderr
+
+
+def test_inspect_podman_archive(podman, netns, tmp_path, state_root):
+    """podman's own export (no criu-cr.json, network.status null): engine, lock and TCP mode from CRIU's
+    images, the same process tree checkpointctl shows."""
+    archive, _ = _podman_archive(podman, netns, tmp_path)
+    doc = _json(state_root, "--all", archive)
+    assert doc["container"]["engine"] == "podman"
+    assert doc["checkpoint"]["network_lock"] in ("iptables", "nftables")
+    assert any("network.status is null" in n for n in doc["notes"])
+    assert any(p["cmdline"][:1] == ["httpd"] for p in doc["processes"])
+    assert doc["stats"]["frozen_time"] > 0
+    peer = shutil.which("checkpointctl") or "/opt/criu-cr/peers/bin/checkpointctl"
+    if os.path.exists(peer):
+        shown = subprocess.run([peer, "inspect", "--ps-tree", archive], capture_output=True, text=True,
+                               timeout=60, check=True).stdout
+        for p in doc["processes"]:
+            assert f"[{p['pid']}]" in shown

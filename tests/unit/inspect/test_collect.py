@@ -69,6 +69,7 @@ def test_network_stats_and_overview(report):
     assert report.stats["frozen_time"] == CRIT["stats-dump"]["plain"]["entries"][0]["dump"]["frozen_time"]
     o = report.overview
     assert o.tcp == "established" and o.criu_image_version == 2 and o.sizes.pages > 0
+    assert o.network_lock == "nftables"  # scripts/make-test-images dumps with the nftables lock
 
 
 def test_json_document_valid(report):
@@ -118,3 +119,19 @@ def test_damaged_image_is_a_clean_error(tmp_path, capsys, damage):
 def test_missing_process_named(capsys):
     assert main(["inspect", "memory", IMAGES, "--pid", "4242"]) == 1
     assert "its processes: 1637, 1644, 1645, 1646" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["inspect", "--pid", "1", IMAGES], "belong to `inspect memory SOURCE`"),
+    (["inspect", "memory", IMAGES], "needs --pid"),
+    (["inspect", "a", "b"], "one SOURCE"),
+    (["inspect", "memory", IMAGES, "--pid", "1637", "--regex", "("], "--regex"),
+])
+def test_cli_usage_errors(capsys, argv, message):
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_cli_diff_of_one_checkpoint_with_itself(capsys):
+    assert main(["diff", IMAGES, IMAGES]) == 0
+    assert "no changes" in capsys.readouterr().out
