@@ -20,6 +20,7 @@ from criu_rpc._pb import stats_pb2
 
 from .image import iter_entries
 from .memory import ProcessMemory, load_memory
+from .netlink import Address, Route, parse_addresses, parse_routes
 from .source import ImageSource
 
 __all__ = ["Checkpoint", "Process", "Fd", "NetNs", "Stats"]
@@ -69,6 +70,15 @@ class NetNs:
     routes: bytes | None
     routes6: bytes | None
     rules: bytes | None
+
+    def parsed_addresses(self) -> tuple[Address, ...]:
+        """``addresses`` decoded (empty when absent); raises ``ImageError`` when damaged."""
+        return parse_addresses(self.addresses, f"ifaddr-{self.id}.img") if self.addresses else ()
+
+    def parsed_routes(self) -> tuple[Route, ...]:
+        """``routes`` then ``routes6`` decoded; raises ``ImageError`` when damaged."""
+        return tuple(r for data, name in ((self.routes, "route"), (self.routes6, "route6")) if data
+                     for r in parse_routes(data, f"{name}-{self.id}.img"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
