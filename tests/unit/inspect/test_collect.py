@@ -21,6 +21,9 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 IMAGES = str(DATA / "images")
 CRIT = json.loads((DATA / "images.crit.json").read_text())
 SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "docs" / "inspect.schema.json").read_text())
+# The stored checkpoint's pids are those of the run that made it: taken from crit's decoding.
+PIDS = [e["pid"] for e in CRIT["pstree.img"]["plain"]["entries"]]
+ROOT = PIDS[0]
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +44,14 @@ def test_processes_as_crit_decodes_pstree(report):
 
 def test_sockets_tcp_four_tuple_and_queues(report):
     socks = {s.fd: s for s in report.processes[0].sockets}
-    crit = CRIT["tcp-stream-36d738.img"]["plain"]["entries"][0]
-    client = socks[8]
-    assert (client.proto, client.state, client.local, client.remote) == \
-        ("tcp", "ESTABLISHED", "127.0.0.1:36288", "127.0.0.1:7001")
-    assert f"tcp-stream-{client.inode:x}.img" in CRIT
-    queued = CRIT[f"tcp-stream-{client.inode:x}.img"]["plain"]["entries"][0]
-    assert (client.recv_queue, client.send_queue) == (queued["inq_len"], queued["outq_len"])
-    assert crit["inq_len"] in (socks[8].recv_queue, socks[9].recv_queue)
+    client, server = socks[8], socks[9]
+    assert (client.proto, client.state, client.remote) == ("tcp", "ESTABLISHED", "127.0.0.1:7001")
+    assert (server.local, server.remote) == ("127.0.0.1:7001", client.local)
+    for s in (client, server):
+        queued = CRIT[f"tcp-stream-{s.inode:x}.img"]["plain"]["entries"][0]
+        assert (s.recv_queue, s.send_queue) == (queued["inq_len"], queued["outq_len"])
     assert socks[7].state == "LISTEN" and socks[10].proto == "udp"
-    assert socks[5].peer == "pid 1637 fd 6" and socks[6].peer == "pid 1637 fd 5"
+    assert socks[5].peer == f"pid {ROOT} fd 6" and socks[6].peer == f"pid {ROOT} fd 5"
 
 
 def test_files_and_memory(report):
@@ -78,7 +79,7 @@ def test_json_document_valid(report):
 
 def test_memory_search_finds_the_environment():
     with open_source(IMAGES) as src:
-        mem = Checkpoint(src).memory(1637)
+        mem = Checkpoint(src).memory(ROOT)
         pattern, window = memsearch.compile_pattern(string="PATH=")
         hits = list(memsearch.search(mem, pattern, window, str))
         assert hits
@@ -95,8 +96,8 @@ def test_cli_json_and_text(capsys):
     assert doc["processes"][0]["sockets"][3]["remote"] == "127.0.0.1:7001"
     assert main(["inspect", IMAGES]) == 0
     out = capsys.readouterr().out
-    assert "[1644] /usr/bin/busybox sleep 100000" in out and "Open files" not in out
-    assert main(["inspect", "memory", IMAGES, "--pid", "1637", "--search", "PATH="]) == 0
+    assert f"[{PIDS[1]}] /usr/bin/busybox sleep 100000" in out and "Open files" not in out
+    assert main(["inspect", "memory", IMAGES, "--pid", str(ROOT), "--search", "PATH="]) == 0
     captured = capsys.readouterr()
     assert "secrets" in captured.err and "[PATH=]" in captured.out
 
@@ -105,27 +106,27 @@ def test_cli_json_and_text(capsys):
 def test_damaged_image_is_a_clean_error(tmp_path, capsys, damage):
     broken = tmp_path / "images"
     shutil.copytree(IMAGES, broken)
-    core = broken / "core-1637.img"
+    core = broken / f"core-{ROOT}.img"
     data = core.read_bytes()
     core.write_bytes(data[:len(data) // 2] if damage == "truncate" else b"\x00\x01\x02\x03" + data[4:])
     with open_source(str(broken)) as src:
-        with pytest.raises(ImageError, match="core-1637.img"):
+        with pytest.raises(ImageError, match=f"core-{ROOT}.img"):
             collect(src)
     assert main(["inspect", str(broken)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("criu-cr: error:") and "core-1637.img" in err and "Traceback" not in err
+    assert err.startswith("criu-cr: error:") and f"core-{ROOT}.img" in err and "Traceback" not in err
 
 
 def test_missing_process_named(capsys):
     assert main(["inspect", "memory", IMAGES, "--pid", "4242"]) == 1
-    assert "its processes: 1637, 1644, 1645, 1646" in capsys.readouterr().err
+    assert f"its processes: {', '.join(map(str, PIDS))}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
     (["inspect", "--pid", "1", IMAGES], "belong to `inspect memory SOURCE`"),
     (["inspect", "memory", IMAGES], "needs --pid"),
     (["inspect", "a", "b"], "one SOURCE"),
-    (["inspect", "memory", IMAGES, "--pid", "1637", "--regex", "("], "--regex"),
+    (["inspect", "memory", IMAGES, "--pid", str(ROOT), "--regex", "("], "--regex"),
 ])
 def test_cli_usage_errors(capsys, argv, message):
     assert main(argv) == 1

@@ -12,7 +12,6 @@ from runtime.inspect import diff as diffmod
 from runtime.inspect.jsondoc import SCHEMA_VERSION, document
 from runtime.inspect.model import (Creds, Fd, Interface, Memory, Mount, Network, Overview, Process, Report, Sizes,
                                    Socket, Vma)
-from runtime.inspect.network import ifaddr_addresses
 from runtime.inspect.render import render
 from runtime.inspect.sockets import endpoint
 from tests.unit.inspect.schema_check import errors
@@ -120,16 +119,3 @@ def test_inet_endpoints():
     assert endpoint(v4mapped, 7000, socket.AF_INET6) == "10.231.2.2:7000"
     assert endpoint([0, 0, 0, 0], 80, socket.AF_INET6) == "[::]:80"
     assert endpoint([struct.unpack("<I", socket.inet_aton("127.0.0.1"))[0]], 53, socket.AF_INET) == "127.0.0.1:53"
-
-
-def test_ifaddr_image_addresses():
-    def msg(family: int, prefix: int, index: int, addr: bytes) -> bytes:
-        attr = struct.pack("=HH", 4 + len(addr), 2) + addr
-        attr += b"\0" * (-len(attr) % 4)
-        body = struct.pack("=BBBBI", family, prefix, 0, 0, index) + attr
-        return struct.pack("=IHHII", 16 + len(body), 20, 0, 0, 0) + body
-
-    raw = b"\x00\x00\x00\x00" + msg(socket.AF_INET, 30, 2, socket.inet_aton("10.231.0.2")) + \
-        msg(socket.AF_INET6, 128, 1, socket.inet_pton(socket.AF_INET6, "::1")) + b"\xff\xff"  # a cut message
-    assert ifaddr_addresses(raw) == {2: ["10.231.0.2/30"], 1: ["::1/128"]}
-    assert ifaddr_addresses(None) == {}
