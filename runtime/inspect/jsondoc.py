@@ -75,7 +75,8 @@ def _network(n: Network | None) -> dict[str, Any] | None:
         return None
     return {"origin": n.origin, "netns": n.netns,
             "interfaces": [{"name": i.name, "kind": i.kind, "mac": i.mac, "mtu": i.mtu, "up": i.up,
-                            "addresses": list(i.addresses), "peer": i.peer} for i in n.interfaces]}
+                            "addresses": list(i.addresses), "peer": i.peer} for i in n.interfaces],
+            "routes": list(n.routes)}
 
 
 def _overview(o: Overview) -> dict[str, Any]:

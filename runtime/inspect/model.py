@@ -165,6 +165,7 @@ class Network:
     origin: str
     netns: str = ""
     interfaces: tuple[Interface, ...] = ()
+    routes: tuple[str, ...] = ()  # "10.0.0.0/24 dev eth0", "default via 10.0.0.1 dev eth0" (netns images only)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,6 +16,7 @@ __all__ = ["from_netns_images", "from_network_status"]
 
 _ND_TYPES = {1: "loopback", 2: "veth", 3: "tun", 4: "extlink", 5: "venet", 6: "bridge", 7: "macvlan", 8: "sit"}
 _IFF_UP = 1
+_MAIN_TABLE = 254  # the routes `ip route` shows; local/broadcast ones are the kernel's own
 
 
 def _addresses(ns: Any) -> dict[int, list[str]]:
@@ -26,13 +27,24 @@ def _addresses(ns: Any) -> dict[int, list[str]]:
     return out
 
 
+def _route(r: Any, names: dict[int, str]) -> str:
+    text = f"{r.dst}/{r.dst_len}" if r.dst else "default"
+    if r.gateway:
+        text += f" via {r.gateway}"
+    if r.oif:
+        text += f" dev {names.get(r.oif, r.oif)}"
+    if r.prefsrc:
+        text += f" src {r.prefsrc}"
+    return text
+
+
 def _mac(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
 def from_netns_images(namespaces: Iterable[Any]) -> Network | None:
     """The dumped namespaces (``criu_image`` NetNs objects) as one :class:`Network`; None if there are none."""
-    interfaces = []
+    interfaces, routes = [], []
     ids = []
     for ns in namespaces:
         ids.append(str(ns.id))
@@ -45,9 +57,12 @@ def from_netns_images(namespaces: Iterable[Any]) -> Network | None:
                                         mac=_mac(dev.address) if dev.HasField("address") else "", mtu=dev.mtu,
                                         up=bool(dev.flags & _IFF_UP), addresses=tuple(addrs.get(dev.ifindex, ())),
                                         peer=peer))
+        names = {dev.ifindex: dev.name for dev in ns.devices}
+        routes += [_route(r, names) for r in ns.parsed_routes() if r.table == _MAIN_TABLE]
     if not ids:
         return None
-    return Network(origin="netns image", netns=f"CRIU netns id {', '.join(ids)}", interfaces=tuple(interfaces))
+    return Network(origin="netns image", netns=f"CRIU netns id {', '.join(ids)}", interfaces=tuple(interfaces),
+                   routes=tuple(routes))
 
 
 def from_network_status(status: NetworkStatus | None) -> Network:

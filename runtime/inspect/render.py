@@ -178,6 +178,8 @@ def _network(root: Node, n: Network) -> None:
             iface.add(f"Address: {a}")
         if i.peer:
             iface.add(f"Peer: {i.peer}")
+    for r in n.routes:
+        node.add(f"Route: {r}")
 
 
 def report_tree(report: Report, *, details: bool = False, vmas: bool = False) -> Node:

@@ -67,6 +67,7 @@ def test_files_and_memory(report):
 def test_network_stats_and_overview(report):
     lo = report.network.interfaces[0]
     assert report.network.origin == "netns image" and lo.name == "lo" and "127.0.0.1/8" in lo.addresses
+    assert any(" via " in r and r.endswith("dev lo") for r in report.network.routes)  # make-test-images adds one
     assert report.stats["frozen_time"] == CRIT["stats-dump"]["plain"]["entries"][0]["dump"]["frozen_time"]
     o = report.overview
     assert o.tcp == "established" and o.criu_image_version == 2 and o.sizes.pages > 0
