@@ -304,14 +304,11 @@ def _index_stream(src: Source, fd: int, start: int, size: int, compression: str,
 # -- OCI images --------------------------------------------------------------------------
 
 def _oci_source(text: str, ref: object) -> Source:
-    from runtime.cr.ociimage import CHECKPOINT_MARKS
+    from runtime.cr.ociimage import checkpoint_layer
     from runtime.cr.ocireader import open_reader
 
     with open_reader(ref) as reader:  # type: ignore[arg-type]
-        image = reader.image()
-        if not any(image.annotations.get(mark) for mark in CHECKPOINT_MARKS) or len(image.layers) != 1:
-            raise ArchiveError(str(ref), image.manifest.blob, "is not a checkpoint image (one layer, annotated)")
-        layer = image.layers[0]
+        layer = checkpoint_layer(reader.image())
         if reader.is_directory:
             path = reader.blob_path(layer)
             fd = _open_fd(text, path)
