@@ -8,7 +8,8 @@ image); the payload rules are those of the writers:
 * ``SK_QUEUES``: ``length`` bytes of a socket's queued packet;
 * ``TCP_STREAM``: the receive then the send queue (``inq_len + outq_len``);
 * ``BPFMAP_DATA``: ``keys_bytes + values_bytes``;
-* ``IPCNS_SHM``: the segment, padded to 4 bytes;
+* ``IPCNS_SHM``: the segment, padded to 4 bytes, unless ``in_pagemaps``
+  (CRIU 4 always: then it is in ``pagemap-shmem-ID.img`` and nothing follows);
 * ``IPCNS_SEM``: ``nsems`` u16 values, padded to 8 bytes;
 * ``IPCNS_MSG``: ``qnum`` messages, each a size-prefixed ``ipc_msg`` then
   ``msize`` bytes padded to 8 (kept as one payload);
@@ -128,6 +129,7 @@ PAYLOAD_SIZE: MappingProxyType[str, Callable[[Message], int]] = MappingProxyType
     "SK_QUEUES": lambda m: m.length,
     "TCP_STREAM": lambda m: m.inq_len + m.outq_len,
     "BPFMAP_DATA": lambda m: m.keys_bytes + m.values_bytes,
-    "IPCNS_SHM": lambda m: round_up(m.size, 4),
+    # CRIU 4 keeps the segment in pagemap-shmem-ID.img + pages (in_pagemaps).
+    "IPCNS_SHM": lambda m: 0 if m.in_pagemaps else round_up(m.size, 4),
     "IPCNS_SEM": lambda m: round_up(2 * m.nsems, 8),
 })

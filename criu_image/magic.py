@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-__all__ = ["IMG_COMMON_MAGIC", "IMG_SERVICE_MAGIC", "MAGICS", "NAMES", "RAW_PREFIXES", "is_raw_name"]
+# One definition of the header magics: criu_rpc reads stats and inventory with them.
+from criu_rpc.images import IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC
 
-IMG_COMMON_MAGIC = 0x54564319
-IMG_SERVICE_MAGIC = 0x55105940
+__all__ = ["IMG_COMMON_MAGIC", "IMG_SERVICE_MAGIC", "MAGICS", "NAMES", "RAW_PREFIXES", "is_raw_name"]
 
 #: Every magic of CRIU 4.2.1 by its name in magic.h (without ``_MAGIC``).
 MAGICS = MappingProxyType({

@@ -152,6 +152,8 @@ class ProcessMemory:
         Reads the pages file front to back once.  ``data`` is a view of a
         buffer reused for the next chunk: copy it to keep it.
         """
+        if not any(run.present for run in self.pagemap):
+            return  # nothing dumped: the pages file may not even exist
         buf = bytearray(max(PAGE_SIZE, chunk - chunk % PAGE_SIZE))
         view = memoryview(buf)
         with self.src.open(self.pages_name) as pages:

@@ -15,7 +15,8 @@ PROTOBUF_IMAGES = sorted(CRIT)
 def test_the_stored_checkpoint_covers_the_interesting_kinds() -> None:
     magics = {read_image(stored(), n).magic_name for n in PROTOBUF_IMAGES}
     assert {"INVENTORY", "PSTREE", "CORE", "MM", "PAGEMAP", "FDINFO", "FILES", "PIPES_DATA", "FIFO_DATA",
-            "SK_QUEUES", "TCP_STREAM", "GHOST_FILE", "NETDEV", "NETNS", "STATS", "SECCOMP", "TIMENS"} <= magics
+            "SK_QUEUES", "TCP_STREAM", "GHOST_FILE", "NETDEV", "NETNS", "STATS", "SECCOMP", "TIMENS",
+            "IPC_VAR", "IPCNS_MSG", "IPCNS_SEM", "IPCNS_SHM", "UTSNS"} <= magics
 
 
 @pytest.mark.parametrize("name", PROTOBUF_IMAGES)
@@ -83,3 +84,22 @@ def test_pagemap_head_then_entries() -> None:
     head, *rest = read_image(stored(), name).entries()
     assert head.msg.DESCRIPTOR.name == "pagemap_head" and head.msg.pages_id > 0
     assert rest and all(e.msg.DESCRIPTOR.name == "pagemap_entry" for e in rest)
+
+
+def _ipc(prefix: str) -> Entry:
+    (name,) = [n for n in PROTOBUF_IMAGES if n.startswith(prefix)]
+    (entry,) = read_image(stored(), name).entries()
+    return entry
+
+
+def test_sysv_ipc_objects_and_their_data() -> None:
+    msg = _ipc("ipcns-msg-")
+    assert msg.msg.qnum == 2
+    extra = to_dict(msg, "IPCNS_MSG")["extra"]
+    assert [m["mtype"] for m in extra[::2]] == [1, 2]
+    assert [base64.decodebytes(t.encode()) for t in extra[1::2]] == [b"first message", b"second"]
+    sem = _ipc("ipcns-sem-")
+    assert to_dict(sem, "IPCNS_SEM")["extra"] == [7, 8, 9]
+    shm = _ipc("ipcns-shm-")
+    # CRIU 4 keeps the segment's pages in pagemap-shmem-*.img: nothing follows the entry
+    assert shm.msg.size == 8192 and shm.msg.in_pagemaps and shm.payload == b""
