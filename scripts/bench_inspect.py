@@ -14,6 +14,7 @@ rounds each, medians:
                   GB/s; and a regular expression
   crit            ``crit x DIR ps``, ``fds``, ``mems`` (python3-pycriu 4.2 from
                   scripts/install-peers, run by this venv's Python)
+  checkpointctl   ``checkpointctl inspect --all`` of the two archives (it reads no directory)
 
 Targets: inspect --all <= 1 s; search >= 1 GB/s.
 Run as ``scripts/bench --inspect [-n ROUNDS]`` or ``.venv/bin/python scripts/bench_inspect.py``; as root.
@@ -37,7 +38,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import bench_manifest  # noqa: E402 (scripts/, beside this file)
 
 from runtime.container import Container  # noqa: E402
-from runtime.cr import archive  # noqa: E402
 from runtime.cr.options import CheckpointOptions  # noqa: E402
 from runtime.inspect import memsearch  # noqa: E402
 from runtime.inspect.collect import Sections, collect  # noqa: E402
@@ -47,7 +47,8 @@ from runtime.inspect.sources import open_source  # noqa: E402
 MiB = 1 << 20
 SIZE = 1024 * MiB
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CRIT = os.path.join(os.environ.get("CRIU_CR_PEERS", "/opt/criu-cr/peers"), "bin", "crit")
+PEERS = os.path.join(os.environ.get("CRIU_CR_PEERS", "/opt/criu-cr/peers"), "bin")
+CRIT, CHECKPOINTCTL = os.path.join(PEERS, "crit"), os.path.join(PEERS, "checkpointctl")
 
 
 def _median(fn: Callable[[], object], rounds: int) -> float:
@@ -65,7 +66,9 @@ def _inspect_all(source: str) -> str:
 
 
 def _run(argv: list[str], env: dict[str, str] | None = None) -> None:
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=env)
+    res = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO, env=env, text=True)
+    if res.returncode:
+        raise RuntimeError(f"{' '.join(argv)}: exit {res.returncode}: {res.stderr.strip()[-300:]}")
 
 
 def _search(images: str, pid: int, **pattern: str) -> tuple[int, int]:
@@ -78,14 +81,21 @@ def _search(images: str, pid: int, **pattern: str) -> tuple[int, int]:
         return hits, mem.dumped_bytes()
 
 
-def make_checkpoint(work: str, criu: str | None) -> str:
+def make_checkpoints(work: str, criu: str | None) -> tuple[str, str, str]:
+    """The holding container checkpointed (left running) three times: into a directory, as an
+    uncompressed and as a zstd export archive (real spec.dump/config.dump: checkpointctl reads them)."""
     bundle = bench_manifest.holding_bundle(os.path.join(work, "bundle"), SIZE)
     ctr = Container.run("bench-inspect", bundle, os.path.join(work, "state"))
+    out = []
     try:
         bench_manifest.wait_filled(ctr)
-        images = os.path.join(work, "images")
-        ctr.checkpoint(CheckpointOptions(image_path=images, leave_running=True), criu_path=criu)
-        return images
+        for name, compress in (("", ""), ("ck.tar", "none"), ("ck.tar.zst", "zstd")):
+            images = os.path.join(work, f"images{'-' + compress if compress else ''}")
+            export = os.path.join(work, name) if name else None
+            ctr.checkpoint(CheckpointOptions(image_path=images, leave_running=True, export=export,
+                                             compress=compress or "zstd"), criu_path=criu)
+            out.append(export or images)
+        return out[0], out[1], out[2]
     finally:
         ctr.delete(force=True)
 
@@ -95,17 +105,13 @@ def main(rounds: int = 5, criu: str | None = None) -> int:
     try:
         print(f"# inspect of a 1 GiB checkpoint on /dev/shm, {rounds} rounds, medians "
               f"({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})", flush=True)
-        images = make_checkpoint(work, criu)
+        images, plain, zst = make_checkpoints(work, criu)
         total = sum(e.stat().st_size for e in os.scandir(images))
         with open_source(images) as src:
             report = collect(src, Sections(memory=True, args=False))
         big = max(report.processes, key=lambda p: p.memory.dumped if p.memory else 0)
         print(f"checkpoint: {total / MiB:.0f} MiB in {len(os.listdir(images))} files; "
               f"pid {big.pid} ({big.comm}) has {big.memory.dumped / MiB:.0f} MiB dumped", flush=True)
-        extra = {archive.SPEC_DUMP: b"{}\n", archive.CONFIG_DUMP: b'{"id": "bench-inspect"}\n'}
-        plain, zst = os.path.join(work, "ck.tar"), os.path.join(work, "ck.tar.zst")
-        archive.write_archive(plain, images, extra=extra, compression="none")
-        archive.write_archive(zst, images, extra=extra, compression="zstd")
         _inspect_all(images)  # warm the page cache and the imports
         rows: list[tuple[str, float, str]] = []
         for label, source in (("directory", images), ("archive, none", plain), ("archive, zstd", zst)):
@@ -127,6 +133,14 @@ def main(rounds: int = 5, criu: str | None = None) -> int:
                 rows.append((f"crit x DIR {what}", _median(lambda w=what: _run([CRIT, "x", images, w], env), rounds), ""))
         else:
             print(f"(no crit at {CRIT}: run scripts/install-peers)")
+        if os.path.exists(CHECKPOINTCTL):  # archives only
+            for label, source in (("archive, none", plain), ("archive, zstd", zst)):
+                try:
+                    secs = _median(lambda s=source: _run([CHECKPOINTCTL, "inspect", "--all", s]), rounds)
+                except RuntimeError as exc:
+                    print(f"checkpointctl failed: {exc}")
+                    continue
+                rows.append((f"checkpointctl inspect --all ({label})", secs, ""))
         print("\n| what | median s | rate |\n|---|---|---|")
         for label, secs, rate in rows:
             print(f"| {label} | {secs:.3f} | {rate} |")
