@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 
 from criu_rpc._pb import stats_pb2
 
+from .errors import ImageError
 from .image import iter_entries
 from .memory import ProcessMemory, load_memory
 from .netlink import Address, Route, parse_addresses, parse_routes
@@ -93,9 +94,13 @@ class Stats:
 
 
 def _first(src: ImageSource, name: str) -> Message:
-    for entry in iter_entries(src, name):
-        return entry.msg
-    from .errors import ImageError
+    """The first entry's message (the file is closed at once, not when collected)."""
+    entries = iter_entries(src, name)
+    try:
+        for entry in entries:
+            return entry.msg
+    finally:
+        entries.close()
     raise ImageError(name, "image has no entry")
 
 
