@@ -35,7 +35,7 @@ from typing import BinaryIO
 from google.protobuf.message import Message
 
 from .errors import BadPagemap, NotDumped, UnmappedAddress
-from .image import iter_entries
+from .image import Entry, iter_entries
 from .source import ImageSource
 
 __all__ = ["PAGE_SIZE", "PE_PARENT", "PE_LAZY", "PE_PRESENT", "PagemapRun", "ProcessMemory", "load_memory"]
@@ -268,10 +268,23 @@ def _why_missing(vma: Message) -> str:
 def _load_pagemap(src: ImageSource, name: str) -> _Pagemap:
     """A pagemap image, checked against its pages file's size (which is not read)."""
     entries = iter_entries(src, name)
-    head = next(entries, None)
-    if head is None:
-        raise BadPagemap(name, "no pagemap_head", 8)
+    try:
+        head = next(entries, None)
+        if head is None:
+            raise BadPagemap(name, "no pagemap_head", 8)
+        runs = _runs(name, entries)
+    finally:
+        entries.close()
     pages_name = f"pages-{head.msg.pages_id}.img"
+    needed = sum(r.nr_pages for r in runs if r.present) * PAGE_SIZE
+    size = src.size(pages_name) if needed else 0
+    if needed > size:
+        raise BadPagemap(pages_name, f"{name} places {needed} bytes of pages in a {size}-byte file")
+    return _Pagemap(name=name, pages_name=pages_name, runs=runs, starts=tuple(r.vaddr for r in runs))
+
+
+def _runs(name: str, entries: Iterator[Entry]) -> tuple[PagemapRun, ...]:
+    """The pagemap entries as runs, each present one placed after the ones before it."""
     runs: list[PagemapRun] = []
     offset = 0
     last_end = 0
@@ -286,10 +299,7 @@ def _load_pagemap(src: ImageSource, name: str) -> _Pagemap:
             offset += nr * PAGE_SIZE
         last_end = run.end
         runs.append(run)
-    size = src.size(pages_name) if offset else 0
-    if offset > size:
-        raise BadPagemap(pages_name, f"{name} places {offset} bytes of pages in a {size}-byte file")
-    return _Pagemap(name=name, pages_name=pages_name, runs=tuple(runs), starts=tuple(r.vaddr for r in runs))
+    return tuple(runs)
 
 
 def load_memory(src: ImageSource, pid: int, vmas: tuple[Message, ...],
