@@ -18,12 +18,16 @@ from google.protobuf.message import Message
 
 from criu_rpc._pb import stats_pb2
 
+from .errors import ImageError
 from .image import iter_entries
 from .memory import ProcessMemory, load_memory
 from .netlink import Address, Route, parse_addresses, parse_routes
 from .source import ImageSource
 
-__all__ = ["Checkpoint", "Process", "Fd", "NetNs", "Stats"]
+__all__ = ["Checkpoint", "Process", "Fd", "NetNs", "Stats", "TASK_ZOMBIE"]
+
+#: ``task_core_entry.task_state`` of a zombie (CRIU's TASK_DEAD): it has no fds and no mm.
+TASK_ZOMBIE = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,9 +94,13 @@ class Stats:
 
 
 def _first(src: ImageSource, name: str) -> Message:
-    for entry in iter_entries(src, name):
-        return entry.msg
-    from .errors import ImageError
+    """The first entry's message (the file is closed at once, not when collected)."""
+    entries = iter_entries(src, name)
+    try:
+        for entry in entries:
+            return entry.msg
+    finally:
+        entries.close()
     raise ImageError(name, "image has no entry")
 
 
@@ -151,8 +159,11 @@ class Checkpoint:
         return self._cached("files", lambda: {f.id: f for f in self.entries("files.img")})
 
     def fds(self, pid: int) -> tuple[Fd, ...]:
-        """The open fds of ``pid``, in fd order, each joined with its file."""
+        """The open fds of ``pid``, in fd order, each joined with its file (none for a zombie)."""
         def make() -> tuple[Fd, ...]:
+            core = self.core(pid)
+            if core.HasField("tc") and core.tc.task_state == TASK_ZOMBIE:
+                return ()
             files = self.files()
             infos = self.entries(f"fdinfo-{self.ids(pid).files_id}.img")
             return tuple(sorted((Fd(fd=i.fd, type=i.DESCRIPTOR.fields_by_name["type"].enum_type
@@ -163,7 +174,16 @@ class Checkpoint:
 
     def memory(self, pid: int) -> ProcessMemory:
         """The memory of ``pid``: VMAs and pagemap read, pages untouched until asked."""
-        return self._cached(("memory", pid), lambda: load_memory(self.src, pid, tuple(self.mm(pid).vmas)))
+        return self._cached(("memory", pid), lambda: load_memory(self.src, pid, tuple(self.mm(pid).vmas),
+                                                                self.memfd_shmid))
+
+    def memfd_shmid(self, file_id: int) -> int | None:
+        """The shared memory object (pagemap-shmem-SHMID.img) of memfd file ``file_id``, if known."""
+        f = self.files().get(file_id)
+        if f is None or not f.HasField("memfd") or not self.src.exists("memfd.img"):
+            return None
+        inodes = self._cached("memfd", lambda: {m.inode_id: m.shmid for m in self.entries("memfd.img")})
+        return inodes.get(f.memfd.inode_id)
 
     def mounts(self) -> tuple[Message, ...]:
         """The ``mnt_entry`` messages of the root task's mount namespace (all namespaces if unknown)."""

@@ -109,8 +109,8 @@ class FrameReader:
             raise UnknownMagic(self.name, value, start)
         return name, value
 
-    def read_message(self, cls: type[M], what: str = "an entry") -> tuple[int, M] | None:
-        """The next entry's offset and message, or ``None`` at a clean end of file."""
+    def read_sized(self, what: str = "an entry") -> tuple[int, bytes] | None:
+        """The next size-prefixed block's offset and bytes, or ``None`` at a clean end of file."""
         start = self.offset
         head = self.stream.read(4)
         self.offset += len(head)
@@ -122,7 +122,10 @@ class FrameReader:
         (size,) = _U32.unpack(head)
         if size > MAX_ENTRY:
             raise ImageError(self.name, f"{what} claims {size} bytes, more than any CRIU entry", start)
-        data = self.read_exact(size, f"{what} ({cls.DESCRIPTOR.name})")
+        return start, self.read_exact(size, what)
+
+    def parse(self, cls: type[M], data: bytes, start: int, what: str = "an entry") -> M:
+        """``data`` (read at ``start``) as a complete ``cls`` message, or ``ImageError``."""
         msg = cls()
         try:
             msg.ParseFromString(data)
@@ -133,4 +136,12 @@ class FrameReader:
         if not msg.IsInitialized():
             missing = ", ".join(msg.FindInitializationErrors())
             raise ImageError(self.name, f"{what} ({cls.DESCRIPTOR.name}) lacks required {missing}", start)
-        return start, msg
+        return msg
+
+    def read_message(self, cls: type[M], what: str = "an entry") -> tuple[int, M] | None:
+        """The next entry's offset and message, or ``None`` at a clean end of file."""
+        got = self.read_sized(f"{what} ({cls.DESCRIPTOR.name})")
+        if got is None:
+            return None
+        start, data = got
+        return start, self.parse(cls, data, start, what)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from . import kinds
-from .errors import ImageError, UnknownImage
+from .errors import ImageError, TruncatedImage, UnknownImage
 from .framing import FrameReader
 from .magic import is_raw_name
 from .source import ImageSource
@@ -129,32 +129,35 @@ def _ipc_msg_entry(reader: FrameReader, offset: int, msg: Message, keep: bool) -
     start = reader.offset
     parts: list[bytes] = []
     for i in range(msg.qnum):
-        got = reader.read_message(ipc_msg_pb2.ipc_msg, f"message {i} of the queue at {offset}")
+        what = f"message {i} of the queue at {offset}"
+        got = reader.read_sized(what)
         if got is None:
-            raise ImageError(reader.name, f"queue at {offset} holds {i} of {msg.qnum} messages", reader.offset)
-        _, m = got
-        size = kinds.round_up(m.msize, 8)
-        body = reader.read_exact(size, f"the text of message {i} of the queue at {offset}")
+            raise TruncatedImage(reader.name, f"queue at {offset} holds {i} of {msg.qnum} messages", reader.offset)
+        at, data = got
+        m = reader.parse(ipc_msg_pb2.ipc_msg, data, at, what)
+        body = reader.read_exact(kinds.round_up(m.msize, 8), f"the text of {what}")
         if keep:
-            text = m.SerializeToString()
-            parts.append(_u32(len(text)) + text + body)
+            parts.append(len(data).to_bytes(4, "little") + data + body)
     size = reader.offset - start
     return Entry(msg=msg, offset=offset, payload_offset=start, payload_size=size,
                  payload=b"".join(parts) if keep else None)
 
 
-def _u32(value: int) -> bytes:
-    return value.to_bytes(4, "little")
-
-
 def iter_entries(src: ImageSource, name: str, *, payloads: bool = True) -> Iterator[Entry]:
-    """``read_image(src, name).entries(payloads=...)`` with the file opened once."""
-    if is_raw_name(name):
-        raise UnknownImage(name, "a raw image (no magic, no entries); read it as bytes")
+    """``read_image(src, name).entries(payloads=...)`` with the file opened once.
+
+    Raises as both do, from the first ``next()``.
+    """
+    _refuse_raw(name)
     with src.open(name) as stream:
         reader = FrameReader(name, stream)
         magic_name, value = reader.read_magic()
         yield from _known(src, name, magic_name, value)._entries(reader, payloads)
+
+
+def _refuse_raw(name: str) -> None:
+    if is_raw_name(name):
+        raise UnknownImage(name, "a raw image (no magic, no entries); read it as bytes")
 
 
 def _known(src: ImageSource, name: str, magic_name: str, value: int) -> Image:
@@ -169,8 +172,7 @@ def read_image(src: ImageSource, name: str) -> Image:
     Raises ``MissingImage`` (no such file), ``UnknownImage`` (a raw image,
     or a magic with no entry schema), ``UnknownMagic``, ``TruncatedImage``.
     """
-    if is_raw_name(name):
-        raise UnknownImage(name, "a raw image (no magic, no entries); read it as bytes")
+    _refuse_raw(name)
     with src.open(name) as stream:
         magic_name, value = FrameReader(name, stream).read_magic()
     return _known(src, name, magic_name, value)

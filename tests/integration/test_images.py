@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,59 @@ def test_the_root_command_line_is_read_from_its_memory(checkpoint) -> None:
     assert argv[:2] == [b"sh", b"-c"] and b"httpd -p 80" in argv[2]
     with pytest.raises(UnknownImage):
         read_image(DirSource(images), f"pages-{1}.img")
+
+
+# A process with anonymous memory, shared and private, some pages touched and
+# some not; it writes the mappings' addresses to the file named by argv[1].
+_MAPPINGS = r"""
+import ctypes, mmap, os, sys, time
+shared = mmap.mmap(-1, 3 * 4096, flags=mmap.MAP_SHARED)
+shared[0:13] = b"shared page 0"
+shared[8192:8205] = b"shared page 2"
+private = mmap.mmap(-1, 2 * 4096, flags=mmap.MAP_PRIVATE)
+private[4096:4110] = b"private page 1"
+where = [ctypes.addressof(ctypes.c_char.from_buffer(m)) for m in (shared, private)]
+with open(sys.argv[1] + ".new", "w") as f:
+    f.write(" ".join(map(str, where)))
+os.rename(sys.argv[1] + ".new", sys.argv[1])
+while True:
+    time.sleep(1)
+"""
+
+
+@pytest.fixture
+def mappings_dumped(tmp_path):
+    """(images dir, pid, shared address, private address) of a dumped process with anonymous mappings."""
+    from criu_rpc import CriuClient, CriuOptions
+    from tests.conftest import require_criu
+
+    where = tmp_path / "where"
+    proc = subprocess.Popen([sys.executable, "-c", _MAPPINGS, str(where)], start_new_session=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if where.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert where.exists(), "the process did not start"
+        shared, private = map(int, where.read_text().split())
+        images = tmp_path / "images"
+        images.mkdir()
+        CriuClient(require_criu()).dump(CriuOptions(images_dir=images, pid=proc.pid))
+        yield images, proc.pid, shared, private
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_shared_and_private_anonymous_memory(mappings_dumped) -> None:
+    images, pid, shared, private = mappings_dumped
+    mem = Checkpoint(DirSource(images)).memory(pid)
+    assert mem.read(shared, 13) == b"shared page 0"
+    assert mem.read(shared + 4096, 4096) == bytes(4096)  # never touched
+    assert mem.read(shared + 8192, 13) == b"shared page 2"
+    assert mem.read(private, 4096) == bytes(4096)
+    assert mem.read(private + 4096, 14) == b"private page 1"
+    # a read across both pages of the private mapping
+    assert mem.read(private + 4090, 20) == bytes(6) + b"private page 1"

@@ -70,3 +70,17 @@ def test_metadata_never_opens_pages() -> None:
     assert src.opened and not [n for n in src.opened if n.startswith("pages-")]
     # and each image is read once
     assert len(src.opened) == len(set(src.opened))
+
+
+def test_a_zombie_has_no_fds() -> None:
+    from criu_image import read_image
+    from tests.unit.image.sources import encode
+
+    src = MemSource.copy_of(stored())
+    pid = Checkpoint(src).processes[-1].pid
+    (core,) = [e.msg for e in read_image(src, f"core-{pid}.img").entries()]
+    core.tc.task_state = 3
+    core.ClearField("ids")
+    src.files[f"core-{pid}.img"] = encode("CORE", core)
+    src.files.pop(f"ids-{pid}.img", None)
+    assert Checkpoint(src).fds(pid) == ()

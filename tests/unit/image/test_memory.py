@@ -86,3 +86,12 @@ def test_pages_of_every_process_sum_to_the_stats(ckpt: Checkpoint) -> None:
     total = sum(ckpt.memory(p.pid).dumped_bytes() for p in ckpt.processes)
     assert total == ckpt.stats().dump.pages_written * PAGE_SIZE
     assert total == sum(Path(IMAGES, ckpt.memory(p.pid).pages_name).stat().st_size for p in ckpt.processes)
+
+
+def test_iter_present_needs_no_seek() -> None:
+    # An archive member streamed through a decompressor cannot seek: searching must still work.
+    src = MemSource.copy_of(stored(), seekable=False)
+    ckpt = Checkpoint(src)
+    for p in ckpt.processes:
+        mem = ckpt.memory(p.pid)
+        assert sum(len(d) for _, d in mem.iter_present()) == mem.dumped_bytes()
