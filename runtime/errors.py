@@ -24,6 +24,7 @@ __all__ = [
     "ImageIntegrityError",
     "ArchiveError",
     "state_hint",
+    "InspectError",
 ]
 
 
@@ -231,3 +232,14 @@ class ArchiveError(ContainerError, ValueError):
         if hint:
             msg += f" ({hint})"
         super().__init__(msg)
+
+
+class InspectError(ContainerError, ValueError):
+    """A checkpoint that ``criu-cr inspect`` cannot read: ``source`` is what the user named,
+    ``problem`` what is wrong, ``hint`` what to do (may be empty)."""
+
+    def __init__(self, source: str, problem: str, hint: str = "") -> None:
+        self.source = source
+        self.problem = problem
+        self.hint = hint
+        super().__init__(f"{source}: {problem}" + (f" ({hint})" if hint else ""))

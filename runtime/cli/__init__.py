@@ -21,7 +21,7 @@ from runtime.cli.logsetup import configure_logging, level_for
 from runtime.cli.output import Result, add_output_options, chosen_format, render, report_error, wants_json
 
 # Modules that add sub-commands; a module not written yet is skipped.
-_COMMAND_MODULES = ("rpc_cmds", "container_cmds", "cr_cmds", "migrate_cmds")
+_COMMAND_MODULES = ("rpc_cmds", "container_cmds", "cr_cmds", "migrate_cmds", "inspect_cmds")
 
 
 class _RaisingParser(argparse.ArgumentParser):
