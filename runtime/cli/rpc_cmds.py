@@ -214,15 +214,10 @@ def _yes(value: bool | None) -> str:
 
 
 def _version(args: argparse.Namespace) -> int:
-    from importlib.metadata import PackageNotFoundError, version
-
     from criu_rpc import CriuClient, locate
+    from runtime._version import __version__
 
-    try:
-        ours = version("criu-cr")
-    except PackageNotFoundError:
-        ours = "unknown (not installed)"
-    print(f"criu-cr {ours}")
+    print(f"criu-cr {__version__}")
     path = locate(args.criu)
     print(f"CRIU {CriuClient(path).version()} at {path}")
     return 0
