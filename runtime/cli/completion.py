@@ -11,6 +11,7 @@ tables; this module only says, per argument, what its values are:
   ``/run/criu-cr``; read by the shell, not by criu-cr;
 - a path (``--image-path``, ``--export FILE``, ``--bundle``, ...): files or
   directories, by the argument's name or metavar;
+- either (a ``SOURCE``: a container id or a checkpoint's path): both;
 - choices: from the parser, as shtab does by itself.
 
 A command added later gets all of this from its arguments' names.
@@ -20,9 +21,9 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["annotate", "render", "value_kind", "CONTAINER", "FILE", "DIRECTORY"]
+__all__ = ["annotate", "render", "value_kind", "CONTAINER", "FILE", "DIRECTORY", "CONTAINER_OR_PATH"]
 
-CONTAINER, FILE, DIRECTORY = "container", "file", "directory"
+CONTAINER, FILE, DIRECTORY, CONTAINER_OR_PATH = "container", "file", "directory", "container-or-path"
 
 # Argument dests whose values are container ids or paths; metavars say it for the rest.
 _CONTAINER_DESTS = frozenset({"id", "ids"})
@@ -51,6 +52,11 @@ _criu_cr_container_ids() {
     [[ $d == "$1"* ]] && printf '%s\n' "$d"
   done
 }
+
+_criu_cr_container_ids_or_files() {
+  _criu_cr_container_ids "$1"
+  compgen -f -- "$1"
+}
 """
 
 _ZSH_PREAMBLE = r"""
@@ -69,11 +75,17 @@ _criu_cr_container_ids() {
   ids=(${~root}/*/state.json(N:h:t))
   compadd -a ids
 }
+
+_criu_cr_container_ids_or_files() {
+  _alternative 'containers:container id:_criu_cr_container_ids' 'files:path:_files'
+}
 """
 
 _SHELL_ACTIONS = {
-    "bash": {CONTAINER: "_criu_cr_container_ids", FILE: "_shtab_compgen_files", DIRECTORY: "_shtab_compgen_dirs"},
-    "zsh": {CONTAINER: "_criu_cr_container_ids", FILE: "_files", DIRECTORY: "_files -/"},
+    "bash": {CONTAINER: "_criu_cr_container_ids", FILE: "_shtab_compgen_files", DIRECTORY: "_shtab_compgen_dirs",
+             CONTAINER_OR_PATH: "_criu_cr_container_ids_or_files"},
+    "zsh": {CONTAINER: "_criu_cr_container_ids", FILE: "_files", DIRECTORY: "_files -/",
+            CONTAINER_OR_PATH: "_criu_cr_container_ids_or_files"},
 }
 
 
@@ -88,6 +100,8 @@ def value_kind(action: argparse.Action) -> str | None:
     if action.dest in _FILE_DESTS:
         return FILE
     metavar = action.metavar if isinstance(action.metavar, str) else ""
+    if metavar == "SOURCE" or action.dest == "source":
+        return CONTAINER_OR_PATH
     if metavar in ("DIR", "ROOTFS") or metavar.endswith("_DIR"):
         return DIRECTORY
     if metavar in ("FILE", "PATH") or metavar.endswith(("_FILE", "_PATH")):

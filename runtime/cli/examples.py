@@ -87,11 +87,13 @@ EXAMPLES: dict[str, list[Example]] = {
     "inspect": [
         ("What a checkpoint holds: processes, files, sockets, memory.", "criu-cr inspect web"),
         ("The same as JSON.", "criu-cr inspect --json web"),
+        ("An archive, without unpacking it.", "criu-cr inspect /tmp/web.tar.zst"),
     ],
+    "diff": [("What changed between two checkpoints of one container.", "criu-cr diff /tmp/ck1 /tmp/ck2")],
 }
 
 # Commands whose examples are here before the command itself exists (tests skip their parse check).
-PENDING = frozenset({"inspect"})
+PENDING = frozenset({"inspect", "diff"})
 
 # A paragraph added to one command's EXIT STATUS section.
 NOTES: dict[str, str] = {

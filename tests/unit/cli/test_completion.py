@@ -10,7 +10,9 @@ import subprocess
 import pytest
 
 from runtime.cli import build_parser
-from runtime.cli.completion import CONTAINER, DIRECTORY, FILE, render, value_kind
+import argparse
+
+from runtime.cli.completion import CONTAINER, CONTAINER_OR_PATH, DIRECTORY, FILE, annotate, render, value_kind
 from runtime.cli.manpage import commands
 from tests.conftest import require
 
@@ -28,6 +30,27 @@ def test_ids_and_paths_are_told_apart_by_the_arguments_names() -> None:
     assert rs["import_"] == FILE and rs["netns"] == FILE and rs["rootfs"] == DIRECTORY and rs["name"] is None
     assert _kinds("receive")["token_file"] == FILE
     assert _kinds("migrate")["address"] is None
+
+
+def test_a_source_is_a_container_id_or_a_path() -> None:
+    p = argparse.ArgumentParser(prog="criu-cr")
+    a = p.add_argument("target", nargs="+", metavar="SOURCE")
+    assert value_kind(a) == CONTAINER_OR_PATH
+
+
+def test_bash_completes_a_source_with_ids_and_paths(fake_root, tmp_path) -> None:
+    require(importlib.util.find_spec("shtab") is not None, "needs shtab (a dev dependency: pip install -e '.[dev]')")
+    p = argparse.ArgumentParser(prog="criu-cr")
+    p.add_argument("--root")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("inspect", help="shtab lists only sub-commands with a help").add_argument("target", metavar="SOURCE")
+    script = tmp_path / "c.bash"
+    script.write_text(render(annotate(p), "bash"))
+    (tmp_path / "webcheck.tar").write_text("")
+    got = bash_complete(str(script), ["criu-cr", "--root", fake_root, "inspect", str(tmp_path / "web")])
+    assert sorted(got) == [str(tmp_path / n) for n in ("web1", "web2", "webcheck.tar")]  # fake_root is tmp_path
+    got = bash_complete(str(script), ["criu-cr", "--root", fake_root, "inspect", "web"])
+    assert got == ["web1", "web2"]
 
 
 @pytest.fixture(scope="module")
