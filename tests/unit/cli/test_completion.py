@@ -104,7 +104,13 @@ def test_zsh_script_loads_and_lists_container_ids(scripts, fake_root, tmp_path_f
     require(shutil.which("zsh") is not None, "needs zsh (scripts/install installs it for this test)")
     script = tmp_path_factory.mktemp("z") / "_criu-cr"
     script.write_text(scripts["zsh"])
+    assert scripts["zsh"].startswith("#compdef criu-cr\n")  # compinit registers a file by its first line only
     assert subprocess.run(["zsh", "-n", str(script)], capture_output=True, check=False).returncode == 0
+    # compinit finds it in fpath and registers it for criu-cr
+    reg = subprocess.run(["zsh", "-f", "-c", 'fpath=("$1" $fpath); autoload -U compinit; compinit -u -D; '
+                          'print -r -- ${_comps[criu-cr]}', "zsh", str(script.parent)],
+                         capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin", "HOME": str(script.parent)})
+    assert reg.stdout.strip() == "_criu-cr"
     # Outside a completion widget: compadd stubbed to print what it would offer.
     driver = ('compdef() { : }; _arguments() { : }; compadd() { [[ $1 == -a ]] && print -l -- ${(P)2} }; '
               'source "$1"; BUFFER="criu-cr --root $2 checkpoint "; _criu_cr_container_ids')
