@@ -12,6 +12,7 @@ __all__ = [
     "ContainerError",
     "CheckpointError",
     "RestoreError",
+    "CheckpointNotFoundError",
     "SpecError",
     "CgroupError",
     "NetnsError",
@@ -169,6 +170,14 @@ class RestoreError(_CriuFailure):
     """A restore failed or was refused; the checkpoint stays for another try."""
 
     action = "restore"
+
+
+class CheckpointNotFoundError(RestoreError):
+    """There is no checkpoint to restore where one was looked for; ``path`` is where."""
+
+    def __init__(self, container_id: str, path: str, problem: str, hint: str = "") -> None:
+        self.path = path
+        super().__init__(container_id, problem, hint=hint)
 
 
 def criu_message(exc: BaseException) -> str:

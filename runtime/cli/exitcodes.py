@@ -5,6 +5,11 @@ of failure gets a new number. The man pages and docs/cli-json.md list them
 from :data:`DESCRIPTIONS`. Which error maps to which status is decided in
 one place (:func:`runtime.cli.errormap.classify`), never per command.
 
+A signal ends the command with 128 + its number, as shells report a
+process killed by it (so SIGTERM gives 143, not 130): a caller can tell
+which signal it was. A dump or restore under way is finished (or rolled
+back) first.
+
 ``exec`` and ``run`` (without ``-d``) are the exception: on success they
 return the container process's own exit status, as runc and podman do.
 """
@@ -27,7 +32,9 @@ class Exit(enum.IntEnum):
     CRIU_FAILED = 5
     ENVIRONMENT = 6
     PARTIAL = 7
+    HANGUP = 129
     INTERRUPTED = 130
+    TERMINATED = 143
 
     @property
     def description(self) -> str:
@@ -45,5 +52,8 @@ DESCRIPTIONS: dict[Exit, str] = {
     Exit.CRIU_FAILED: "CRIU refused or failed the dump/restore (the error names CRIU's log and its first error)",
     Exit.ENVIRONMENT: "this machine cannot do it: not root, no usable CRIU, a missing kernel feature",
     Exit.PARTIAL: "a command over several containers where some succeeded and some failed",
-    Exit.INTERRUPTED: "interrupted by SIGINT or SIGTERM (128 + 2); the error says what state was left",
+    Exit.HANGUP: "stopped by SIGHUP (128 + 1); the error says what state the container was left in",
+    Exit.INTERRUPTED: "interrupted by SIGINT, e.g. Ctrl-C (128 + 2); the error says what state the container "
+                      "was left in",
+    Exit.TERMINATED: "stopped by SIGTERM (128 + 15); the error says what state the container was left in",
 }
