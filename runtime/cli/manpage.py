@@ -209,16 +209,20 @@ def _main_page(parser: argparse.ArgumentParser, cmds: list[Command], version: st
 
 
 def _command_page(cmd: Command, version: str, examples: dict[str, list[tuple[str, str]]],
-                  notes: dict[str, str]) -> str:
+                  notes: dict[str, str], global_options: list[str]) -> str:
     name = page_name(cmd.words)
     lines = _header(name, cmd.summary or cmd.key, version)
     lines += _synopsis(cmd.parser)
     desc = cmd.parser.description or cmd.summary
+    desc = desc[:1].upper() + desc[1:]
     lines += [".SH DESCRIPTION", *_paragraphs(desc)[1:]]
     if cmd.aliases:
         lines += [".PP", roff_escape("Also called: " + ", ".join(cmd.aliases) + ".")]
-    lines += [".PP", "The global options (\\fB\\-\\-root\\fR, \\fB\\-\\-criu\\fR) go before the command; see",
-              ".BR criu\\-cr (1)."]
+    own = {o for a in cmd.parser._actions for o in a.option_strings}
+    before = [o for o in global_options if o not in own]  # some are taken after the command too
+    if before:
+        names = ", ".join(f"\\fB{roff_escape(o)}\\fR" for o in before)
+        lines += [".PP", f"The global options ({names}) go before the command; see", ".BR criu\\-cr (1)."]
     lines += _options(cmd.parser)
     lines += _examples(cmd.key, examples)
     lines += _exit_status(notes.get(cmd.key))
@@ -236,7 +240,9 @@ def render_pages(parser: argparse.ArgumentParser, *, version: str,
         examples = ex.EXAMPLES if examples is None else examples
         notes = ex.NOTES if notes is None else notes
     cmds = list(commands(parser))
+    global_options = [a.option_strings[-1] for a in parser._actions
+                      if a.option_strings and a.help is not argparse.SUPPRESS and "--help" not in a.option_strings]
     pages = {f"criu-cr.{SECTION}": _main_page(parser, cmds, version, examples)}
     for c in cmds:
-        pages[f"{page_name(c.words)}.{SECTION}"] = _command_page(c, version, examples, notes)
+        pages[f"{page_name(c.words)}.{SECTION}"] = _command_page(c, version, examples, notes, global_options)
     return pages
