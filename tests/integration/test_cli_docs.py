@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 import shutil
 import subprocess
 
@@ -27,17 +28,18 @@ def bash_script(tmp_path) -> str:
 
 def test_bash_completes_a_running_containers_id(container_prereqs, busybox_bundle, container, state_root,
                                                  bash_script) -> None:
-    ctr = container(busybox_bundle(["sleep", "1000"]), id="tab-web")
+    cid = f"tab-{secrets.token_hex(3)}"  # ids name cgroups: unique on the machine
+    ctr = container(busybox_bundle(["sleep", "1000"]), id=cid)
     assert ctr.status == "running"
     # --root on the line, as a user of a private state root types it
-    assert bash_complete(bash_script, ["criu-cr", "--root", state_root, "checkpoint", ""]) == ["tab-web"]
-    assert bash_complete(bash_script, ["criu-cr", "--root", state_root, "checkpoint", "-R", "tab"]) == ["tab-web"]
+    assert bash_complete(bash_script, ["criu-cr", "--root", state_root, "checkpoint", ""]) == [cid]
+    assert bash_complete(bash_script, ["criu-cr", "--root", state_root, "checkpoint", "-R", "tab"]) == [cid]
     # $CRIU_CR_ROOT, and a prefix that matches nothing
-    assert bash_complete(bash_script, ["criu-cr", "checkpoint", ""], {"CRIU_CR_ROOT": state_root}) == ["tab-web"]
+    assert bash_complete(bash_script, ["criu-cr", "checkpoint", ""], {"CRIU_CR_ROOT": state_root}) == [cid]
     assert bash_complete(bash_script, ["criu-cr", "checkpoint", "zz"], {"CRIU_CR_ROOT": state_root}) == []
     # once it is checkpointed, restore offers it too
     ctr.checkpoint()
-    assert bash_complete(bash_script, ["criu-cr", "--root", state_root, "restore", ""]) == ["tab-web"]
+    assert bash_complete(bash_script, ["criu-cr", "--root", state_root, "restore", ""]) == [cid]
 
 
 def test_man_finds_the_installed_pages() -> None:
