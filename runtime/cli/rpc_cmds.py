@@ -216,14 +216,9 @@ def _yes(value: bool | None) -> str:
 
 
 def _version(args: argparse.Namespace) -> Result:
-    from importlib.metadata import PackageNotFoundError, version
-
     from criu_rpc import CriuClient, locate
+    from runtime._version import __version__ as ours
 
-    try:
-        ours = version("criu-cr")
-    except PackageNotFoundError:
-        ours = "unknown (not installed)"
     path = locate(args.criu)
     criu = CriuClient(path).version()
     data = {"version": ours, "criu": {"version": str(criu), "path": path}}

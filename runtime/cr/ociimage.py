@@ -24,7 +24,6 @@ refusals of a hostile archive.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import platform
@@ -34,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
+from runtime._version import __version__
 from runtime.container.state import ContainerState, StateStore
 from runtime.cr import archive
 from runtime.cr.compression import compressor
@@ -48,10 +48,7 @@ from runtime.linux.fsmode import FILE_MODE
 __all__ = ["CRIO", "CRIU", "HostFacts", "host_facts", "checkpoint_annotations", "write_image", "read_image", "checkpoint_layer",
            "create_checkpoint_image", "ENGINE_VERSION"]
 
-try:
-    ENGINE_VERSION = importlib.metadata.version("criu-cr")
-except importlib.metadata.PackageNotFoundError:  # run from a source tree
-    ENGINE_VERSION = "unknown"
+ENGINE_VERSION = __version__
 CRIO = "io.kubernetes.cri-o.annotations.checkpoint."  # + name, rawImageName, rootfsImageID, ...
 CRIU = "org.criu.checkpoint."  # + container.name, engine.name, rootfsImageName, host.arch, ...
 # What marks an image as a checkpoint: CRI-O tests the first, checkpointctl-built images carry the second.
