@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from runtime.cli.cr_cmds import print_result, progress
+from runtime.cli.output import Result
 from runtime.container.state import StateStore, validate_id
 from runtime.cr.checkpoint import checkpoint
 from runtime.cr.options import CheckpointOptions
@@ -15,7 +16,7 @@ from runtime.cr.options import CheckpointOptions
 __all__ = ["run"]
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Result:
     with progress(args, "export", args.export) as line:
         res = checkpoint(StateStore(args.root), validate_id(args.id), CheckpointOptions(
             image_path=args.image_path, leave_running=args.leave_running, tcp_established=args.tcp_established,

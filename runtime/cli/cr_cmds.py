@@ -21,14 +21,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 from runtime.cli.handlers import Handler
+from runtime.cli.output import Result
 from runtime.cli.progress import progress_for
 
-__all__ = ["register", "stats_json", "print_result", "progress"]
+__all__ = ["register", "stats_json", "result_json", "print_result", "progress"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,7 +89,8 @@ def _common(p: argparse.ArgumentParser, verb: str) -> None:
     p.add_argument("--tcp-established", action="store_true", help=f"{verb} established TCP connections")
     p.add_argument("--file-locks", action="store_true", help=f"{verb} file locks")
     p.add_argument("-k", "--keep", action="store_true", help="keep CRIU's log and statistics files")
-    p.add_argument("--print-stats", action="store_true", help="print statistics as JSON")
+    p.add_argument("--print-stats", action="store_true",
+                   help="print statistics as JSON (podman's shape; with --format json: under \"statistics\")")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress line for --export/--import (it is shown only when stderr is a terminal)")
     p.add_argument("--network-lock", choices=("iptables", "nftables", "skip"),
@@ -109,11 +110,24 @@ def stats_json(kind: str, result: Any) -> dict[str, Any]:
     }
 
 
+def result_json(kind: str, result: Any) -> dict[str, Any]:
+    """A checkpoint's or restore's result for ``--format json`` (docs/schemas/checkpoint.json, restore.json)."""
+    out: dict[str, Any] = {"id": result.container_id}
+    if kind == "restore":
+        out["pid"] = result.pid
+    out.update(image_dir=result.image_dir, log_path=result.log_path, duration_us=result.duration_us,
+               criu_duration_us=result.criu_duration_us, criu_statistics=dict(result.stats))
+    if kind == "checkpoint":
+        out.update(archive=result.archive, image=result.image)
+    return out
+
+
 @contextlib.contextmanager
 def progress(args: argparse.Namespace, label: str, wanted: object) -> Iterator[Any]:
     """A progress line on stderr for an export/import (``wanted``), when stderr is a terminal and
     not --quiet; the line is ended (newline) however the command ends."""
-    line = progress_for(label, quiet=args.quiet) if wanted else None
+    # JSON mode keeps stderr to JSON lines: no progress line there
+    line = progress_for(label, quiet=args.quiet or args.format == "json") if wanted else None
     try:
         yield line
     finally:
@@ -121,11 +135,10 @@ def progress(args: argparse.Namespace, label: str, wanted: object) -> Iterator[A
             line.close()
 
 
-def print_result(args: argparse.Namespace, kind: str, res: Any, plain: object) -> int:
-    """--print-stats: podman-shaped JSON; else one line (the image dir, or the restored pid)."""
+def print_result(args: argparse.Namespace, kind: str, res: Any, plain: object) -> Result:
+    """Text: --print-stats: podman-shaped JSON; else one line (the image dir, or the restored pid)."""
+    data = result_json(kind, res)
     if args.print_stats:
-        json.dump(stats_json(kind, res), sys.stdout, indent=2)
-        print()
-    else:
-        print(plain)
-    return 0
+        data["statistics"] = stats_json(kind, res)
+        return Result(data=data, text=json.dumps(data["statistics"], indent=2))
+    return Result(data=data, text=str(plain))

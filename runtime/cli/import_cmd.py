@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 
 from runtime.cli.cr_cmds import print_result, progress
+from runtime.cli.errormap import UsageError
+from runtime.cli.output import Result
 from runtime.cli.restore_cmd import restore_fields
 from runtime.container.state import StateStore
 from runtime.cr.archive import DEFAULT_IMPORT_LIMIT
@@ -18,12 +20,12 @@ from runtime.cr.portable import restore_import
 __all__ = ["run"]
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Result:
     if args.image_path or args.bundle:
-        raise SystemExit("criu-cr restore: --import takes its images and bundle from the archive "
+        raise UsageError("restore: --import takes its images and bundle from the archive "
                          "(not with --image-path or --bundle)")
     if args.name and args.id and args.name != args.id:
-        raise SystemExit(f"criu-cr restore: --name {args.name} and ID {args.id} disagree: give one")
+        raise UsageError(f"restore: --name {args.name} and ID {args.id} disagree: give one")
     with progress(args, "import", True) as line:
         opts = RestoreOptions(netns=args.netns, progress=line, **restore_fields(args))
         res = restore_import(StateStore(args.root), args.import_, opts, name=args.name or args.id,

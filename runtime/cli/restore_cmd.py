@@ -12,6 +12,8 @@ from typing import Any
 
 from runtime import lazy
 from runtime.cli.cr_cmds import print_result
+from runtime.cli.errormap import UsageError
+from runtime.cli.output import Result
 from runtime.container.state import StateStore, validate_id
 from runtime.cr.options import RestoreOptions
 from runtime.cr.restore import restore
@@ -25,11 +27,11 @@ def restore_fields(args: argparse.Namespace) -> dict[str, Any]:
                 keep=args.keep, network_lock=args.network_lock, verify=args.verify)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Result:
     if not args.id:
-        raise SystemExit("criu-cr restore: give the container's ID (or --import FILE)")
+        raise UsageError("restore: give the container's ID (or --import FILE)")
     if args.name or args.rootfs or args.import_limit:
-        raise SystemExit("criu-cr restore: --name, --rootfs and --import-limit go with --import")
+        raise UsageError("restore: --name, --rootfs and --import-limit go with --import")
     store = StateStore(args.root)
     opts = RestoreOptions(image_path=args.image_path, bundle=args.bundle, netns=args.netns, **restore_fields(args))
     if not store.exists(validate_id(args.id)) and args.image_path:

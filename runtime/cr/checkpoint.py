@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from criu_rpc import CriuClient, CriuError, NotifyHandler, deadline_for
+from criu_rpc.trace import timed
 from runtime import lazy
 from runtime.container.host import overlay_dirs, release_network_lock
 from runtime.container.state import Action, ContainerState, StateStore, process_alive
@@ -43,11 +44,11 @@ _log = logging.getLogger("criu_cr.cr")
 
 FULL_FS_BYTES = 1 << 20  # less free than this after a failed dump: the disk was the reason
 
-# What a checkpoint writes beside its images when asked: the option that asks -> its writer,
+# What a checkpoint writes beside its images when asked: the option that asks, its writer (what it does),
 # loaded only then (the archive and OCI writers bring tarfile, zstandard and the OCI layout
 # code: ~6 ms of imports a plain `criu-cr checkpoint` would pay; docs/performance.md).
-_OUTPUTS = (("export", "runtime.cr.portable:export_checkpoint"),
-            ("create_image", "runtime.cr.ociimage:create_checkpoint_image"))
+_OUTPUTS = (("export", "runtime.cr.portable:export_checkpoint", "exporting"),
+            ("create_image", "runtime.cr.ociimage:create_checkpoint_image", "writing the image"))
 
 # -- checkpoint -----------------------------------------------------------------------
 
@@ -76,7 +77,8 @@ def checkpoint(store: StateStore, container_id: str, opts: CheckpointOptions = C
     with store.lock(cid):
         st = pending.current(store, cid)
         st.check(Action.COPY if opts.leave_running else Action.CHECKPOINT)
-        facts = require_usable_criu(criu_path, store.root)
+        with timed(_log, "container %r: checkpoint: finding a usable CRIU", cid):
+            facts = require_usable_criu(criu_path, store.root)
         final_dir = opts.image_path or store.path(cid, DEFAULT_IMAGE_DIR)
         work_dir = fresh_image_dir(final_dir, container_id=cid)
         st = pending.begin(store, st, "checkpoint", work_dir=work_dir, final_dir=final_dir,
@@ -89,17 +91,22 @@ def checkpoint(store: StateStore, container_id: str, opts: CheckpointOptions = C
             except BaseException:
                 _abandon(store, st, work_dir)
                 raise
-            final_dir = _install(cid, work_dir, final_dir, opts.leave_running)
+            with timed(_log, "container %r: checkpoint: installing %s", cid, final_dir):
+                final_dir = _install(cid, work_dir, final_dir, opts.leave_running)
             extra = pending.with_checkpoint(pending.finish(st), final_dir, opts.leave_running)
             store.write(st.advance(Action.COPY if opts.leave_running else Action.CHECKPOINT, extra=extra))
         stats = stats_dict(final_dir, "dump")
         # Before the logs go: the archive carries CRIU's statistics and log, as podman's does.
-        written = {name: lazy.load(writer)(store, st, final_dir, opts) for name, writer in _OUTPUTS
-                   if getattr(opts, name)}
+        written = {}
+        for name, writer, doing in _OUTPUTS:
+            if getattr(opts, name):
+                with timed(_log, "container %r: checkpoint: %s %s", cid, doing, getattr(opts, name)):
+                    written[name] = lazy.load(writer)(store, st, final_dir, opts)
         log_path: str | None = os.path.join(final_dir, DUMP_LOG)
         if not opts.keep:
             remove_logs(final_dir, "dump")
             log_path = None
+    _log.debug("container %r: checkpoint done in %.3f s", cid, time.monotonic() - started)
     return CheckpointResult(container_id=cid, image_dir=final_dir, log_path=log_path, stats=stats,
                             duration_us=int((time.monotonic() - started) * 1e6),
                             criu_duration_us=criu_us(stats, "dump"), archive=written.get("export"),
@@ -129,7 +136,8 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
     criu_opts = criu_options.build(ctx, Direction.DUMP).options(images_dir=work_dir, log_file=DUMP_LOG,
                                                                log_level=opts.log_level)
     if cg is not None:
-        cg.freeze()  # faster than CRIU's 100 ms polling; CRIU finds it frozen
+        with timed(_log, "container %r: checkpoint: freezing its cgroup", st.id):
+            cg.freeze()  # faster than CRIU's 100 ms polling; CRIU finds it frozen
     # While the tree is frozen -- the moment the images hold -- and beside
     # CRIU's dump: the netns snapshot and, for a copy, the filesystem changes.
     # The pages are hashed as CRIU writes them: the manifest then costs little more.
@@ -138,9 +146,11 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
         side = pool.submit(_side_files, work_dir, st, meta)
         try:
             timeout = opts.timeout or deadline_for(_memory_bytes(cg))
-            (client or CriuClient(criu_path)).dump(criu_opts, notify=notify, timeout=timeout)
+            with timed(_log, "container %r: checkpoint: CRIU's dump (deadline %.0f s)", st.id, timeout):
+                (client or CriuClient(criu_path)).dump(criu_opts, notify=notify, timeout=timeout)
         finally:
-            wait([side])  # before the thaw: the archive must not see files change
+            with timed(_log, "container %r: checkpoint: waiting for the side files", st.id):
+                wait([side])  # before the thaw: the archive must not see files change
             if cg is not None:
                 # Thawed even when CRIU killed the tree: the empty cgroup must not
                 # stay frozen, or the restored tasks would land frozen.
@@ -152,7 +162,8 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
                 raise  # the container still runs: fail the checkpoint, nothing is lost
             # CRIU has already stopped the container: keep its images, lose only the extra.
             _log.warning("container %r: checkpoint taken, but %s", st.id, exc)
-        manifest.seal(work_dir, container_id=st.id, strict=opts.leave_running, followed=pages)  # for restore
+        with timed(_log, "container %r: checkpoint: sealing the manifest", st.id):
+            manifest.seal(work_dir, container_id=st.id, strict=opts.leave_running, followed=pages)  # for restore
 
 
 def _memory_bytes(cg: Cgroups | None) -> int:

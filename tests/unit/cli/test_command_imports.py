@@ -70,5 +70,5 @@ def test_the_probe_sees_what_a_command_loads():
 def test_the_writers_a_checkpoint_loads_when_asked_exist():
     from runtime.cr import checkpoint
 
-    for option, writer in checkpoint._OUTPUTS:
+    for option, writer, _ in checkpoint._OUTPUTS:
         assert callable(lazy.load(writer)), (option, writer)

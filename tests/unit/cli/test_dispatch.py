@@ -30,10 +30,19 @@ def test_the_command_table_says_what_each_module_registers():
     assert set(cli.COMMANDS) <= set(cli._COMMAND_MODULES)
 
 
+def test_the_value_options_are_the_top_level_options_that_take_a_value():
+    parser = cli.build_parser(["--help"])
+    taking = {flag for a in parser._actions if a.option_strings and a.nargs != 0 and not isinstance(
+              a, argparse._SubParsersAction) for flag in a.option_strings if flag.startswith("--")}
+    assert taking == set(cli.VALUE_OPTIONS)
+
+
 @pytest.mark.parametrize(("argv", "name"), [
     (["checkpoint", "web"], "checkpoint"),
     (["--root", "/r", "restore", "web"], "restore"),
     (["--root=/r", "--criu", "/c", "list"], "list"),
+    (["--format", "json", "--debug", "state", "x"], "state"),
+    (["--lo", "debug", "-q", "checkpoint", "x"], "checkpoint"),
     (["--ro", "checkpoint", "state", "x"], "state"),  # argparse's prefix: "checkpoint" is the root here
     (["--", "list"], "list"),
     (["--help"], None),
