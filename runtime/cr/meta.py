@@ -27,7 +27,7 @@ from runtime.linux.mounts import remove_tree
 
 __all__ = [
     "IMAGE_DIR_MODE", "METADATA_FILE", "ImageDirError", "ImageOwnerError", "check_owner", "NETWORK_FILE", "META_VERSION", "CheckpointMeta",
-    "read_meta", "fresh_image_dir", "install_image_dir", "remove_logs", "stats_dict",
+    "read_meta", "parse_meta", "fresh_image_dir", "install_image_dir", "remove_logs", "stats_dict",
     "choose_network_lock", "pick_network_lock", "nftables_supported", "require_usable_criu", "criu_facts", "DUMP_STATS_FIELDS", "RESTORE_STATS_FIELDS",
 ]
 
@@ -82,16 +82,28 @@ def read_meta(image_dir: str, *, container_id: str = "") -> CheckpointMeta:
     by default the one recorded in the file.
     """
     path = os.path.join(image_dir, METADATA_FILE)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise RestoreError(container_id or "?", f"{path} is missing: these images were not written by criu-cr",
+                           hint="checkpoint with criu-cr") from None
+    except OSError as exc:
+        raise RestoreError(container_id or "?", f"cannot read {path}: {exc}", hint="take a new checkpoint") from exc
+    return parse_meta(raw, path, container_id=container_id)
+
+
+def parse_meta(raw: bytes, path: str, *, container_id: str = "") -> CheckpointMeta:
+    """``criu-cr.json``'s bytes (read from ``path``, which errors name) as :class:`CheckpointMeta`.
+
+    Raises RestoreError as :func:`read_meta` does.
+    """
     cid = container_id or "?"
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(raw)
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-    except FileNotFoundError:
-        raise RestoreError(cid, f"{path} is missing: these images were not written by criu-cr",
-                           hint="checkpoint with criu-cr") from None
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
         raise RestoreError(cid, f"cannot read {path}: {exc}", hint="take a new checkpoint") from exc
     cid = container_id or str(data.get("container_id", "?"))
     if data.get("version") != META_VERSION:
