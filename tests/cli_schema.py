@@ -2,14 +2,16 @@
 
 The validator knows the part of JSON Schema (2020-12) the schemas use:
 ``type`` (one or a list), ``enum``, ``const``, ``minimum``, ``properties``,
-``required``, ``additionalProperties`` (false or a schema), ``items`` and
-``$ref`` to another file of docs/schemas. ``jsonschema`` is not a
-dependency of criu-cr, and this much is enough to pin the shapes.
+``required``, ``additionalProperties`` (false or a schema), ``items``, ``pattern``,
+``$ref`` to another file of docs/schemas or to ``#/$defs/NAME`` of the same file.
+A keyword it does not know fails loudly rather than passing silently.
+``jsonschema`` is not a dependency of criu-cr, and this much is enough to pin the shapes.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ COMMAND_SCHEMAS = {
     "version": "version.json", "checkpoint": "checkpoint.json", "restore": "restore.json",
     "create": "state.json", "start": "state.json", "run": "state.json", "pause": "state.json",
     "resume": "state.json", "adopt": "state.json", "kill": "kill.json", "delete": "delete.json",
-    "dump": "dump.json", "restore-tree": "restore-tree.json",
+    "dump": "dump.json", "restore-tree": "restore-tree.json", "inspect": "inspect.json", "diff": "diff.json",
 }
 
 #: Schemas of what is not one command's result.
@@ -51,10 +53,21 @@ def _is(value: Any, type_name: str) -> bool:
     return isinstance(value, _TYPES[type_name])
 
 
-def errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
+_KNOWN = {"type", "enum", "const", "minimum", "properties", "required", "additionalProperties", "items", "pattern",
+          "$ref", "$schema", "$id", "title", "description", "$defs"}
+
+
+def errors(value: Any, schema: dict[str, Any], where: str = "$", root: dict[str, Any] | None = None) -> list[str]:
     """Where ``value`` breaks ``schema``, as "path: problem" lines ([] when it fits)."""
+    root = schema if root is None else root
+    unknown = set(schema) - _KNOWN
+    assert not unknown, f"schema keyword(s) this validator does not know: {sorted(unknown)}"
     if "$ref" in schema:
-        return errors(value, load(schema["$ref"]), where)
+        ref = schema["$ref"]
+        if ref.startswith("#/$defs/"):
+            return errors(value, root["$defs"][ref.removeprefix("#/$defs/")], where, root)
+        target = load(ref)
+        return errors(value, target, where, target)
     out: list[str] = []
     types = schema.get("type")
     if types is not None:
@@ -65,6 +78,8 @@ def errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
         out.append(f"{where}: {value!r} not one of {schema['enum']}")
     if "const" in schema and value != schema["const"]:
         out.append(f"{where}: {value!r} is not {schema['const']!r}")
+    if "pattern" in schema and isinstance(value, str) and not re.search(schema["pattern"], value):
+        out.append(f"{where}: {value!r} does not match {schema['pattern']}")
     if "minimum" in schema and isinstance(value, (int, float)) and value < schema["minimum"]:
         out.append(f"{where}: {value} < {schema['minimum']}")
     if isinstance(value, dict):
@@ -73,14 +88,14 @@ def errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
         extra = schema.get("additionalProperties", True)
         for key, item in value.items():
             if key in props:
-                out += errors(item, props[key], f"{where}.{key}")
+                out += errors(item, props[key], f"{where}.{key}", root)
             elif extra is False:
                 out.append(f"{where}: {key!r} is not documented")
             elif isinstance(extra, dict):
-                out += errors(item, extra, f"{where}.{key}")
+                out += errors(item, extra, f"{where}.{key}", root)
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
-            out += errors(item, schema["items"], f"{where}[{i}]")
+            out += errors(item, schema["items"], f"{where}[{i}]", root)
     return out
 
 

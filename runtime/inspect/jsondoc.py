@@ -1,6 +1,6 @@
 """The JSON document of ``criu-cr inspect --json`` (and of ``diff --json``): one stable shape.
 
-docs/inspect.md describes it and docs/inspect.schema.json is its JSON
+docs/inspect.md describes it and docs/schemas/inspect.json is its JSON
 Schema. Every key is always there; a section that was not asked for is
 ``null``. Addresses are hex strings (``"0x7ffd4e346000"``: JSON numbers lose
 precision past 2**53); sizes are numbers of bytes. A change that removes or

@@ -15,12 +15,12 @@ from runtime.inspect import memsearch
 from runtime.inspect.collect import Sections, collect
 from runtime.inspect.jsondoc import document
 from runtime.inspect.sources import open_source
-from tests.unit.inspect.schema_check import errors
+from tests.cli_schema import errors, load
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 IMAGES = str(DATA / "images")
 CRIT = json.loads((DATA / "images.crit.json").read_text())
-SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "docs" / "inspect.schema.json").read_text())
+SCHEMA = load("inspect.json")
 # The stored checkpoint's pids are those of the run that made it: taken from crit's decoding.
 PIDS = [e["pid"] for e in CRIT["pstree.img"]["plain"]["entries"]]
 ROOT = PIDS[0]
@@ -130,7 +130,7 @@ def test_missing_process_named(capsys):
     (["inspect", "memory", IMAGES, "--pid", str(ROOT), "--regex", "("], "--regex"),
 ])
 def test_cli_usage_errors(capsys, argv, message):
-    assert main(argv) == 1
+    assert main(argv) == 2  # Exit.USAGE
     assert message in capsys.readouterr().err
 
 

@@ -1,4 +1,4 @@
-"""The text tree, the JSON document (validated against docs/inspect.schema.json) and diff, on hand-made reports."""
+"""The text tree, the JSON document (validated against docs/schemas/inspect.json) and diff, on hand-made reports."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from runtime.inspect.model import (Creds, Fd, Interface, Memory, Mount, Network,
                                    Socket, Vma)
 from runtime.inspect.render import render
 from runtime.inspect.sockets import endpoint
-from tests.unit.inspect.schema_check import errors
+from tests.cli_schema import errors, load
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
-SCHEMA = json.loads((DOCS / "inspect.schema.json").read_text())
-DIFF_SCHEMA = json.loads((DOCS / "diff.schema.json").read_text())
+SCHEMA = load("inspect.json")
+DIFF_SCHEMA = load("diff.json")
 
 TCP = Socket(fd=3, family="inet", proto="tcp", state="ESTABLISHED", inode=77, local="10.231.0.2:7000",
              remote="10.231.0.1:50000", send_queue=12, recv_queue=3)
