@@ -24,9 +24,9 @@ def test_process_tree(ckpt: Checkpoint) -> None:
 def test_fds_joined_with_their_files(ckpt: Checkpoint) -> None:
     root = ckpt.processes[0].pid
     fds = {f.fd: f for f in ckpt.fds(root)}
-    assert [fds[n].type for n in range(3, 16)] == [
+    assert [fds[n].type for n in range(3, 17)] == [
         "PIPE", "PIPE", "UNIXSK", "UNIXSK", "INETSK", "INETSK", "INETSK", "INETSK", "REG", "FIFO",
-        "EVENTFD", "EVENTPOLL", "REG"]
+        "EVENTFD", "EVENTPOLL", "REG", "REG"]
     assert all(f.file is not None and f.file.id == f.id for f in fds.values())
     listener = fds[7].file.isk
     assert (listener.state, listener.src_port, listener.src_addr) == (10, 7001, [0x0100007F])  # LISTEN
@@ -35,6 +35,8 @@ def test_fds_joined_with_their_files(ckpt: Checkpoint) -> None:
     assert fds[13].file.efd.counter == 5
     assert fds[3].file.pipe.pipe_id == fds[4].file.pipe.pipe_id
     assert fds[15].file.reg.name.endswith("/work/regular")
+    # the deleted files are named as CRIU saw them, their content in ghost-file-*.img
+    assert fds[11].file.reg.name.endswith("/work/ghost") and fds[16].file.reg.name.endswith("/work/sparse")
 
 
 def test_mm_and_inventory(ckpt: Checkpoint) -> None:

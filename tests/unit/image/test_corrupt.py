@@ -91,7 +91,7 @@ def test_every_truncation_fails_or_is_a_whole_prefix(name: str) -> None:
         except ImageError as exc:
             assert name in str(exc)
             continue
-        if name.startswith("ghost-file-"):
+        if name.startswith("ghost-file-") and not full[0][0].chunks:
             # An unchunked ghost file's content runs to EOF with no length to check against.
             assert got[0][1] == full[0][1][:len(got[0][1])]
             continue

@@ -103,3 +103,9 @@ def test_sysv_ipc_objects_and_their_data() -> None:
     shm = _ipc("ipcns-shm-")
     # CRIU 4 keeps the segment's pages in pagemap-shmem-*.img: nothing follows the entry
     assert shm.msg.size == 8192 and shm.msg.in_pagemaps and shm.payload == b""
+
+
+def test_a_sparse_ghost_file_comes_in_chunks() -> None:
+    head, *chunks = read_image(stored(), "ghost-file-2.img").entries()
+    assert head.msg.chunks and head.msg.size == 65536 + len(b"after a hole")
+    assert [(c.msg.off, c.payload.rstrip(b"\0")) for c in chunks] == [(0, b"head"), (65536, b"after a hole")]
