@@ -180,6 +180,10 @@ def report(times: dict[str, list[float]], imports: dict[str, ImportProfile], run
     for name, p in imports.items():
         top = ", ".join(f"{mod} {ms:.1f}" for mod, ms in p.top)
         print(f"  {name:11} {p.total_ms:6.1f} ms {p.modules:4} modules | {top}")
+    hooks = sorted({m for p in imports.values() for m in p.names if m.startswith("__editable__")})
+    if hooks:
+        print(f"  warning: the venv's editable install is an import hook ({hooks[0]}: pathlib, urllib... on every "
+              "start, ~10 ms); scripts/install installs it as a plain path (editable_mode=compat)")
 
 
 def as_json(times: dict[str, list[float]], imports: dict[str, ImportProfile]) -> dict[str, object]:
