@@ -20,6 +20,10 @@ from runtime.cr.restore import restore
 
 __all__ = ["run", "restore_fields"]
 
+# A new container from a checkpoint (a copy, or one brought back after delete): loaded only
+# then, as it brings tarfile (the filesystem changes) and the spec checks of container creation.
+_RESTORE_NEW = "runtime.cr.restore_new:restore_new"
+
 
 def restore_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The RestoreOptions fields every restore takes from the command line."""
@@ -35,7 +39,7 @@ def run(args: argparse.Namespace) -> Result:
     store = StateStore(args.root)
     opts = RestoreOptions(image_path=args.image_path, bundle=args.bundle, netns=args.netns, **restore_fields(args))
     if not store.exists(validate_id(args.id)) and args.image_path:
-        res = lazy.load("runtime.cr.restore_new:restore_new")(store, args.id, opts, criu_path=args.criu)
+        res = lazy.load(_RESTORE_NEW)(store, args.id, opts, criu_path=args.criu)
     else:
         res = restore(store, args.id, opts, criu_path=args.criu)  # ContainerNotFoundError from its lock
     return print_result(args, "restore", res, res.pid)

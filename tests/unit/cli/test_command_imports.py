@@ -67,8 +67,10 @@ def test_the_probe_sees_what_a_command_loads():
     assert {"runtime.cr.portable", "tarfile"} <= loaded_by("restore", "--import", "x.tar")
 
 
-def test_the_writers_a_checkpoint_loads_when_asked_exist():
+def test_the_code_loaded_only_when_asked_exists():
+    from runtime.cli import restore_cmd
     from runtime.cr import checkpoint
 
     for option, writer, _ in checkpoint._OUTPUTS:
         assert callable(lazy.load(writer)), (option, writer)
+    assert callable(lazy.load(restore_cmd._RESTORE_NEW))
