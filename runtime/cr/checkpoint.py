@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from criu_rpc import CriuClient, CriuError, NotifyHandler, deadline_for
+from criu_rpc.faults import FaultAt
 from runtime.container.host import overlay_dirs, release_network_lock
 from runtime.container.state import Action, ContainerState, StateStore, process_alive
 from runtime.cr import criu_options, manifest, pending, portable
@@ -123,7 +124,7 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
         tcp_skip_in_flight=(opts.leave_running if opts.tcp_skip_in_flight is None
                             else opts.tcp_skip_in_flight),
         file_locks=opts.file_locks,
-        leave_running=opts.leave_running)
+        leave_running=opts.leave_running, page_server=opts.page_server, parent_img=opts.parent_img)
     criu_opts = criu_options.build(ctx, Direction.DUMP).options(images_dir=work_dir, log_file=DUMP_LOG,
                                                                log_level=opts.log_level)
     if cg is not None:
@@ -134,23 +135,37 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="criu-cr-side") as pool, \
             manifest.follow(work_dir) as pages:
         side = pool.submit(_side_files, work_dir, st, meta)
+        sealed: list[bool] = []
+
+        def finish(strict: bool) -> None:
+            wait([side])  # before the thaw: the archive must not see files change
+            try:
+                side.result()
+            except (OSError, tarfile.TarError, ContainerError) as exc:
+                if strict:
+                    raise  # the container still runs: fail the checkpoint, nothing is lost
+                # CRIU has already stopped the container: keep its images, lose only the extra.
+                _log.warning("container %r: checkpoint taken, but %s", st.id, exc)
+            manifest.seal(work_dir, container_id=st.id, strict=strict, followed=pages)  # for restore
+            sealed.append(True)
+
+        if opts.before_kill is not None:
+            # At post-dump the images are complete, the tree frozen and CRIU waits for our word: a
+            # raising action makes CRIU resume the tree instead of ending it (the hook CRIU keeps for
+            # migrations). FaultAt is just that: an action at one notify, then the caller's handler.
+            notify = FaultAt("post-dump", lambda _ctx: (finish(True), opts.before_kill(work_dir)),
+                             inner=notify, request="DUMP")
         try:
             timeout = opts.timeout or deadline_for(_memory_bytes(cg))
             (client or CriuClient(criu_path)).dump(criu_opts, notify=notify, timeout=timeout)
         finally:
-            wait([side])  # before the thaw: the archive must not see files change
+            wait([side])
             if cg is not None:
                 # Thawed even when CRIU killed the tree: the empty cgroup must not
                 # stay frozen, or the restored tasks would land frozen.
                 cg.thaw()
-        try:
-            side.result()
-        except (OSError, tarfile.TarError, ContainerError) as exc:
-            if opts.leave_running:
-                raise  # the container still runs: fail the checkpoint, nothing is lost
-            # CRIU has already stopped the container: keep its images, lose only the extra.
-            _log.warning("container %r: checkpoint taken, but %s", st.id, exc)
-        manifest.seal(work_dir, container_id=st.id, strict=opts.leave_running, followed=pages)  # for restore
+        if not sealed:
+            finish(opts.leave_running)
 
 
 def _memory_bytes(cg: Cgroups | None) -> int:

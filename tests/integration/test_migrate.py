@@ -128,14 +128,15 @@ def test_cli_receive_once_and_migrate(service, state_root, elsewhere, tmp_path):
 def test_destination_failure_restores_the_source(service, state_root, elsewhere):
     ctr, net = service
     before = counter(ctr)
-    # The receiver refuses the archive (over its size limit) after the source froze and dumped it.
+    # The receiver refuses the archive (over its size limit) at the source's post-dump: the pages
+    # went, the tree is frozen, CRIU waits -- and resumes it.
     with Receiver(("127.0.0.1", 0), TOKEN, root=elsewhere, limit=1024) as rx:
         thread, out = _serve(rx)
         with pytest.raises(MigrationError) as err:
             migrate(ctr.id, rx.address, TOKEN, root=state_root, criu_path=os.environ.get("CRIU_CR_CRIU"))
         thread.join(60)
     assert err.value.restored_locally and err.value.where == "destination", err.value
-    assert "restored here" in str(err.value)
+    assert "runs here" in str(err.value)
     assert out and not out[0].ok
     back = Container.load(ctr.id, state_root)
     assert back.status == "running"
