@@ -38,13 +38,13 @@ from collections.abc import Callable
 from typing import Any
 
 from criu_rpc import PageServer
-from runtime.container.state import StateStore
-from runtime.cr import archive, manifest
+from runtime.container.state import Action, StateStore
+from runtime.cr import archive, manifest, pending
 from runtime.cr.migrate_dest import DEFAULT_TIMEOUT, Received, Receiver
 from runtime.cr.migrate_proto import (NONCE_BYTES, Kind, ProtocolError, check_proof, encode, is_page_image,
                                       json_bytes, proof, ticket)
 from runtime.cr.migrate_wire import Conn, recv_file, send_file
-from runtime.cr.options import CheckpointOptions
+from runtime.cr.options import CheckpointOptions, RestoreOptions
 from runtime.errors import ContainerError
 
 __all__ = ["Receiver", "Received", "migrate", "Migrated", "MigrationError", "parse_address", "MigrationProgress"]
@@ -102,15 +102,17 @@ def migrate(container_id: str, address: tuple[str, int], token: bytes, *, root: 
             criu_path: str | None = None, compress: str = "none", tcp_established: bool = False,
             timeout: float = DEFAULT_TIMEOUT, progress: MigrationProgress | None = None,
             notify: Any = None) -> Migrated:
-    """Move the running container ``container_id`` to the receiver at ``address``.
+    """Move the running container ``container_id`` (state root ``root``) to the receiver at ``address``.
 
-    ``notify``: CRIU's dump callbacks (a criu_rpc.NotifyHandler; tests inject faults there).
-    Raises MigrationError (``.restored_locally``: the container runs here; else ``.hint`` says how
-    to get it back), ContainerError (it could not be checkpointed: it runs on).
+    ``progress``: see MigrationProgress. ``notify``: CRIU's dump callbacks (a
+    criu_rpc.NotifyHandler; tests inject faults there). ``Container.migrate`` is the same.
+    Raises ContainerNotFoundError, ContainerStateError (not running: nothing
+    happened), MigrationError (``.restored_locally``: the container runs here;
+    else ``.hint`` says how to get it back), ContainerError (it could not be
+    checkpointed: it runs on).
     """
-    from runtime.container import Container
-
-    ctr = Container.load(container_id, root)
+    ctr = _Local(StateStore(root), container_id)
+    ctr.state().check(Action.CHECKPOINT)  # before anything is sent
     try:
         sock = socket.create_connection(address, timeout=timeout)
     except OSError as exc:
@@ -126,7 +128,7 @@ def migrate(container_id: str, address: tuple[str, int], token: bytes, *, root: 
             raise MigrationError(container_id, str(exc), where=_where(exc),
                                  hint="nothing was frozen: the container runs here") from exc
         with psock:
-            return _Move(ctr, conn, psock, StateStore(root), criu_path, compress, progress).run(notify)
+            return _Move(ctr, conn, psock, criu_path, compress, progress).run(notify)
 
 
 def _where(exc: BaseException) -> str:
@@ -170,12 +172,52 @@ def _page_connection(conn: Conn, host: str, token: bytes, nonces: tuple[bytes, b
     return psock
 
 
+class _Local:
+    """The container on this side, through runtime.cr and the state store (never the facade)."""
+
+    def __init__(self, store: StateStore, cid: str) -> None:
+        self.store, self.id = store, cid
+
+    def state(self) -> Any:
+        return pending.current(self.store, self.id)
+
+    def checkpoint(self, opts: CheckpointOptions, *, criu_path: str | None, notify: Any) -> Any:
+        from runtime.cr.checkpoint import checkpoint
+
+        return checkpoint(self.store, self.id, opts, criu_path=criu_path, notify=notify)
+
+    def restore(self, *, criu_path: str | None, tcp_established: bool) -> Any:
+        from runtime.cr.restore import restore
+
+        return restore(self.store, self.id, RestoreOptions(tcp_established=tcp_established), criu_path=criu_path)
+
+    def release(self) -> None:
+        """Delete this side's copy once the destination runs it. On one host (loopback) the
+        destination's container has the same cgroup path, now holding its processes: it is left to it."""
+        from runtime.container.host import destroy, release_network_lock
+        from runtime.linux.cgroups import Cgroups
+
+        with self.store.lock(self.id, blocking=True):
+            st = self.state()
+            st.check(Action.FORCE_DELETE)
+            cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
+            if cg is not None and cg.exists() and cg.pids():
+                st = st.replace(cgroups={})
+                self.store.write(st)
+            destroy(self.store, st, adopted=st.adopted_from is not None, force=True)
+            try:
+                release_network_lock(st)
+            except OSError as exc:
+                _log.warning("container %r: could not remove CRIU's network lock: %s", self.id, exc)
+            self.store.remove(self.id)
+
+
 class _Move:
     """The checkpoint with its post-dump hand-over, then GO and the answer."""
 
-    def __init__(self, ctr: Any, conn: Conn, psock: socket.socket, store: StateStore, criu_path: str | None,
+    def __init__(self, ctr: _Local, conn: Conn, psock: socket.socket, criu_path: str | None,
                  compress: str, progress: MigrationProgress | None) -> None:
-        self.ctr, self.conn, self.psock, self.store = ctr, conn, psock, store
+        self.ctr, self.conn, self.psock, self.store = ctr, conn, psock, ctr.store
         self.criu_path, self.compress, self.progress = criu_path, compress, progress
         self.sent_archive = 0
         self.t_sent = 0.0
@@ -195,7 +237,7 @@ class _Move:
                                     criu_path=self.criu_path, notify=notify)
         except ContainerError as exc:
             self._abort(str(exc))
-            if ctr.refresh().status == "running":
+            if ctr.state().status == "running":
                 cause = exc.__cause__
                 why = str(cause.__cause__ or cause) if cause is not None else str(exc)
                 raise MigrationError(ctr.id, why, where=_where(cause.__cause__ if cause else exc),
@@ -218,7 +260,7 @@ class _Move:
         t2 = time.monotonic()
         if not result.get("ok"):
             self._restore_here(ck.image_dir, f"the destination could not restore it: {result.get('error')}")
-        _release(self.store, ctr)
+        ctr.release()
         return Migrated(container_id=str(result.get("id") or ctr.id), pid=int(result.get("pid") or 0),
                         bytes=self.sent_archive, page_bytes=meter.bytes, checkpoint_s=t1 - t0,
                         send_s=self.t_sent, restore_s=t2 - t1, downtime_s=t2 - t0,
@@ -314,17 +356,3 @@ class _PageMeter:
 
 def _s(us: Any) -> float | None:
     return us / 1e6 if isinstance(us, int) else None
-
-
-def _release(store: StateStore, ctr: Any) -> None:
-    """Delete the source's copy. On one host (loopback) the destination's container has the same
-    cgroup path, now holding its processes: the source then leaves the cgroup to it."""
-    from runtime.linux.cgroups import Cgroups
-
-    with store.lock(ctr.id, blocking=True):
-        st = store.read(ctr.id)
-        cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
-        if cg is not None and cg.exists() and cg.pids():
-            store.write(st.replace(cgroups={}))
-    ctr.delete(force=True)
-
