@@ -27,11 +27,13 @@ from typing import Any
 from criu_rpc import NotifyHandler
 from runtime.container.state import ContainerState, StateStore, validate_id
 from runtime.cr import archive
+from runtime.cr.meta import NETWORK_FILE
 from runtime.cr.export_members import ENGINE, MANAGER_ANNOTATION, archive_members, config_dump, spec_dump
 from runtime.cr.options import CheckpointOptions, RestoreOptions, RestoreResult
 from runtime.errors import ArchiveError, ContainerExistsError, RestoreError
 from runtime.linux import mounts
 from runtime.linux.fsmode import makedirs_private, open_private
+from runtime.net.netns import delete_netns
 
 __all__ = ["export_checkpoint", "restore_import", "spec_dump", "config_dump", "bundle_spec", "archive_members",
            "ENGINE", "IMPORT_DIR", "Imported", "import_archive", "restore_imported"]
@@ -132,6 +134,7 @@ def import_archive(store: StateStore, archive_path: str, opts: RestoreOptions, *
     makedirs_private(store.root, 0o711)
     work = os.path.join(store.root, f".import-{os.getpid()}-{time.monotonic_ns()}")
     imported = _unpack(archive_path, work, limit, opts.progress)
+    made_netns = ""
     try:
         cid = name or str(imported.config.get("id") or "")
         try:
@@ -150,11 +153,14 @@ def import_archive(store: StateStore, archive_path: str, opts: RestoreOptions, *
                          archive_path, (spec.get("annotations") or {}).get(MANAGER_ANNOTATION, "another engine"))
             spec = prepare_podman_import(archive_path, work, imported.image_dir, spec, cid,
                                          os.path.join(store.path(cid, IMPORT_DIR), "bundle"))
+        made_netns = _recreate_network(cid, spec, imported.image_dir)
         os.mkdir(bundle, 0o700)
         with open_private(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as f:
             json.dump(spec, f, indent=2)
     except BaseException:
         mounts.remove_tree(work)
+        if made_netns:
+            delete_netns(made_netns)
         raise
     return Imported(container_id=cid, work=work, image_dir=imported.image_dir, bundle=bundle)
 
@@ -173,6 +179,18 @@ def restore_imported(store: StateStore, imported: Imported, opts: RestoreOptions
         imported.discard()
         raise
     return _adopt_import(store, imported.container_id, imported.work, result)
+
+
+def _recreate_network(cid: str, spec: dict[str, Any], image_dir: str) -> str:
+    """On a host that never had it (a migration's destination): the netns the container joins, made
+    from network.status; its name when it was made here (removed again if the restore fails)."""
+    from runtime.cr.restore import recreate_network
+
+    path = next((ns.get("path") for ns in (spec.get("linux") or {}).get("namespaces") or ()
+                 if ns.get("type") == "network" and ns.get("path")), None)
+    if path and os.path.exists(os.path.join(image_dir, NETWORK_FILE)) and recreate_network(cid, path, image_dir):
+        return os.path.basename(path)
+    return ""
 
 
 def _unpack(source: str, work: str, limit: int, progress: Any = None) -> archive.ImportedArchive:
