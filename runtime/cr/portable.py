@@ -102,9 +102,14 @@ class Imported:
     work: str
     image_dir: str
     bundle: str
+    made_netns: str = ""  # a netns recreated from network.status for it, removed with it
 
     def discard(self) -> None:
-        mounts.remove_tree(self.work)
+        try:
+            mounts.remove_tree(self.work)
+        finally:
+            if self.made_netns:
+                delete_netns(self.made_netns)
 
 
 def restore_import(store: StateStore, archive_path: str, opts: RestoreOptions, *, name: str | None = None,
@@ -162,7 +167,7 @@ def import_archive(store: StateStore, archive_path: str, opts: RestoreOptions, *
         if made_netns:
             delete_netns(made_netns)
         raise
-    return Imported(container_id=cid, work=work, image_dir=imported.image_dir, bundle=bundle)
+    return Imported(container_id=cid, work=work, image_dir=imported.image_dir, bundle=bundle, made_netns=made_netns)
 
 
 def restore_imported(store: StateStore, imported: Imported, opts: RestoreOptions, *,
