@@ -177,8 +177,11 @@ def _check(args: argparse.Namespace) -> int:
     facts = _gather(args.criu)
     found = findings(facts)
     ok = not any(f.severity == ERROR for f in found)
+    from runtime.cli.migrate_cmds import migration_modes
+
+    modes = migration_modes(facts)
     if args.json:
-        print(json.dumps({**facts, "findings": [asdict(f) for f in found], "ok": ok}, indent=2))
+        print(json.dumps({**facts, "findings": [asdict(f) for f in found], "migration": modes, "ok": ok}, indent=2))
         return 0 if ok else 1
     criu = facts["criu"]
     print(f"CRIU:        {criu.get('path', '-')} ({criu.get('version', 'unusable')})")
@@ -199,6 +202,9 @@ def _check(args: argparse.Namespace) -> int:
     for h in hs:
         if not h["managed"]:
             print(f"             not managed: {h['label']} ({', '.join(h['mountpoints']) or 'not mounted'})")
+    for m in modes:
+        state = {True: "available", False: "NOT available", None: "unknown"}[m["available"]]
+        print(f"migration:   {m['mode']}: {state} ({m['why']})")
     for f in found:
         print(f"{f.severity}: {f.finding} -> {f.meaning}")
     print("checkpoint/restore: " + ("works" if ok else "CANNOT work here"))

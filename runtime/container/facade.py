@@ -310,7 +310,7 @@ class Container:
 
     def migrate(self, address: tuple[str, int] | str, token: bytes, *, criu_path: str | None = None,
                 compress: str = "none", tcp_established: bool = False, progress: Any = None,
-                notify: NotifyHandler | None = None, timeout: float | None = None) -> Any:
+                notify: NotifyHandler | None = None, timeout: float | None = None, pre_copy: int = 0) -> Any:
         """Move this running container to a ``criu-cr receive`` / ``Receiver`` at ``address``
         (``(host, port)`` or ``"HOST:PORT"``), stop-and-copy; see :func:`runtime.cr.migrate.migrate`.
 
@@ -325,7 +325,7 @@ class Container:
         extra = {"timeout": timeout} if timeout is not None else {}
         return _migrate.migrate(self.id, address, token, root=self._store.root, criu_path=criu_path,
                                 compress=compress, tcp_established=tcp_established, progress=progress,
-                                notify=notify, **extra)
+                                notify=notify, pre_copy=pre_copy, **extra)
 
     @classmethod
     def restore_new(cls, container_id: str, image_path: str, *, bundle: str | None = None,

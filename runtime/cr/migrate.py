@@ -101,9 +101,11 @@ class Migrated:
 def migrate(container_id: str, address: tuple[str, int], token: bytes, *, root: str | None = None,
             criu_path: str | None = None, compress: str = "none", tcp_established: bool = False,
             timeout: float = DEFAULT_TIMEOUT, progress: MigrationProgress | None = None,
-            notify: Any = None) -> Migrated:
+            notify: Any = None, pre_copy: int = 0) -> Migrated:
     """Move the running container ``container_id`` (state root ``root``) to the receiver at ``address``.
 
+    ``pre_copy``: up to that many pre-dump iterations first (runtime.cr.precopy); refused before
+    anything is frozen or sent when CRIU cannot track memory (FEATURE_CHECK mem_track).
     ``progress``: see MigrationProgress. ``notify``: CRIU's dump callbacks (a
     criu_rpc.NotifyHandler; tests inject faults there). ``Container.migrate`` is the same.
     Raises ContainerNotFoundError, ContainerStateError (not running: nothing
@@ -113,6 +115,8 @@ def migrate(container_id: str, address: tuple[str, int], token: bytes, *, root: 
     """
     ctr = _Local(StateStore(root), container_id)
     ctr.state().check(Action.CHECKPOINT)  # before anything is sent
+    if pre_copy:
+        _require_pre_copy(container_id, criu_path)
     try:
         sock = socket.create_connection(address, timeout=timeout)
     except OSError as exc:
@@ -129,6 +133,21 @@ def migrate(container_id: str, address: tuple[str, int], token: bytes, *, root: 
                                  hint="nothing was frozen: the container runs here") from exc
         with psock:
             return _Move(ctr, conn, psock, criu_path, compress, progress).run(notify)
+
+
+def _require_pre_copy(container_id: str, criu_path: str | None) -> None:
+    """Pre-copy needs CRIU's memory tracking: asked before anything is frozen or sent."""
+    from criu_rpc import CriuClient, CriuError
+    from runtime.cr.precopy import PreCopyUnavailable, require_mem_track
+
+    try:
+        require_mem_track(CriuClient(criu_path))
+    except (PreCopyUnavailable, CriuError) as exc:
+        raise MigrationError(container_id, str(exc), hint="nothing was frozen: the container runs here") from exc
+    # The iterations (runtime.cr.precopy) are not yet carried over the wire: every machine this
+    # was built on lacks soft-dirty tracking, so that path could not be run even once.
+    raise MigrationError(container_id, "pre-copy over the network is not implemented in this criu-cr (its "
+                         "iteration logic is runtime.cr.precopy)", hint="nothing was frozen: use stop-and-copy or --lazy")
 
 
 def _where(exc: BaseException) -> str:
@@ -221,10 +240,11 @@ class _Move:
         self.criu_path, self.compress, self.progress = criu_path, compress, progress
         self.sent_archive = 0
         self.t_sent = 0.0
+        self.meter: _PageMeter | None = None
 
     def run(self, notify: Any) -> Migrated:
         ctr, conn = self.ctr, self.conn
-        meter = _PageMeter(self.psock, self.progress)
+        meter = self.meter = _PageMeter(self.psock, self.progress)
         t0 = time.monotonic()
         try:
             with meter:
@@ -271,6 +291,8 @@ class _Move:
         from runtime.cr.export_members import archive_members
 
         t = time.monotonic()
+        if self.meter is not None:
+            self.meter.stop()  # the pages are all sent: from here the progress is the archive's
         st = self.store.read(self.ctr.id)
         out = os.path.join(self.store.root, f".migrate-out-{self.ctr.id}-{time.monotonic_ns()}.tar")
         try:
@@ -348,10 +370,14 @@ class _PageMeter:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         self._read()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
 
 
 def _s(us: Any) -> float | None:
