@@ -1,0 +1,226 @@
+"""Stop-and-copy migration's failure points over 127.0.0.1 (issue 10): after each, the container
+runs on exactly one side -- thawed, its network unlocked, its counter continued -- and the other
+side holds nothing. (Wrong token and nobody listening: tests/integration/test_migrate.py.)
+
+- ``--pre-copy`` on this kernel (no soft-dirty): refused before anything is frozen or sent;
+- the connection cut mid-stream (a proxy that cuts after K bytes from the source);
+- the destination cannot restore: its rootfs is missing (found while staging: CRIU resumes the
+  frozen source), or the service's port is taken in its netns (found by CRIU after GO: the pages
+  come back and the source restores);
+- CRIU killed on the source (at post-dump, everything staged) and on the destination (restore).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from criu_rpc.faults import KillCriuAt
+from runtime.container import Container
+from runtime.cr import migrate as migrate_mod
+from runtime.cr.migrate import MigrationError, Receiver, migrate
+from runtime.net.in_netns import in_netns
+from runtime.testing.net import http_get, wait_tcp
+from tests.integration.container_helpers import counter, until
+
+pytestmark = pytest.mark.usefixtures("container_prereqs")
+
+TOKEN = b"0123456789abcdef0123456789abcdef"
+CRIU = os.environ.get("CRIU_CR_CRIU")
+
+
+def _serve(rx: Receiver) -> tuple[threading.Thread, list]:
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(rx.serve_once()), daemon=True)
+    t.start()
+    return t, out
+
+
+def runs_here_only(ctr, net, state_root: str, elsewhere: str, before: int) -> None:
+    """What a user checks: the service answers, the counter went on, nothing on the other side."""
+    back = Container.load(ctr.id, state_root)
+    assert back.status == "running"
+    wait_tcp(net.ip, 80, timeout=10)
+    assert http_get(net.ip, 80) == (200, b"hello from the container\n")
+    until(lambda: counter(back) > before, what="the counter to go on at the source")
+    assert Container.list(elsewhere) == []
+    for root in (state_root, elsewhere):
+        if os.path.isdir(root):
+            assert not [n for n in os.listdir(root) if n.startswith((".migrate-", ".import-"))], os.listdir(root)
+
+
+class CuttingProxy:
+    """Forwards one connection to ``target``; after ``limit`` bytes from the client it cuts both ways."""
+
+    def __init__(self, target: tuple[str, int], limit: int) -> None:
+        self.target, self.limit, self.forwarded = target, limit, 0
+        self._lsn = socket.create_server(("127.0.0.1", 0))
+        self.address = self._lsn.getsockname()[:2]
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        client, _ = self._lsn.accept()
+        server = socket.create_connection(self.target)
+        back = threading.Thread(target=self._pipe, args=(server, client, None), daemon=True)
+        back.start()
+        self._pipe(client, server, self.limit)
+        for s in (client, server):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        back.join(10)
+        client.close()
+        server.close()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+        try:
+            while data := src.recv(65536):
+                if limit is not None:
+                    data = data[:max(0, limit - self.forwarded)]
+                    self.forwarded += len(data)
+                dst.sendall(data)
+                if limit is not None and self.forwarded >= limit:
+                    return
+        except OSError:
+            return
+
+    def close(self) -> None:
+        self._lsn.close()
+        self._thread.join(10)
+
+
+def test_pre_copy_is_refused_before_anything_is_frozen(service, state_root, elsewhere, tmp_path):
+    ctr, net = service
+    before = counter(ctr)
+    files_before = sorted(os.listdir(os.path.join(state_root, ctr.id)))
+    with socket.create_server(("127.0.0.1", 0)) as lsn:  # a destination that must never hear from us
+        token = tmp_path / "token"
+        token.write_bytes(TOKEN)
+        host, port = lsn.getsockname()[:2]
+        res = subprocess.run([sys.executable, "-m", "runtime.cli", "--root", state_root, "migrate", "--pre-copy", "3",
+                              "--token-file", str(token), ctr.id, f"{host}:{port}"],
+                             capture_output=True, text=True, timeout=60)
+        lsn.settimeout(0.0)
+        with pytest.raises(BlockingIOError):
+            lsn.accept()  # nobody connected
+    assert res.returncode != 0
+    assert "FEATURE_CHECK" in res.stderr and "mem_track" in res.stderr and "--lazy" in res.stderr, res.stderr
+    assert "nothing was frozen" in res.stderr
+    assert sorted(os.listdir(os.path.join(state_root, ctr.id))) == files_before  # nothing changed
+    runs_here_only(ctr, net, state_root, elsewhere, before)
+
+
+@pytest.mark.parametrize("limit", [40, 60_000], ids=["in-handshake", "mid-archive"])
+def test_connection_cut_mid_stream(service, state_root, elsewhere, limit):
+    ctr, net = service
+    before = counter(ctr)
+    with Receiver(("127.0.0.1", 0), TOKEN, root=elsewhere, criu_path=CRIU, timeout=30) as rx:
+        thread, out = _serve(rx)
+        proxy = CuttingProxy(rx.address, limit)
+        try:
+            with pytest.raises(MigrationError) as err:
+                migrate(ctr.id, proxy.address, TOKEN, root=state_root, criu_path=CRIU, timeout=30)
+        finally:
+            proxy.close()
+        thread.join(60)
+    assert err.value.restored_locally or "nothing was frozen" in str(err.value), err.value
+    assert out and not out[0].ok
+    runs_here_only(ctr, net, state_root, elsewhere, before)
+
+
+def test_destination_rootfs_missing(service, state_root, elsewhere):
+    """Found while staging, before GO: CRIU resumes the frozen source."""
+    ctr, net = service
+    before = counter(ctr)
+    lower = Container.load(ctr.id, state_root).refresh().bundle + "/rootfs"  # the image's rootfs
+    hidden = lower + ".hidden"
+    with Receiver(("127.0.0.1", 0), TOKEN, root=elsewhere, criu_path=CRIU) as rx:
+        thread, out = _serve(rx)
+        real = migrate_mod.archive.write_archive
+
+        def write_then_hide(*args, **kwargs):  # the source has what it needs: now the rootfs "is not here"
+            info = real(*args, **kwargs)
+            os.rename(lower, hidden)
+            return info
+
+        try:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(migrate_mod.archive, "write_archive", write_then_hide)
+                with pytest.raises(MigrationError) as err:
+                    migrate(ctr.id, rx.address, TOKEN, root=state_root, criu_path=CRIU)
+        finally:
+            if os.path.isdir(hidden):
+                os.rename(hidden, lower)
+        thread.join(60)
+    assert err.value.restored_locally and err.value.where == "destination", err.value
+    assert "root filesystem" in str(err.value) and "never stopped" in str(err.value)
+    runs_here_only(ctr, net, state_root, elsewhere, before)
+
+
+def test_destination_port_taken(service, state_root, elsewhere):
+    """Found by CRIU after GO (the source's tree is gone): the pages come back, the source restores."""
+    ctr, net = service
+    before = counter(ctr)
+
+    def take_port(_ctx):
+        # Run by the destination's restoring monitor (CRIU's parent): the port stays taken until
+        # that process ends with the failed restore.
+        def bind() -> socket.socket:
+            s = socket.socket()
+            s.bind((net.ip, 80))
+            s.listen(1)
+            return s
+        taken.append(in_netns(net.path, bind))
+
+    taken: list[socket.socket] = []
+
+    from criu_rpc.faults import FaultAt
+
+    with Receiver(("127.0.0.1", 0), TOKEN, root=elsewhere, criu_path=CRIU,
+                  notify=FaultAt("pre-restore", take_port, request="RESTORE")) as rx:
+        thread, out = _serve(rx)
+        with pytest.raises(MigrationError) as err:
+            migrate(ctr.id, rx.address, TOKEN, root=state_root, criu_path=CRIU)
+        thread.join(60)
+    assert err.value.restored_locally and err.value.where == "destination", err.value
+    assert "Address already in use" in str(err.value) and "pages came back" in str(err.value)
+    assert out and not out[0].ok
+    runs_here_only(ctr, net, state_root, elsewhere, before)
+
+
+def test_criu_killed_on_the_source(service, state_root, elsewhere):
+    """At post-dump, with everything staged on the destination: the tree runs on, the destination drops it."""
+    ctr, net = service
+    before = counter(ctr)
+    kill = KillCriuAt("post-dump", request="DUMP")
+    with Receiver(("127.0.0.1", 0), TOKEN, root=elsewhere, criu_path=CRIU) as rx:
+        thread, out = _serve(rx)
+        with pytest.raises(MigrationError) as err:
+            migrate(ctr.id, rx.address, TOKEN, root=state_root, criu_path=CRIU, notify=kill)
+        thread.join(60)
+    assert kill.fired
+    assert err.value.restored_locally, err.value
+    assert out and not out[0].ok and "gave up" in out[0].error
+    runs_here_only(ctr, net, state_root, elsewhere, before)
+
+
+def test_criu_killed_on_the_destination(service, state_root, elsewhere):
+    """During the destination's restore (after GO): the pages come back, the source restores."""
+    ctr, net = service
+    before = counter(ctr)
+    with Receiver(("127.0.0.1", 0), TOKEN, root=elsewhere, criu_path=CRIU,
+                  notify=KillCriuAt("post-restore", request="RESTORE")) as rx:
+        thread, out = _serve(rx)
+        with pytest.raises(MigrationError) as err:
+            migrate(ctr.id, rx.address, TOKEN, root=state_root, criu_path=CRIU)
+        thread.join(60)
+    assert err.value.restored_locally and err.value.where == "destination", err.value
+    assert out and not out[0].ok
+    runs_here_only(ctr, net, state_root, elsewhere, before)
