@@ -125,7 +125,7 @@ def test_cli_receive_once_and_migrate(service, state_root, elsewhere, tmp_path):
     _nothing_left(state_root, ctr.id)
 
 
-def test_destination_failure_restores_the_source(service, state_root, elsewhere):
+def test_destination_refusal_resumes_the_source(service, state_root, elsewhere):
     ctr, net = service
     before = counter(ctr)
     # The receiver refuses the archive (over its size limit) at the source's post-dump: the pages
