@@ -241,6 +241,7 @@ class _Move:
         self.sent_archive = 0
         self.t_sent = 0.0
         self.meter: _PageMeter | None = None
+        self.kept_at = ""  # where the destination keeps the checkpoint if the channel breaks before GO
 
     def run(self, notify: Any) -> Migrated:
         ctr, conn = self.ctr, self.conn
@@ -256,8 +257,10 @@ class _Move:
                                                       tcp_skip_in_flight=True),
                                     criu_path=self.criu_path, notify=notify)
         except ContainerError as exc:
-            self._abort(str(exc))
-            if ctr.state().status == "running":
+            running = ctr.state().status == "running"
+            if running:  # else the destination's staged copy may be all there is: it keeps it
+                self._abort(str(exc))
+            if running:
                 cause = exc.__cause__
                 why = str(cause.__cause__ or cause) if cause is not None else str(exc)
                 raise MigrationError(ctr.id, why, where=_where(cause.__cause__ if cause else exc),
@@ -274,9 +277,9 @@ class _Move:
             result = answer.json()
         except (OSError, ProtocolError) as exc:
             raise MigrationError(ctr.id, f"no answer from the destination after it was told to restore ({exc})",
-                                 hint=f"check the destination first: if it does not run {ctr.id}, its "
-                                      f"checkpoint is there; this side holds all but the pages at "
-                                      f"{ck.image_dir}") from exc
+                                 hint=f"check the destination first: if it does not run {ctr.id}, it kept the "
+                                      f"complete checkpoint at {self.kept_at or 'its state root'} and says how "
+                                      f"to restore it; this side holds all but the pages at {ck.image_dir}") from exc
         t2 = time.monotonic()
         if not result.get("ok"):
             self._restore_here(ck.image_dir, f"the destination could not restore it: {result.get('error')}")
@@ -305,7 +308,7 @@ class _Move:
         finally:
             if os.path.exists(out):
                 os.unlink(out)
-        _answer(self.conn, Kind.STAGED)
+        self.kept_at = str(_answer(self.conn, Kind.STAGED).json().get("kept_at") or "")
         self.t_sent = time.monotonic() - t
 
     def _abort(self, why: str) -> None:

@@ -123,12 +123,16 @@ class _Session:
         self.staging: str | None = None
         self.server: Any = None  # criu_rpc PageServerChild
         self.imported: Any = None  # portable.Imported
+        self.kept = ""  # where the staged checkpoint is kept if the channel breaks between STAGED and GO
+        self.staged = False  # STAGED was sent: the source may end its tree at any moment
         self.went = False  # GO came: the source's tree is gone
 
     def run(self) -> Received:
         try:
             return self._run()
         except (OSError, ContainerError, CriuError, _Failed) as exc:
+            if self.staged and not self.went and not isinstance(exc, _Failed):
+                return self._keep(exc)
             _log.warning("migration from %s failed: %s", self.peer, exc)
             self._answer_failure(str(exc))
             return Received(ok=False, container_id=self.cid, error=str(exc), peer=self.peer)
@@ -181,7 +185,8 @@ class _Session:
             self._end_page_server()
             self._stage(path, pages_dir, tcp, follower)
         t1 = time.monotonic()
-        conn.send(Kind.STAGED)
+        self.staged = True
+        conn.send(Kind.STAGED, json_bytes({"kept_at": self._kept_path()}))
         go = conn.recv(Kind.GO, Kind.ABORT)
         if go.kind is Kind.ABORT:
             raise _Failed(f"the source gave up: {go.json().get('error')}")
@@ -257,6 +262,25 @@ class _Session:
             # Linked, not moved: the staging copy goes back to the source if the restore fails.
             os.link(os.path.join(pages_dir, name), os.path.join(self.imported.image_dir, name))
         manifest.write_manifest(self.imported.image_dir, followed=follower)
+
+    def _kept_path(self) -> str:
+        if not self.kept:
+            self.kept = os.path.join(self.rx.store.root, f".migrate-kept-{self.cid}-{time.monotonic_ns()}")
+        return self.kept
+
+    def _keep(self, exc: BaseException) -> Received:
+        """The channel broke between STAGED and GO: the source may have ended its tree (it got STAGED)
+        or resumed it (it did not). Restoring could make a duplicate, discarding could lose the
+        container: the complete checkpoint is kept, and the operator told how to restore it."""
+        imported, self.imported = self.imported, None
+        kept = self._kept_path()
+        os.rename(imported.work, kept)
+        how = (f"criu-cr restore {self.cid} --image-path {kept}/checkpoint --bundle {kept}/bundle "
+               "--tcp-established")
+        error = (f"the connection broke after everything was staged ({exc}); if the source no longer runs "
+                 f"{self.cid!r}, restore it here: {how}; else remove {kept}")
+        _log.warning("migration from %s: %s", self.peer, error)
+        return Received(ok=False, container_id=self.cid, error=error, peer=self.peer)
 
     def _answer_failure(self, error: str) -> None:
         """Tell a proven source; after GO also hand the pages back. Drain, so the answer survives."""

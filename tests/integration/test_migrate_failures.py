@@ -224,3 +224,40 @@ def test_criu_killed_on_the_destination(service, state_root, elsewhere):
     assert err.value.restored_locally and err.value.where == "destination", err.value
     assert out and not out[0].ok
     runs_here_only(ctr, net, state_root, elsewhere, before)
+
+
+def test_connection_lost_between_staged_and_go(service, state_root, elsewhere):
+    """The source ended its tree (it got STAGED), GO never arrives: neither side may restore on its own
+    (the destination cannot tell this from a source that resumed). The destination keeps the complete
+    checkpoint and the error says how to restore it; following it, the container runs there, once."""
+    ctr, net = service
+    before = counter(ctr)
+    real_send = migrate_mod.Conn.send
+
+    def send(self, kind, payload=b""):
+        if kind is migrate_mod.Kind.GO:
+            self.sock.shutdown(socket.SHUT_RDWR)  # the link dies right there
+            raise ConnectionResetError("cut before GO")
+        real_send(self, kind, payload)
+
+    with Receiver(("127.0.0.1", 0), TOKEN, root=elsewhere, criu_path=CRIU) as rx:
+        thread, out = _serve(rx)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(migrate_mod.Conn, "send", send)
+            with pytest.raises(MigrationError) as err:
+                migrate(ctr.id, rx.address, TOKEN, root=state_root, criu_path=CRIU)
+        thread.join(60)
+    assert not err.value.restored_locally and "check the destination first" in str(err.value)
+    assert Container.load(ctr.id, state_root).status == "checkpointed"  # nothing runs here
+    assert out and not out[0].ok and "restore it here" in out[0].error
+    assert Container.list(elsewhere) == []  # nor there, yet: no duplicate
+    command = out[0].error.split("restore it here: ")[1].split("; else")[0].split()
+    assert command[:3] == ["criu-cr", "restore", ctr.id], command
+    res = subprocess.run([sys.executable, "-m", "runtime.cli", "--root", elsewhere, *command[1:]],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    there = Container.load(ctr.id, elsewhere)
+    assert there.status == "running"
+    wait_tcp(net.ip, 80, timeout=10)
+    assert http_get(net.ip, 80) == (200, b"hello from the container\n")
+    until(lambda: counter(there) > before, what="the counter to go on at the destination")
