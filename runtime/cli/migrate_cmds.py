@@ -3,8 +3,10 @@
 ``receive --listen ADDR:PORT --token-file FILE [--once]`` prints
 ``listening on HOST:PORT`` (port 0 picks one), then one line per migration
 (``received ID PID`` or ``refused/failed: why``). ``migrate --token-file
-FILE ID ADDR:PORT`` prints the container's pid on the destination and, on
-stderr, where the downtime went.
+FILE [--pre-copy N] ID ADDR:PORT`` draws a progress line on a terminal (phase,
+bytes, rate: ``migrate pages``, ``migrate images``, ``migrate restore``), prints
+the container's pid on the destination and, on stderr, where the downtime went.
+:func:`migration_modes` is what ``criu-cr check`` reports per mode.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("receive", help="accept migrated containers (the destination of `migrate`)",
                               description="Accept stop-and-copy migrations over TCP and restore each "
                                           "container into this state root. The channel is authenticated "
-                                          "but NOT encrypted: tunnel it (VPN, ssh -L) across untrusted networks.")
+                                          "but NOT encrypted: run it inside a VPN (WireGuard, IPsec) across untrusted networks.")
     p.add_argument("--listen", required=True, metavar="ADDR:PORT", help="address to listen on (port 0: any)")
     p.add_argument("--token-file", required=True, metavar="FILE", help="the shared token (both sides)")
     p.add_argument("--once", action="store_true", help="handle one migration, then exit (its status)")
