@@ -27,6 +27,7 @@ from runtime.cr.migrate import MigrationError, Receiver, migrate
 from runtime.net.in_netns import in_netns
 from runtime.testing.net import http_get, wait_tcp
 from tests.integration.container_helpers import counter, until
+from tests.integration.migrate_helpers import serve_cutting
 
 pytestmark = pytest.mark.usefixtures("container_prereqs")
 
@@ -54,46 +55,20 @@ def runs_here_only(ctr, net, state_root: str, elsewhere: str, before: int) -> No
             assert not [n for n in os.listdir(root) if n.startswith((".migrate-", ".import-"))], os.listdir(root)
 
 
-class CuttingProxy:
-    """Forwards one connection to ``target``; after ``limit`` bytes from the client it cuts both ways."""
-
-    def __init__(self, target: tuple[str, int], limit: int) -> None:
-        self.target, self.limit, self.forwarded = target, limit, 0
-        self._lsn = socket.create_server(("127.0.0.1", 0))
-        self.address = self._lsn.getsockname()[:2]
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        client, _ = self._lsn.accept()
-        server = socket.create_connection(self.target)
-        back = threading.Thread(target=self._pipe, args=(server, client, None), daemon=True)
-        back.start()
-        self._pipe(client, server, self.limit)
-        for s in (client, server):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        back.join(10)
-        client.close()
-        server.close()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
-        try:
-            while data := src.recv(65536):
-                if limit is not None:
-                    data = data[:max(0, limit - self.forwarded)]
-                    self.forwarded += len(data)
-                dst.sendall(data)
-                if limit is not None and self.forwarded >= limit:
-                    return
-        except OSError:
-            return
-
-    def close(self) -> None:
-        self._lsn.close()
-        self._thread.join(10)
+def test_destination_refusal_resumes_the_source(service, state_root, elsewhere):
+    """The receiver refuses the archive (over its size limit) at the source's post-dump: the pages
+    went, the tree is frozen, CRIU waits -- and resumes it."""
+    ctr, net = service
+    before = counter(ctr)
+    with Receiver(("127.0.0.1", 0), TOKEN, root=elsewhere, limit=1024) as rx:
+        thread, out = _serve(rx)
+        with pytest.raises(MigrationError) as err:
+            migrate(ctr.id, rx.address, TOKEN, root=state_root, criu_path=CRIU)
+        thread.join(60)
+    assert err.value.restored_locally and err.value.where == "destination", err.value
+    assert "runs here" in str(err.value)
+    assert out and not out[0].ok
+    runs_here_only(ctr, net, state_root, elsewhere, before)
 
 
 def test_pre_copy_is_refused_before_anything_is_frozen(service, state_root, elsewhere, tmp_path):
@@ -123,12 +98,12 @@ def test_connection_cut_mid_stream(service, state_root, elsewhere, limit):
     before = counter(ctr)
     with Receiver(("127.0.0.1", 0), TOKEN, root=elsewhere, criu_path=CRIU, timeout=30) as rx:
         thread, out = _serve(rx)
-        proxy = CuttingProxy(rx.address, limit)
-        try:
+        with socket.create_server(("127.0.0.1", 0)) as lsn:
+            proxy = threading.Thread(target=serve_cutting, args=(lsn, rx.address, limit), daemon=True)
+            proxy.start()
             with pytest.raises(MigrationError) as err:
-                migrate(ctr.id, proxy.address, TOKEN, root=state_root, criu_path=CRIU, timeout=30)
-        finally:
-            proxy.close()
+                migrate(ctr.id, lsn.getsockname()[:2], TOKEN, root=state_root, criu_path=CRIU, timeout=30)
+            proxy.join(30)
         thread.join(60)
     assert err.value.restored_locally or "nothing was frozen" in str(err.value), err.value
     assert out and not out[0].ok

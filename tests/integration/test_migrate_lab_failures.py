@@ -7,7 +7,6 @@ the client held echoes on, the counter went on, and host b holds nothing.
 from __future__ import annotations
 
 import socket
-import threading
 
 import pytest
 
@@ -15,6 +14,7 @@ from criu_rpc.faults import FaultAt, KillCriuAt
 from runtime.testing import lab_ops
 from runtime.testing.lab import LAB_PORT
 from tests.integration.container_helpers import echo, until
+from tests.integration.migrate_helpers import cutting_proxy
 from tests.integration.test_migrate_lab import CID, PAGE, TOKEN, count_on, lab_service
 
 pytestmark = pytest.mark.usefixtures("container_prereqs")
@@ -33,39 +33,6 @@ def migrate_fails(address: tuple[str, int], token: bytes, **kwargs) -> dict:
     except MigrationError as exc:
         return {"error": str(exc), "restored_locally": exc.restored_locally, "where": exc.where}
     return {"error": ""}
-
-
-def cutting_proxy(port: int, target: tuple[str, int], limit: int) -> int:
-    """Forward one connection on ``port`` to ``target``, cut both ways after ``limit`` bytes from the client."""
-    with socket.create_server(("0.0.0.0", port)) as lsn:
-        client, _ = lsn.accept()
-    server = socket.create_connection(target)
-    sent = [0]
-
-    def pipe(src, dst, cap):
-        try:
-            while data := src.recv(65536):
-                if cap is not None:
-                    data = data[:max(0, cap - sent[0])]
-                    sent[0] += len(data)
-                dst.sendall(data)
-                if cap is not None and sent[0] >= cap:
-                    return
-        except OSError:
-            return
-
-    back = threading.Thread(target=pipe, args=(server, client, None), daemon=True)
-    back.start()
-    pipe(client, server, limit)
-    for s in (client, server):
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-    back.join(10)
-    client.close()
-    server.close()
-    return sent[0]
 
 
 def take_port(ctx) -> None:
