@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--listen", required=True, metavar="ADDR:PORT", help="address to listen on (port 0: any)")
     p.add_argument("--token-file", required=True, metavar="FILE", help="the shared token (both sides)")
     p.add_argument("--once", action="store_true", help="handle one migration, then exit (its status)")
+    p.add_argument("--page-port", type=int, default=0, metavar="PORT",
+                   help="port of the one-time page connection, on the same address (default: any; "
+                        "give one when a firewall must let it through)")
     p.set_defaults(func=_receive)
 
     p = subparsers.add_parser("migrate", help="move a running container to a `criu-cr receive` (stop-and-copy)",
@@ -74,7 +77,7 @@ def _receive(args: argparse.Namespace) -> int:
     from runtime.cr.migrate_proto import read_token
 
     with Receiver(parse_address(args.listen), read_token(args.token_file), root=args.root,
-                  criu_path=args.criu) as rx:
+                  criu_path=args.criu, page_port=args.page_port) as rx:
         print(f"listening on {rx.address[0]}:{rx.address[1]}", flush=True)
         while True:
             got = rx.serve_once()

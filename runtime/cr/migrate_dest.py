@@ -68,12 +68,14 @@ class _Failed(Exception):
 class Receiver:
     """Accepts migrations on ``address`` (port 0: any; see ``.address``) into the state root ``root``.
 
+    ``page_port``: the port of the one-time page listener (0: any; give one for a firewall).
     ``notify``: CRIU's restore callbacks (tests inject faults there). Raises OSError (the address).
     """
 
     def __init__(self, address: tuple[str, int], token: bytes, *, root: str | None = None,
                  criu_path: str | None = None, limit: int = archive.DEFAULT_IMPORT_LIMIT,
-                 timeout: float = DEFAULT_TIMEOUT, notify: NotifyHandler | None = None) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, notify: NotifyHandler | None = None, page_port: int = 0) -> None:
+        self.page_port = page_port
         self.token, self.store, self.criu_path, self.limit, self.timeout = token, StateStore(root), criu_path, limit, timeout
         self.notify = notify
         self._sock = socket.create_server(address, reuse_port=False)
@@ -208,7 +210,7 @@ class _Session:
     def _start_page_server(self, pages_dir: str, nonce_d: bytes, nonce_s: bytes) -> manifest.Follower:
         """One connection on the channel's own address, its ticket checked, handed to CRIU."""
         local = self.conn.sock.getsockname()[0]
-        with socket.create_server((local, 0), backlog=1) as listener:
+        with socket.create_server((local, self.rx.page_port), family=self.conn.sock.family, backlog=1) as listener:
             listener.settimeout(self.rx.timeout)
             self.conn.send(Kind.PAGES, json_bytes({"port": listener.getsockname()[1]}))
             psock, _ = listener.accept()  # the listener closes now: nobody else gets in

@@ -108,3 +108,22 @@ def test_page_connection_without_the_ticket_is_refused_before_criu(tmp_path):
     assert seen and not got.ok and "ticket" in got.error
     assert [m.kind for m in replies] == [Kind.RESULT] and replies[0].json()["ok"] is False
     assert left == []
+
+
+def test_serve_forever_until_stopped(tmp_path):
+    """In a thread: each migration reported through on_result; a set stop ends it between migrations."""
+    root = str(tmp_path / "root")
+    stop, seen = threading.Event(), []
+    with Receiver(("127.0.0.1", 0), TOKEN, root=root, timeout=5) as rx:
+        t = threading.Thread(target=rx.serve_forever, args=(stop,), kwargs={"on_result": seen.append})
+        t.start()
+        for _ in range(2):
+            with socket.create_connection(rx.address, timeout=5) as s:
+                dec = Decoder()
+                [challenge] = dec.feed(s.recv(1024))
+                s.sendall(encode(Kind.PROOF, proof(b"x" * 32, "source", challenge.payload) + b"n" * 32))
+                _rest(s, dec)
+        stop.set()
+        t.join(10)
+        assert not t.is_alive()
+    assert [r.ok for r in seen] == [False, False] and all("bad token" in r.error for r in seen)
