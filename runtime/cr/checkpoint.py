@@ -138,7 +138,8 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
         sealed: list[bool] = []
 
         def finish(strict: bool) -> None:
-            wait([side])  # before the thaw: the archive must not see files change
+            """The side files done and the manifest sealed: after the dump, or at post-dump (before_kill)."""
+            wait([side])
             try:
                 side.result()
             except (OSError, tarfile.TarError, ContainerError) as exc:
@@ -159,7 +160,7 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
             timeout = opts.timeout or deadline_for(_memory_bytes(cg))
             (client or CriuClient(criu_path)).dump(criu_opts, notify=notify, timeout=timeout)
         finally:
-            wait([side])
+            wait([side])  # before the thaw: the rootfs diff must not see files change
             if cg is not None:
                 # Thawed even when CRIU killed the tree: the empty cgroup must not
                 # stay frozen, or the restored tasks would land frozen.
