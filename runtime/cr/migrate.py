@@ -257,10 +257,8 @@ class _Move:
                                                       tcp_skip_in_flight=True),
                                     criu_path=self.criu_path, notify=notify)
         except ContainerError as exc:
-            running = ctr.state().status == "running"
-            if running:  # else the destination's staged copy may be all there is: it keeps it
+            if ctr.state().status == "running":  # else the destination's staged copy may be all there is
                 self._abort(str(exc))
-            if running:
                 cause = exc.__cause__
                 why = str(cause.__cause__ or cause) if cause is not None else str(exc)
                 raise MigrationError(ctr.id, why, where=_where(cause.__cause__ if cause else exc),
@@ -321,6 +319,7 @@ class _Move:
         """Take the pages back from the destination, restore the container here, raise."""
         try:
             self._pages_back(image_dir)
+            self.conn.send(Kind.DONE)  # the destination keeps its copy of the pages until it hears this
             manifest.write_manifest(image_dir)
             self.ctr.restore(criu_path=self.criu_path, tcp_established=True)  # its connections are valid here
         except (OSError, ProtocolError, ContainerError) as exc:

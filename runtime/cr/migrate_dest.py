@@ -128,6 +128,7 @@ class _Session:
         self.kept = ""  # where the staged checkpoint is kept if the channel breaks between STAGED and GO
         self.staged = False  # STAGED was sent: the source may end its tree at any moment
         self.went = False  # GO came: the source's tree is gone
+        self.pages_stranded = False  # the pages could not go back: they stay in staging
 
     def run(self) -> Received:
         try:
@@ -142,7 +143,7 @@ class _Session:
             self._stop_page_server()
             if self.imported is not None:
                 self.imported.discard()
-            if self.staging is not None:
+            if self.staging is not None and not self.pages_stranded:
                 mounts.remove_tree(self.staging)
 
     def _run(self) -> Received:
@@ -292,9 +293,16 @@ class _Session:
             self.conn.send(Kind.RESULT, json_bytes({"ok": False, "error": error}))
             if self.went and self.staging is not None:
                 self._send_pages_back(os.path.join(self.staging, "pages"))
+                self.conn.recv(Kind.DONE)  # the source has them: only now may they go here
             drain(self.conn.sock)
-        except OSError as exc:
+        except (OSError, ProtocolError) as exc:
             _log.warning("migration from %s: could not answer the source: %s", self.peer, exc)
+            if self.went and self.staging is not None:
+                # The source's tree is gone and its checkpoint lacks exactly these: never delete them.
+                self.pages_stranded = True
+                _log.warning("migration of %r: its pages stay in %s/pages; copy them into the source's "
+                             "checkpoint directory and run `criu-cr restore %s` there", self.cid,
+                             self.staging, self.cid)
 
     def _send_pages_back(self, pages_dir: str) -> None:
         for name in sorted(os.listdir(pages_dir)):

@@ -19,6 +19,7 @@ and destination (D), on the channel S opened::
     D: RESULT    json {"ok", "id", "pid", "error"}
     D: (not ok) FILE {"name", "size"} DATA... END sha256, one per pages image, then DONE: the pages
        go back, so that the source restores its container
+    S: DONE      the pages arrived (until then the destination keeps its copy)
 
 S may send ABORT {"error"} instead of its next message before GO; D then
 discards everything. Both sides prove they hold the token without sending
