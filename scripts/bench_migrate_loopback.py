@@ -7,7 +7,7 @@ downtime (freeze to the destination's answer), the checkpoint part (the dump,
 pages sent to the destination's page server, the rest sent and staged), the
 restore part, CRIU's own frozen and restore times, and the bytes.
 
-Run as root: .venv/bin/python scripts/bench_migrate.py [--size MiB] [-n HOPS].
+Run as root: .venv/bin/python scripts/bench_migrate_loopback.py [--size MiB] [-n HOPS].
 Another machine load skews it: compare runs taken side by side.
 """
 
