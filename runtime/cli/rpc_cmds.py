@@ -178,8 +178,10 @@ def _check(args: argparse.Namespace) -> Result:
     facts = _gather(args.criu)
     found = findings(facts)
     ok = not any(f.severity == ERROR for f in found)
-    return Result(data={**facts, "findings": [asdict(f) for f in found], "ok": ok}, text=_check_text,
-                  exit=Exit.OK if ok else Exit.ENVIRONMENT)
+    from runtime.cli.migrate_cmds import migration_modes
+
+    return Result(data={**facts, "findings": [asdict(f) for f in found], "migration": migration_modes(facts), "ok": ok},
+                  text=_check_text, exit=Exit.OK if ok else Exit.ENVIRONMENT)
 
 
 def _check_text(report: dict[str, Any]) -> str:
@@ -202,6 +204,9 @@ def _check_text(report: dict[str, Any]) -> str:
     for h in hs:
         if not h["managed"]:
             lines.append(f"             not managed: {h['label']} ({', '.join(h['mountpoints']) or 'not mounted'})")
+    for m in report["migration"]:
+        state = {True: "available", False: "NOT available", None: "unknown"}[m["available"]]
+        lines.append(f"migration:   {m['mode']}: {state} ({m['why']})")
     lines += [f"{f['severity']}: {f['finding']} -> {f['meaning']}" for f in report["findings"]]
     lines.append("checkpoint/restore: " + ("works" if report["ok"] else "CANNOT work here"))
     return "\n".join(lines)

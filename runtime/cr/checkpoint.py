@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from criu_rpc import CriuClient, CriuError, NotifyHandler, deadline_for
+from criu_rpc.faults import FaultAt
 from criu_rpc.trace import timed
 from runtime import lazy
 from runtime.container.host import overlay_dirs, release_network_lock
@@ -132,7 +133,7 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
         tcp_skip_in_flight=(opts.leave_running if opts.tcp_skip_in_flight is None
                             else opts.tcp_skip_in_flight),
         file_locks=opts.file_locks,
-        leave_running=opts.leave_running)
+        leave_running=opts.leave_running, page_server=opts.page_server, parent_img=opts.parent_img)
     criu_opts = criu_options.build(ctx, Direction.DUMP).options(images_dir=work_dir, log_file=DUMP_LOG,
                                                                log_level=opts.log_level)
     if cg is not None:
@@ -144,26 +145,41 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="criu-cr-side") as pool, \
             manifest.follow(work_dir) as pages:
         side = pool.submit(_side_files, work_dir, st, meta)
+        sealed: list[bool] = []
+
+        def finish(strict: bool) -> None:
+            """The side files done and the manifest sealed: after the dump, or at post-dump (before_kill)."""
+            wait([side])
+            try:
+                side.result()
+            except (OSError, ContainerError) as exc:  # archive_upper raises tarfile's errors as OSError
+                if strict:
+                    raise  # the container still runs: fail the checkpoint, nothing is lost
+                # CRIU has already stopped the container: keep its images, lose only the extra.
+                _log.warning("container %r: checkpoint taken, but %s", st.id, exc)
+            with timed(_log, "container %r: checkpoint: sealing the manifest", st.id):
+                manifest.seal(work_dir, container_id=st.id, strict=strict, followed=pages)  # for restore
+            sealed.append(True)
+
+        if opts.before_kill is not None:
+            # At post-dump the images are complete, the tree frozen and CRIU waits for our word: a
+            # raising action makes CRIU resume the tree instead of ending it (the hook CRIU keeps for
+            # migrations). FaultAt is just that: an action at one notify, then the caller's handler.
+            notify = FaultAt("post-dump", lambda _ctx: (finish(True), opts.before_kill(work_dir)),
+                             inner=notify, request="DUMP")
         try:
             timeout = opts.timeout or deadline_for(_memory_bytes(cg))
             with timed(_log, "container %r: checkpoint: CRIU's dump (deadline %.0f s)", st.id, timeout):
                 (client or CriuClient(criu_path)).dump(criu_opts, notify=notify, timeout=timeout)
         finally:
             with timed(_log, "container %r: checkpoint: waiting for the side files", st.id):
-                wait([side])  # before the thaw: the archive must not see files change
+                wait([side])  # before the thaw: the rootfs diff must not see files change
             if cg is not None:
                 # Thawed even when CRIU killed the tree: the empty cgroup must not
                 # stay frozen, or the restored tasks would land frozen.
                 cg.thaw()
-        try:
-            side.result()
-        except (OSError, ContainerError) as exc:
-            if opts.leave_running:
-                raise  # the container still runs: fail the checkpoint, nothing is lost
-            # CRIU has already stopped the container: keep its images, lose only the extra.
-            _log.warning("container %r: checkpoint taken, but %s", st.id, exc)
-        with timed(_log, "container %r: checkpoint: sealing the manifest", st.id):
-            manifest.seal(work_dir, container_id=st.id, strict=opts.leave_running, followed=pages)  # for restore
+        if not sealed:
+            finish(opts.leave_running)
 
 
 def _memory_bytes(cg: Cgroups | None) -> int:

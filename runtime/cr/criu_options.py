@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Iterable
 
-from criu_rpc import CgroupRoot, CriuOptions, ExternalMount, InheritFd, JoinNamespace
+from criu_rpc import CgroupRoot, CriuOptions, ExternalMount, InheritFd, JoinNamespace, PageServer
 from runtime.linux.cghier import managed_fields
 from runtime.linux.procfs import MountEntry, parse_mountinfo
 
@@ -103,6 +103,10 @@ class CrContext:
     tcp_close: bool = False
     file_locks: bool = False
     leave_running: bool = False
+    # Dump only: pages go to this page server (a migration's destination), not into the images dir;
+    # parent_img: the previous pre-dump's images (relative), pages unchanged since are not sent again.
+    page_server: PageServer | None = None
+    parent_img: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -287,8 +291,22 @@ def process_part(ctx: CrContext, direction: Direction) -> Part:
     return Part(opts=opts)
 
 
+def pages_part(ctx: CrContext, direction: Direction) -> Part:
+    """Where a dump's pages go (a page server) and what they build on (a pre-dump's images).
+
+    A restore reads pages from its images dir whatever way they came.
+    """
+    opts: dict[str, Any] = {}
+    if direction == DUMP and ctx.page_server is not None:
+        opts["ps"] = ctx.page_server
+    if direction == DUMP and ctx.parent_img:
+        opts["parent_img"] = ctx.parent_img
+        opts["track_mem"] = True
+    return Part(opts=opts)
+
+
 CONCERNS: tuple[Callable[[CrContext, Direction], Part], ...] = (
-    root_part, namespace_part, mount_part, cgroup_part, stdio_part, network_part, process_part,
+    root_part, namespace_part, mount_part, cgroup_part, stdio_part, network_part, process_part, pages_part,
 )
 
 

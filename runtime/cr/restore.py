@@ -139,17 +139,27 @@ def _undo(store: StateStore, st: ContainerState, image_dir: str) -> None:
 def _ensure_network(meta: CheckpointMeta, image_dir: str) -> None:
     """Restore into the pre-created netns; recreate it (same name, IPs, MACs) when it is gone."""
     path = meta.namespaces.get("network")
-    if not path or netns.netns_exists(path):
-        return
+    if path:
+        recreate_network(meta.container_id, path, image_dir)
+
+
+def recreate_network(container_id: str, path: str, image_dir: str) -> bool:
+    """Recreate the netns at ``path`` from the checkpoint's network.status when it is gone (True: made).
+
+    Raises RestoreError (it is gone and cannot be recreated), NetnsError.
+    """
+    if netns.netns_exists(path):
+        return False
     try:
         status = snapshot.read_network_status(image_dir)
     except FileNotFoundError:
-        raise RestoreError(meta.container_id, f"network namespace {path} is gone and the checkpoint "
+        raise RestoreError(container_id, f"network namespace {path} is gone and the checkpoint "
                            f"has no {NETWORK_FILE} to recreate it", hint=f"create {path} again") from None
     if not path.startswith(netns.NETNS_DIR + "/"):
-        raise RestoreError(meta.container_id, f"network namespace {path} is gone; only namespaces under "
+        raise RestoreError(container_id, f"network namespace {path} is gone; only namespaces under "
                            f"{netns.NETNS_DIR} can be recreated", hint=f"create {path} again")
     snapshot.recreate_from_snapshot(os.path.basename(path), status.interfaces)
+    return True
 
 
 def _tcp_mode(opts: RestoreOptions, meta: CheckpointMeta) -> dict[str, bool]:

@@ -211,3 +211,14 @@ def _foreign_cgroup_for_the_session(tmp_path_factory: pytest.TempPathFactory) ->
 def tcp_waiter() -> Callable[..., None]:
     """``wait_tcp`` as a fixture, for tests that prefer injection to imports."""
     return wait_tcp
+
+
+@pytest.fixture
+def two_host_lab(criu_cr_net_pool: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Two "hosts" and a client namespace on this machine (:class:`runtime.testing.lab.Lab`): each host
+    with its own netns, mount namespace (private /run/netns and /run/criu-cr) and cgroup namespace;
+    everything removed afterwards, also when the test failed."""
+    from runtime.testing.lab import Lab
+
+    with Lab.create(pool=criu_cr_net_pool, workdir=str(tmp_path_factory.mktemp("lab"))) as lab:
+        yield lab
