@@ -21,13 +21,16 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from runtime.cli import batch_cmds
+
 __all__ = ["register", "stats_json"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("checkpoint", help="checkpoint a running container",
                               description="Checkpoint a running container with CRIU (over RPC).")
-    p.add_argument("id", help="container id")
+    p.add_argument("id", nargs="?", help="container id")
+    batch_cmds.add_flags(p)
     p.add_argument("--image-path", help="where to write the checkpoint (default: <state>/<id>/checkpoint)")
     p.add_argument("-e", "--export", metavar="FILE",
                    help="also write the checkpoint as one archive (podman's layout, readable by checkpointctl)")
@@ -46,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("restore", help="restore a checkpointed container",
                               description="Restore a checkpointed container with CRIU (over RPC).")
     p.add_argument("id", nargs="?", help="container id (with --import: the new container's, as --name)")
+    batch_cmds.add_flags(p)
     p.add_argument("--image-path", help="the checkpoint to restore (default: the container's last one)")
     p.add_argument("-i", "--import", dest="import_", metavar="FILE",
                    help="restore a new container from a checkpoint archive (checkpoint --export) "
@@ -103,6 +107,10 @@ def stats_json(kind: str, result: Any) -> dict[str, Any]:
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
+    if batch_cmds.wanted(args):
+        return batch_cmds.checkpoint(args)
+    if not args.id:
+        raise SystemExit("criu-cr checkpoint: give the container's ID (or --all)")
     from runtime.container import Container
     from runtime.cr.options import CheckpointOptions
 
@@ -131,6 +139,8 @@ def _progress(args: argparse.Namespace, label: str, wanted: object) -> Iterator[
 
 
 def _restore(args: argparse.Namespace) -> int:
+    if batch_cmds.wanted(args):
+        return batch_cmds.restore(args)
     from runtime.container import Container
     from runtime.container.state import StateStore
     from runtime.cr.options import RestoreOptions
