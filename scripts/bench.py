@@ -232,6 +232,8 @@ def main() -> int:
                     help="also podman (CLI, runc, same CRIU); scripts/install-peers installs it")
     ap.add_argument("--archive", action="store_true",
                     help="instead: checkpoint --export / restore --import of a 1 GiB container (issue 9)")
+    ap.add_argument("--scale", action="store_true",
+                    help="instead: a 1 GiB container vs runc, many containers (--all), our RSS (scripts/bench_scale.py)")
     args = ap.parse_args()
     if args.podman and not podman_available():
         ap.error("podman is not installed: run scripts/install-peers")
@@ -239,6 +241,10 @@ def main() -> int:
         import bench_archive
 
         return bench_archive.main(args.rounds or 5, args.podman)
+    if args.scale:
+        import bench_scale
+
+        return bench_scale.main(["--variants", "-n", str(args.rounds or 8)] + (["--podman"] if args.podman else []))
     args.rounds = args.rounds or 10
     criu = locate()
     work = tempfile.mkdtemp(prefix="criu-cr-bench-")
