@@ -80,16 +80,30 @@ def memcpy_gbs(size: int = SIZE) -> float:
     return size / best / 1e9
 
 
+def new_memory_gbs(size: int = SIZE) -> float:
+    """GB/s of writing ``size`` bytes into memory never touched before (what a restore fills:
+    each page faulted in and zeroed by the kernel, then copied into)."""
+    import mmap
+
+    block = os.urandom(MiB)
+    with mmap.mmap(-1, size) as m:
+        t = time.perf_counter()
+        for off in range(0, size, MiB):
+            m[off:off + MiB] = block
+        took = time.perf_counter() - t
+    return size / took / 1e9
+
+
 # -- big: the 1 GiB container ---------------------------------------------------------
 
 class RuncBig:
     """runc's CLI on the holding container, the same CRIU; images and work path on /dev/shm."""
 
-    def __init__(self, work: str, criu: str) -> None:
-        self.bundle = bench_manifest.holding_bundle(os.path.join(work, "runc-bundle"), SIZE)
+    def __init__(self, work: str, criu: str, name: str = "runc", images_root: str | None = None) -> None:
+        self.bundle = bench_manifest.holding_bundle(os.path.join(work, f"{name}-bundle"), SIZE)
         self.root = os.path.join(work, "runc-root")
-        self.images = os.path.join(work, "runc-images")
-        self.criu, self.cid = criu, "bench-scale-runc"
+        self.images = os.path.join(images_root or work, f"{name}-images")
+        self.criu, self.cid = criu, f"bench-scale-{name}"
 
     def _runc(self, *args: str) -> None:
         # stdio to /dev/null: the container inherits it (a pipe would keep us waiting, a file
@@ -133,7 +147,7 @@ class CriuCrBig:
 
     def __init__(self, work: str, criu: str, name: str, **variant: object) -> None:
         self.root = os.path.join(work, "state")
-        self.images = os.path.join(work, f"images-{name}")
+        self.images = os.path.join(str(variant.get("images_root") or work), f"images-{name}")
         self.bundle = bench_manifest.holding_bundle(os.path.join(work, f"bundle-{name}"), SIZE)
         self.criu, self.cid, self.variant = criu, f"bench-scale-{name}", variant
         self.ctr: Container | None = None
@@ -176,9 +190,12 @@ class CriuCrBig:
             self.ctr.delete(force=True)
 
 
-def big(work: str, criu: str, rounds: int, variants: bool) -> tuple[Table, Rows]:
+def big(work: str, criu: str, rounds: int, variants: bool, disk: str) -> tuple[Table, Rows]:
+    """``disk``: a directory on the disk, for the variants whose images are not on tmpfs."""
     sides: dict[str, object] = {"runc": RuncBig(work, criu), "criu-cr": CriuCrBig(work, criu, "default")}
     if variants:
+        sides["runc, images on disk"] = RuncBig(work, criu, "runc-disk", images_root=disk)
+        sides["criu-cr, images on disk"] = CriuCrBig(work, criu, "disk", images_root=disk)
         sides["criu-cr, CRIU log level 2"] = CriuCrBig(work, criu, "log2", log_level=2)
         sides["criu-cr, no manifest/verify"] = CriuCrBig(work, criu, "nomanifest", manifest=False)
         sides["criu-cr, over its last checkpoint"] = CriuCrBig(work, criu, "replace", replace=True)
@@ -190,7 +207,7 @@ def big(work: str, criu: str, rounds: int, variants: bool) -> tuple[Table, Rows]
             started.append(side)
             for op in ("ckpt", "restore"):
                 out[f"{name} {op}"], out[f"{name} {op} CRIU"] = [], []
-        limits: Rows = {"tmpfs write GB/s": [], "memcpy GB/s": []}
+        limits: Rows = {"tmpfs write GB/s": [], "memcpy GB/s": [], "new memory GB/s": []}
         for i in range(rounds + 1):  # round 0 warms up and is not counted
             line = []
             for name, side in sides.items():
@@ -205,6 +222,7 @@ def big(work: str, criu: str, rounds: int, variants: bool) -> tuple[Table, Rows]
             if i:
                 limits["tmpfs write GB/s"].append(tmpfs_write_gbs())
                 limits["memcpy GB/s"].append(memcpy_gbs())
+                limits["new memory GB/s"].append(new_memory_gbs())
             print(f"  big round {i}: " + "; ".join(line), file=sys.stderr, flush=True)
         out.update(limits)
     finally:
@@ -214,10 +232,11 @@ def big(work: str, criu: str, rounds: int, variants: bool) -> tuple[Table, Rows]
     gb = SIZE / 1e9
     table: Table = []
     for name in sides:
-        if name == "runc":
+        if name.startswith("runc"):
             continue
+        peer = "runc, images on disk" if name.endswith("on disk") else "runc"
         for op in ("ckpt", "restore"):
-            table.append(("1 GiB", f"{name}: {op} s", med[f"{name} {op}"], med[f"runc {op}"], "s"))
+            table.append(("1 GiB", f"{name}: {op} s", med[f"{name} {op}"], med[f"{peer} {op}"], "s"))
             if name == "criu-cr":
                 table.append(("1 GiB", f"{name}: {op}, CRIU's own s", med[f"{name} {op} CRIU"],
                               med[f"runc {op} CRIU"], "s"))
@@ -225,6 +244,7 @@ def big(work: str, criu: str, rounds: int, variants: bool) -> tuple[Table, Rows]
         table.append(("1 GiB", f"criu-cr {op} GB/s", gb / med[f"criu-cr {op}"], gb / med[f"runc {op}"], "GB/s"))
     table.append(("1 GiB", "limit: tmpfs write (dd) GB/s", med["tmpfs write GB/s"], None, "GB/s"))
     table.append(("1 GiB", "limit: memcpy GB/s", med["memcpy GB/s"], None, "GB/s"))
+    table.append(("1 GiB", "limit: writing new memory GB/s", med["new memory GB/s"], None, "GB/s"))
     return table, out
 
 
@@ -474,7 +494,11 @@ def main(argv: list[str] | None = None) -> int:
     work = tempfile.mkdtemp(prefix="criu-cr-bench-scale-", dir="/dev/shm")
     try:
         if "big" in only:
-            t, _ = big(work, criu, args.rounds, args.variants)
+            disk = tempfile.mkdtemp(prefix="criu-cr-bench-scale-", dir="/var/tmp")
+            try:
+                t, _ = big(work, criu, args.rounds, args.variants, disk)
+            finally:
+                shutil.rmtree(disk, ignore_errors=True)
             table += t
         if "many" in only:
             table += many(work, criu, min(args.rounds, 3), args.podman)
