@@ -3,7 +3,8 @@
 Each container's outcome is one line: ``ID<TAB>image dir`` (checkpoint) or
 ``ID<TAB>pid`` (restore) on stdout for a success, ``criu-cr: error: ID: ...`` on
 stderr for a failure; a summary line on stderr. The exit status is 1 when any
-container failed. ``--print-stats``: one JSON document in podman's shape, every
+container failed, 128 + N when signal N stopped the batch (those not begun are
+reported as such). ``--print-stats``: one JSON document in podman's shape, every
 container in ``container_statistics`` (failed ones with their ``error``).
 """
 
@@ -94,6 +95,13 @@ def _report(args: argparse.Namespace, kind: str, res: Any, plain: Any) -> int:
         print(f"criu-cr: {kind}: {res.summary()}", file=sys.stderr)
     else:
         print(f"criu-cr: {kind}: no container to {kind}", file=sys.stderr)
+    if res.signal:
+        import signal
+
+        skipped = sum(o.skipped for o in res.outcomes)
+        print(f"criu-cr: {kind}: interrupted by {signal.Signals(res.signal).name}; {skipped} not begun",
+              file=sys.stderr)
+        return 128 + res.signal
     return 0 if res.ok else 1
 
 

@@ -11,11 +11,13 @@ The work runs on threads: a checkpoint or restore mostly waits for CRIU
 (another process), so threads give the parallelism without a Python start-up
 per container. Signals (SIGINT/SIGTERM/SIGHUP) are held by the calling (main)
 thread while a batch runs: no container not yet begun is started after one,
-the ones in flight finish, and the signal is delivered afterwards.
+the ones in flight finish, and the result says which signal stopped it
+(``BatchResult.signal``; the CLI then exits 128 + its number).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -68,6 +70,9 @@ class BatchResult:
     outcomes: tuple[Outcome, ...]
     seconds: float
     parallel: int
+    # The signal (SIGINT/SIGTERM/SIGHUP) that stopped the batch early: the containers not
+    # begun are ``skipped``. Reported here rather than raised, so the outcomes are not lost.
+    signal: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -143,7 +148,10 @@ def select(store: StateStore, status: Status) -> list[str]:
 def _batch(ids: Iterable[str], operation: Callable[[str], Any], parallel: int | None, what: str) -> BatchResult:
     ids = list(ids)
     with deferred(what) as received:
-        return run_each(ids, operation, parallel=parallel, stop=lambda: bool(received))
+        res = run_each(ids, operation, parallel=parallel, stop=lambda: bool(received))
+        held = received[:1]
+        received.clear()  # not delivered afterwards: it is in the result, with what it stopped
+    return dataclasses.replace(res, signal=held[0]) if held else res
 
 
 def checkpoint_all(store: StateStore, opts: CheckpointOptions = CheckpointOptions(), *,
