@@ -24,7 +24,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true",
                    help="every running container (checkpoint) / every checkpointed one (restore)")
     p.add_argument("--parallel", type=_positive, metavar="N",
-                   help="with --all or several ids: at most N at a time (default: the number of cores)")
+                   help="with --all or several ids: at most N at a time (default: twice the number of cores)")
 
 
 def _positive(text: str) -> int:

@@ -37,11 +37,15 @@ MAX_PARALLEL = 64  # beyond this, CRIU runs only compete for the same cores and 
 
 
 def default_parallel() -> int:
-    """As many at once as this process may use cores (at least 1)."""
+    """Twice as many at once as this process may use cores: a checkpoint or restore also waits
+    (the freezer, CRIU's start, the network lock), so one per core leaves them idle. Measured
+    with 16 small containers on 2 cores (checkpoint/restore --all, seconds): 1 at a time
+    1.56/1.55, 2: 1.16/0.98, 4: 1.02/0.82, 8: 0.96/0.82."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, 2 * cores)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
