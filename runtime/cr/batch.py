@@ -31,7 +31,7 @@ from runtime.cr.options import CheckpointOptions, RestoreOptions
 from runtime.errors import ContainerError
 from runtime.linux.signals import deferred
 
-__all__ = ["Outcome", "BatchResult", "run_each", "default_parallel", "select", "checkpoint_all", "restore_all"]
+__all__ = ["Outcome", "BatchResult", "NotBegun", "run_each", "default_parallel", "select", "checkpoint_all", "restore_all"]
 
 MAX_PARALLEL = 64  # beyond this, CRIU runs only compete for the same cores and disks
 
@@ -98,7 +98,7 @@ class BatchResult:
                 f"{rate:.1f} containers/s, {self.parallel} at a time)")
 
 
-class Interrupted(Exception):
+class NotBegun(Exception):
     """The batch was interrupted before this container was begun."""
 
 
@@ -113,16 +113,16 @@ def run_each(ids: Sequence[str], operation: Callable[[str], Any], *, parallel: i
     """
     if len(set(ids)) != len(ids):
         raise ValueError("a container is named more than once")
-    parallel = min(parallel or default_parallel(), MAX_PARALLEL, max(len(ids), 1))
-    if parallel < 1:
+    if parallel is not None and parallel < 1:
         raise ValueError(f"parallel must be at least 1, not {parallel}")
+    parallel = min(parallel or default_parallel(), MAX_PARALLEL, max(len(ids), 1))
     started = time.monotonic()
     stopped = threading.Event()
 
     def one(cid: str) -> Outcome:
         if stopped.is_set() or stop():
             stopped.set()
-            return Outcome(container_id=cid, error=Interrupted("interrupted before it was begun"),
+            return Outcome(container_id=cid, error=NotBegun("not begun: the batch was interrupted"),
                            skipped=True)
         t = time.monotonic()
         try:

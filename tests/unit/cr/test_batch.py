@@ -94,8 +94,9 @@ def test_parallel_is_bounded_by_the_work() -> None:
 def test_refuses_duplicates_and_a_bad_parallel() -> None:
     with pytest.raises(ValueError):
         batch.run_each(["a", "a"], str)
-    with pytest.raises(ValueError):
-        batch.run_each(["a"], str, parallel=-1)
+    for bad in (0, -1):
+        with pytest.raises(ValueError):
+            batch.run_each(["a"], str, parallel=bad)
 
 
 def test_select_by_live_status(tmp_path) -> None:
