@@ -31,7 +31,8 @@ from runtime.cr.options import CheckpointOptions, RestoreOptions
 from runtime.errors import ContainerError
 from runtime.linux.signals import deferred
 
-__all__ = ["Outcome", "BatchResult", "NotBegun", "run_each", "default_parallel", "select", "checkpoint_all", "restore_all"]
+__all__ = ["Outcome", "BatchResult", "NotBegun", "run_each", "default_parallel", "select", "checkpoint_all",
+           "restore_all"]
 
 MAX_PARALLEL = 64  # beyond this, CRIU runs only compete for the same cores and disks
 
