@@ -172,3 +172,18 @@ def test_joined_uts_and_ipc_namespaces_are_joined_again_at_restore():
     plan.options(images_dir="/tmp", log_file="restore.log", log_level=4)  # CRIU's options accept it
     assert "join_ns" not in criu_options.build(_ctx(namespaces=joined), DUMP).fields  # dumped as any namespace
     assert "join_ns" not in criu_options.build(_ctx(), RESTORE).fields  # nothing joined, nothing to join
+
+
+def test_a_private_netns_left_empty_both_ways_as_runc_does():
+    from criu_rpc.option_types import CLONE_NEWNET
+
+    ctx = CrContext(rootfs="/r", pid=7, netns_empty=True)
+    for direction in (DUMP, RESTORE):
+        assert criu_options.build(ctx, direction).fields["empty_ns"] == CLONE_NEWNET
+    assert "empty_ns" not in criu_options.build(CrContext(rootfs="/r", pid=7), DUMP).fields
+    # a joined netns is external, never "empty"; CRIU refuses empty_ns beside join_ns
+    joined = CrContext(rootfs="/r", pid=7, netns_empty=True, namespaces={"network": "/run/netns/x"},
+                       ns_inodes={"network": 5})
+    assert "empty_ns" not in criu_options.build(joined, DUMP).fields
+    with pytest.raises(LookupError):
+        criu_options.build(CrContext(rootfs="/r", netns_empty=True, namespaces={"uts": "/proc/1/ns/uts"}), RESTORE)
