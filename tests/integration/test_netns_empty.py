@@ -18,17 +18,31 @@ LOOPBACK = ("httpd -p 127.0.0.1:8080 -h /www; i=0; while true; do "
             "echo $i > /tmp/count.new; busybox mv /tmp/count.new /tmp/count; fi; sleep 0.05; done")
 
 
-def test_private_netns_left_out_and_lo_up_again(busybox_bundle, container):
+def _bundle(busybox_bundle, *extra_caps: str) -> str:
     bundle = busybox_bundle(["sh", "-c", LOOPBACK], files={"/www/index.html": "hi\n"},
                             applets=("sh", "httpd", "wget", "mv", "echo", "sleep", "busybox"))
-    ctr = container(bundle)
-    until(lambda: counter(ctr) >= 3, what="the client to reach the server over lo")
+    with open(os.path.join(bundle, "config.json")) as f:
+        spec = json.load(f)
+    for caps in spec["process"]["capabilities"].values():
+        caps.extend(extra_caps)
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(spec, f)
+    return bundle
 
+
+def _checkpointed(ctr) -> tuple[str, int, bool]:
+    """Checkpoint once the client reaches the server: (image dir, counter, netns_empty recorded)."""
+    until(lambda: counter(ctr) >= 3, what="the client to reach the server over lo")
     res = ctr.checkpoint()
-    at = counter(ctr)
     with open(os.path.join(res.image_dir, "criu-cr.json")) as f:
-        assert json.load(f)["netns_empty"] is True
-    names = os.listdir(res.image_dir)
+        return res.image_dir, counter(ctr), json.load(f)["netns_empty"]
+
+
+def test_private_netns_left_out_and_lo_up_again(busybox_bundle, container):
+    ctr = container(_bundle(busybox_bundle))
+    image_dir, at, empty = _checkpointed(ctr)
+    assert empty is True
+    names = os.listdir(image_dir)
     assert not [n for n in names if n.startswith(("ifaddr-", "route-", "iptables-"))], names
 
     ctr.restore()
@@ -36,22 +50,11 @@ def test_private_netns_left_out_and_lo_up_again(busybox_bundle, container):
     assert at < after <= at + 80  # continued, not restarted
 
 
-def test_a_netns_with_more_than_lo_is_dumped_whole(busybox_bundle, container):
-    # CAP_NET_ADMIN: the container could have changed its netns; it is kept as it is
-    bundle = busybox_bundle(["sh", "-c", LOOPBACK], files={"/www/index.html": "hi\n"},
-                            applets=("sh", "httpd", "wget", "mv", "echo", "sleep", "busybox"))
-    with open(os.path.join(bundle, "config.json")) as f:
-        spec = json.load(f)
-    for caps in spec["process"]["capabilities"].values():
-        caps.append("CAP_NET_ADMIN")
-    with open(os.path.join(bundle, "config.json"), "w") as f:
-        json.dump(spec, f)
-    ctr = container(bundle)
-    until(lambda: counter(ctr) >= 3, what="the client to reach the server over lo")
-    res = ctr.checkpoint()
-    at = counter(ctr)
-    with open(os.path.join(res.image_dir, "criu-cr.json")) as f:
-        assert json.load(f)["netns_empty"] is False
-    assert [n for n in os.listdir(res.image_dir) if n.startswith("ifaddr-")]
+def test_a_container_with_cap_net_admin_has_its_netns_dumped_whole(busybox_bundle, container):
+    # it could have changed its netns (addresses, routes, rules): kept as it is
+    ctr = container(_bundle(busybox_bundle, "CAP_NET_ADMIN"))
+    image_dir, at, empty = _checkpointed(ctr)
+    assert empty is False
+    assert [n for n in os.listdir(image_dir) if n.startswith("ifaddr-")]
     ctr.restore()
     until(lambda: counter(ctr) > at, what="the counter to go on")
