@@ -248,6 +248,8 @@ def main() -> int:
                     help="instead: checkpoint --export / restore --import of a 1 GiB container (issue 9)")
     ap.add_argument("--inspect", action="store_true",
                     help="instead: inspect / inspect memory --search of a 1 GiB checkpoint against crit (issue 11)")
+    ap.add_argument("--scale", action="store_true",
+                    help="instead: a 1 GiB container vs runc, many containers (--all), our RSS (scripts/bench_scale.py)")
     args = ap.parse_args()
     if args.podman and not podman_available():
         ap.error("podman is not installed: run scripts/install-peers")
@@ -259,6 +261,10 @@ def main() -> int:
         import bench_inspect
 
         return bench_inspect.main(args.rounds or 5)
+    if args.scale:
+        import bench_scale
+
+        return bench_scale.main(["--variants", "-n", str(args.rounds or 8)] + (["--podman"] if args.podman else []))
     args.rounds = args.rounds or 10
     criu = locate()
     work = tempfile.mkdtemp(prefix="criu-cr-bench-")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from runtime.cli.cr_cmds import print_result, progress
+from runtime.cli.errormap import UsageError
 from runtime.cli.output import Result
 from runtime.container.state import StateStore, validate_id
 from runtime.cr.checkpoint import checkpoint
@@ -17,6 +18,8 @@ __all__ = ["run"]
 
 
 def run(args: argparse.Namespace) -> Result:
+    if not args.id:
+        raise UsageError("checkpoint: give the container's ID (or --all)")
     with progress(args, "export", args.export) as line:
         res = checkpoint(StateStore(args.root), validate_id(args.id), CheckpointOptions(
             image_path=args.image_path, leave_running=args.leave_running, tcp_established=args.tcp_established,

@@ -24,6 +24,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from runtime.cli import batch_cmds
 from runtime.cli.handlers import Handler
 from runtime.cli.output import Result
 from runtime.cli.progress import progress_for
@@ -34,7 +35,8 @@ __all__ = ["register", "stats_json", "result_json", "print_result", "progress"]
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("checkpoint", help="checkpoint a running container",
                               description="Checkpoint a running container with CRIU (over RPC).")
-    p.add_argument("id", help="container id")
+    p.add_argument("id", nargs="?", help="container id")
+    batch_cmds.add_flags(p)
     p.add_argument("--image-path", help="where to write the checkpoint (default: <state>/<id>/checkpoint)")
     p.add_argument("-e", "--export", metavar="FILE",
                    help="also write the checkpoint as one archive (podman's layout, readable by checkpointctl)")
@@ -48,11 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="drop connections the container has not accepted yet instead of failing "
                         "(the default with --leave-running, where the container keeps them)")
     _common(p, "checkpoint")
-    p.set_defaults(func=Handler("checkpoint_cmd:run"))
+    p.set_defaults(func=Handler("checkpoint_cmd:run", when=batch_cmds.WHEN["checkpoint"]))
 
     p = subparsers.add_parser("restore", help="restore a checkpointed container",
                               description="Restore a checkpointed container with CRIU (over RPC).")
     p.add_argument("id", nargs="?", help="container id (with --import: the new container's, as --name)")
+    batch_cmds.add_flags(p)
     p.add_argument("--image-path", help="the checkpoint to restore (default: the container's last one)")
     p.add_argument("-i", "--import", dest="import_", metavar="FILE",
                    help="restore a new container from a checkpoint archive (checkpoint --export) "
@@ -69,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="do not check the images against the checkpoint's manifest before CRIU reads them")
     _common(p, "restore")
-    p.set_defaults(func=Handler("restore_cmd:run", when={"import_": "import_cmd:run"}))
+    p.set_defaults(func=Handler("restore_cmd:run", when={**batch_cmds.WHEN["restore"], "import_": "import_cmd:run"}))
 
 
 def _size(text: str) -> int:

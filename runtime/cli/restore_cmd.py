@@ -33,7 +33,7 @@ def restore_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> Result:
     if not args.id:
-        raise UsageError("restore: give the container's ID (or --import FILE)")
+        raise UsageError("restore: give the container's ID (or --import FILE, or --all)")
     if args.name or args.rootfs or args.import_limit:
         raise UsageError("restore: --name, --rootfs and --import-limit go with --import")
     store = StateStore(args.root)

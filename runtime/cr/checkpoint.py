@@ -37,6 +37,7 @@ from runtime.linux.cghier import read_proc_cgroup_text
 from runtime.linux.cgroups import Cgroups
 from runtime.linux.signals import deferred
 from runtime.net import snapshot
+from runtime.oci.spec import CAPABILITY_SETS, load_spec
 from runtime.oci.support import bind_sources
 
 __all__ = ["checkpoint"]
@@ -119,7 +120,7 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
     """Freeze, dump into ``work_dir`` with the side files, thaw. Raises CriuError, OSError."""
     cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
     lock = opts.network_lock or choose_network_lock(facts=facts)
-    meta = dataclasses.replace(_describe(st, opts), network_lock=lock)
+    meta = dataclasses.replace(_describe(st, opts), network_lock=lock, netns_empty=_netns_left_empty(st))
     if (meta.leave_running or opts.portable) and os.path.isdir(meta.upper_dir):
         # a copy that may outlive the container, or one that leaves the machine (podman exports it too)
         meta = dataclasses.replace(meta, rootfs_diff=True)
@@ -133,7 +134,8 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
         tcp_skip_in_flight=(opts.leave_running if opts.tcp_skip_in_flight is None
                             else opts.tcp_skip_in_flight),
         file_locks=opts.file_locks,
-        leave_running=opts.leave_running, page_server=opts.page_server, parent_img=opts.parent_img)
+        leave_running=opts.leave_running, page_server=opts.page_server, parent_img=opts.parent_img,
+        netns_empty=meta.netns_empty)
     criu_opts = criu_options.build(ctx, Direction.DUMP).options(images_dir=work_dir, log_file=DUMP_LOG,
                                                                log_level=opts.log_level)
     if cg is not None:
@@ -180,6 +182,33 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
                 cg.thaw()
         if not sealed:
             finish(opts.leave_running)
+
+
+def _netns_left_empty(st: ContainerState) -> bool:
+    """Whether the container's private netns can be left out of the images, as runc always does.
+
+    CRIU's netns dump runs ``ip addr/route/rule save`` and ``iptables-save``
+    while the tree is frozen: 66 ms of a small container's 171 ms (and ~18 ms
+    of restoring). Left out only when there is nothing to lose: a netns of
+    its own holding only ``lo``, no ``net.*`` sysctl from the spec, a
+    container without CAP_NET_ADMIN (it cannot have changed routes or
+    rules), and no joined uts/ipc (CRIU refuses ``empty_ns`` with ``join_ns``).
+    """
+    if "network" in st.joined_namespaces or "network" not in st.namespaces or not st.init_pid:
+        return False
+    if any(t in st.joined_namespaces for t in ("uts", "ipc")):
+        return False
+    try:
+        spec = load_spec(st.bundle)
+        caps = spec.process.capabilities
+        if caps is None or any("CAP_NET_ADMIN" in (caps.get(k) or ()) for k in CAPABILITY_SETS):
+            return False
+        if any(k.startswith("net.") for k in spec.sysctl):
+            return False
+        links = snapshot.snapshot_interfaces(f"/proc/{st.init_pid}/ns/net")
+    except (ContainerError, OSError, ValueError):
+        return False  # cannot tell: dump it whole
+    return [link.kind for link in links] == ["loopback"]
 
 
 def _memory_bytes(cg: Cgroups | None) -> int:
