@@ -117,8 +117,8 @@ def destroy(store: StateStore, st: ContainerState, *, adopted: bool, force: bool
     if cg is not None:
         cg.remove()
         _remove_stray_cgroups(st.id, cg)
-        if os.path.dirname(cg.path).startswith(DEFAULT_PARENT + "-"):
-            cg.remove_parent_if_empty()  # a private root's /criu-cr-<hash>
+        if os.path.dirname(cg.path) == cgroup_parent(store.root) != DEFAULT_PARENT:
+            cg.remove_parent_if_empty()  # this state root's own /criu-cr-<hash>, never a bundle's parent
 
 
 def _remove_stray_cgroups(cid: str, cg: Cgroups) -> None:
