@@ -18,7 +18,8 @@ per command.
 
 Run with scripts/bench [-n ROUNDS] [--podman]; as root. ``--archive``: export/import of a
 1 GiB container instead (scripts/bench_archive.py); ``--inspect``: ``criu-cr inspect`` of a 1 GiB
-checkpoint against crit (scripts/bench_inspect.py).
+checkpoint against crit (scripts/bench_inspect.py); ``--report``: every figure of issue 12 in one
+table, against its peer and its target (scripts/bench_report.py).
 """
 
 from __future__ import annotations
@@ -211,6 +212,20 @@ class Podman(Side):
             print(problem, file=sys.stderr)
 
 
+def reference_bundle(work: str) -> str:
+    """The reference container's netns (made afresh; :func:`reference_teardown` removes it) and bundle."""
+    netns.teardown(netns=NETNS, host_ifname=HOST_IF)
+    netns.create_netns(NETNS)
+    netns.setup_veth(netns=NETNS, host_ifname=HOST_IF, ns_ifname="eth0",
+                     host_addr=f"{HOST_IP}/30", ns_addr=f"{CTR_IP}/30")
+    return build_busybox_bundle(os.path.join(work, "bundle"), ["sh", "-c", SERVICE],
+                                netns_path=netns.netns_path(NETNS), files={"/www/index.html": "hi\n"})
+
+
+def reference_teardown() -> None:
+    netns.teardown(netns=NETNS, host_ifname=HOST_IF)
+
+
 def measure(side: Side, rounds: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"ckpt": [], "ckpt_criu": [], "rst": [], "rst_criu": []}
     side.start()
@@ -250,6 +265,9 @@ def main() -> int:
                     help="instead: inspect / inspect memory --search of a 1 GiB checkpoint against crit (issue 11)")
     ap.add_argument("--scale", action="store_true",
                     help="instead: a 1 GiB container vs runc, many containers (--all), our RSS (scripts/bench_scale.py)")
+    ap.add_argument("--report", action="store_true",
+                    help="instead: issue 12's figures (CLI, kdat cache, 1 GiB, --all, RSS) in one table "
+                         "with targets (scripts/bench_report.py)")
     args = ap.parse_args()
     if args.podman and not podman_available():
         ap.error("podman is not installed: run scripts/install-peers")
@@ -261,6 +279,10 @@ def main() -> int:
         import bench_inspect
 
         return bench_inspect.main(args.rounds or 5)
+    if args.report:
+        import bench_report
+
+        return bench_report.main(args.rounds or 8, args.podman)
     if args.scale:
         import bench_scale
 
@@ -273,12 +295,7 @@ def main() -> int:
     failures: dict[str, str] = {}
     cli_startup = None
     try:
-        netns.teardown(netns=NETNS, host_ifname=HOST_IF)
-        netns.create_netns(NETNS)
-        netns.setup_veth(netns=NETNS, host_ifname=HOST_IF, ns_ifname="eth0",
-                         host_addr=f"{HOST_IP}/30", ns_addr=f"{CTR_IP}/30")
-        bundle = build_busybox_bundle(os.path.join(work, "bundle"), ["sh", "-c", SERVICE],
-                                      netns_path=netns.netns_path(NETNS), files={"/www/index.html": "hi\n"})
+        bundle = reference_bundle(work)
         sides: list[Side] = [Runc(work, bundle, criu), CriuCrApi("criu-cr API", root, bundle, criu),
                              CriuCrCli("criu-cr CLI", root, bundle, criu)]
         if not args.quick:
@@ -295,7 +312,7 @@ def main() -> int:
                 failures[side.name] = str(exc).splitlines()[0][:160]
         cli_startup = _cli_startup(root, bundle, criu, args.rounds, failures)
     finally:
-        netns.teardown(netns=NETNS, host_ifname=HOST_IF)
+        reference_teardown()
         shutil.rmtree(work, ignore_errors=True)
     report(results, args.rounds, criu)
     if cli_startup is not None:

@@ -312,16 +312,28 @@ def _podman_many(work: str, criu: str, n: int, rounds: int) -> tuple[list[float]
     return ck, rs
 
 
-def many(work: str, criu: str, rounds: int, podman: bool) -> Table:
-    table: Table = []
+# {n: (ours, podman's or None)}, each (checkpoint median s, restore median s)
+ManyFigures = dict[int, tuple[tuple[float, float], tuple[float, float] | None]]
+
+
+def many_figures(work: str, criu: str, rounds: int, podman: bool) -> ManyFigures:
+    """For each of :data:`COUNTS`: the median --all / -a times of criu-cr and (``podman``) podman."""
     med = statistics.median
+    out: ManyFigures = {}
     for n in COUNTS:
         ours = _ours_many(work, criu, n, rounds)
         peer = _podman_many(work, criu, n, rounds) if podman else None
         print(f"  many {n}: criu-cr {med(ours[0]):.2f}/{med(ours[1]):.2f} s"
               + (f"; podman {med(peer[0]):.2f}/{med(peer[1]):.2f} s" if peer else ""), file=sys.stderr, flush=True)
+        out[n] = ((med(ours[0]), med(ours[1])), (med(peer[0]), med(peer[1])) if peer else None)
+    return out
+
+
+def many(work: str, criu: str, rounds: int, podman: bool) -> Table:
+    table: Table = []
+    for n, (ours, peer) in many_figures(work, criu, rounds, podman).items():
         for k, op in enumerate(("checkpoint --all", "restore --all")):
-            o, p = med(ours[k]), (med(peer[k]) if peer else None)
+            o, p = ours[k], (peer[k] if peer else None)
             table.append((f"{n} ctrs", f"{op} s", o, p, "s"))
             table.append((f"{n} ctrs", f"{op} containers/s", n / o, n / p if p else None, "c/s"))
     return table
@@ -419,17 +431,27 @@ def _cli(root: str, criu: str, *args: str, tag: str, wait: bool = True) -> subpr
 
 def footprint(work: str, criu: str) -> Table:
     """Peak RSS of criu-cr (CLI; the restore's monitor) and of CRIU in export, import and migrate."""
+    table: Table = []
+    for what, (cli_peak, monitor_peak, criu_peak) in footprint_peaks(work, criu).items():
+        table.append(("footprint", f"{what}: criu-cr MiB (<= 64)", cli_peak / MiB, None, "MiB"))
+        if monitor_peak:
+            table.append(("footprint", f"{what}: its monitor MiB", monitor_peak / MiB, None, "MiB"))
+        table.append(("footprint", f"{what}: CRIU MiB", criu_peak / MiB, None, "MiB"))
+    return table
+
+
+def footprint_peaks(work: str, criu: str) -> dict[str, tuple[int, int, int]]:
+    """{operation: (the criu-cr process's peak RSS, its monitor's (0: none), CRIU's)}, bytes."""
     root, root2 = os.path.join(work, "fp-state"), os.path.join(work, "fp-state2")
     archive = os.path.join(work, "fp.tar.zst")
     token = os.path.join(work, "fp.token")
     with open(token, "w") as f:
         f.write(os.urandom(16).hex())
     ctr = Container.run("bench-fp", bench_manifest.holding_bundle(os.path.join(work, "fp-bundle"), SIZE), root)
-    table: Table = []
     cid = ctr.id
+    rows: dict[str, tuple[int, int, int]] = {}
     try:
         bench_manifest.wait_filled(ctr)
-        rows: dict[str, tuple[int, int, int]] = {}
         with PeakSampler("export") as s:
             p = _cli(root, criu, "checkpoint", "-q", "--export", archive, cid, tag="export")
         rows["checkpoint --export (zstd)"] = s.peaks(p.pid)
@@ -452,18 +474,13 @@ def footprint(work: str, criu: str) -> Table:
         got, monitor, _ = s.peaks(rx.pid)
         rows["migrate (sender)"] = (sent, 0, criu_peak)
         rows["receive (receiver)"] = (got, monitor, criu_peak)
-        for what, (cli_peak, monitor_peak, criu_peak) in rows.items():
-            table.append(("footprint", f"{what}: criu-cr MiB (<= 64)", cli_peak / MiB, None, "MiB"))
-            if monitor_peak:
-                table.append(("footprint", f"{what}: its monitor MiB", monitor_peak / MiB, None, "MiB"))
-            table.append(("footprint", f"{what}: CRIU MiB", criu_peak / MiB, None, "MiB"))
         print(f"  footprint: {rows}", file=sys.stderr, flush=True)
     finally:
         try:
             Container.load(cid, root).delete(force=True)
         except Exception as exc:  # noqa: BLE001 - the figures are printed anyway
             print(f"cleanup of {cid}: {exc}", file=sys.stderr)
-    return table
+    return rows
 
 
 # -- the table ------------------------------------------------------------------------
