@@ -130,7 +130,8 @@ def main(rounds: int, podman: bool) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     took = time.monotonic() - started
-    print(f"\nissue 12 in one run: CRIU {criu}; {rounds} rounds (1 GiB: interleaved with runc; "
+    print(f"\nissue 12 in one run, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, kernel {os.uname().release}: "
+          f"CRIU {criu}; {rounds} rounds (1 GiB: interleaved with runc; "
           f"--all: {min(rounds, 3)}); medians; {os.cpu_count()} CPUs; load average (1 min) "
           f"{loads[0]:.1f} at start, max {max(loads):.1f} between sections; {took / 60:.1f} min\n")
     print(bench_table.render(rows))
