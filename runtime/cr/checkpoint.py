@@ -17,10 +17,11 @@ import logging
 import os
 import tarfile
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from criu_rpc import CriuClient, CriuError, NotifyHandler, deadline_for
+from criu_rpc.notify import NOTIFY_SCRIPTS
 from runtime.container.host import overlay_dirs, release_network_lock
 from runtime.container.state import Action, ContainerState, StateStore, process_alive
 from runtime.cr import criu_options, manifest, pending, portable
@@ -123,7 +124,7 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
         tcp_skip_in_flight=(opts.leave_running if opts.tcp_skip_in_flight is None
                             else opts.tcp_skip_in_flight),
         file_locks=opts.file_locks,
-        leave_running=opts.leave_running)
+        leave_running=opts.leave_running, lazy_port=opts.lazy_port)
     criu_opts = criu_options.build(ctx, Direction.DUMP).options(images_dir=work_dir, log_file=DUMP_LOG,
                                                                log_level=opts.log_level)
     if cg is not None:
@@ -134,6 +135,8 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="criu-cr-side") as pool, \
             manifest.follow(work_dir) as pages:
         side = pool.submit(_side_files, work_dir, st, meta)
+        if notify is not None:
+            notify = _WholeCheckpointFirst(notify, side, work_dir, opts.lazy_port is not None)
         try:
             timeout = opts.timeout or deadline_for(_memory_bytes(cg))
             (client or CriuClient(criu_path)).dump(criu_opts, notify=notify, timeout=timeout)
@@ -151,6 +154,23 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
             # CRIU has already stopped the container: keep its images, lose only the extra.
             _log.warning("container %r: checkpoint taken, but %s", st.id, exc)
         manifest.seal(work_dir, container_id=st.id, strict=opts.leave_running, followed=pages)  # for restore
+
+
+class _WholeCheckpointFirst(NotifyHandler):
+    """A caller's post-dump hook sees the whole checkpoint in ``work_dir``: the side files done and, for a
+    post-copy (``lazy``: the hook sends the images on before CRIU serves the memory), the manifest written.
+    A hook that raises aborts the dump: the container runs on."""
+
+    def __init__(self, user: NotifyHandler, side: Future[None], work_dir: str, lazy: bool) -> None:
+        self._user, self._side, self._work_dir, self._lazy = user, side, work_dir, lazy
+        for name in set(NOTIFY_SCRIPTS.values()) - {"post_dump"}:  # every other callback is the caller's
+            setattr(self, name, getattr(user, name))
+
+    def post_dump(self, ctx: Any) -> None:
+        self._side.result()
+        if self._lazy:
+            manifest.write_manifest(self._work_dir)
+        self._user.post_dump(ctx)
 
 
 def _memory_bytes(cg: Cgroups | None) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Iterable
 
-from criu_rpc import CgroupRoot, CriuOptions, ExternalMount, InheritFd, JoinNamespace
+from criu_rpc import CgroupRoot, CriuOptions, ExternalMount, InheritFd, JoinNamespace, PageServer
 from runtime.linux.cghier import managed_fields
 from runtime.linux.procfs import MountEntry, parse_mountinfo
 
@@ -103,6 +103,8 @@ class CrContext:
     tcp_close: bool = False
     file_locks: bool = False
     leave_running: bool = False
+    lazy_port: int | None = None  # dump: serve the lazy memory from CRIU's page server on this port
+    lazy_restore: bool = False  # restore: leave the lazy memory to the lazy-pages daemon
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -287,8 +289,18 @@ def process_part(ctx: CrContext, direction: Direction) -> Part:
     return Part(opts=opts)
 
 
+def lazy_part(ctx: CrContext, direction: Direction) -> Part:
+    """Post-copy (runtime.cr.lazy): a dump that serves its lazy memory from CRIU's page server (every
+    address: CRIU takes only the port of a lazy dump's ``ps``), a restore that leaves it to the daemon."""
+    if direction == DUMP and ctx.lazy_port:
+        return Part(opts={"lazy_pages": True, "ps": PageServer(port=ctx.lazy_port)})
+    if direction == RESTORE and ctx.lazy_restore:
+        return Part(opts={"lazy_pages": True})
+    return Part()
+
+
 CONCERNS: tuple[Callable[[CrContext, Direction], Part], ...] = (
-    root_part, namespace_part, mount_part, cgroup_part, stdio_part, network_part, process_part,
+    root_part, namespace_part, mount_part, cgroup_part, stdio_part, network_part, process_part, lazy_part,
 )
 
 

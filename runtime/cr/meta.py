@@ -26,7 +26,7 @@ from runtime.linux.fsmode import makedirs_private, open_private
 from runtime.linux.mounts import remove_tree
 
 __all__ = [
-    "IMAGE_DIR_MODE", "METADATA_FILE", "ImageDirError", "ImageOwnerError", "check_owner", "NETWORK_FILE", "META_VERSION", "CheckpointMeta",
+    "IMAGE_DIR_MODE", "METADATA_FILE", "ImageDirError", "ImageOwnerError", "check_owner", "NETWORK_FILE", "META_VERSION", "CheckpointMeta", "dump_dir_for",
     "read_meta", "fresh_image_dir", "install_image_dir", "remove_logs", "stats_dict",
     "choose_network_lock", "pick_network_lock", "nftables_supported", "require_usable_criu", "criu_facts", "DUMP_STATS_FIELDS", "RESTORE_STATS_FIELDS",
 ]
@@ -115,6 +115,12 @@ def _meta_from_dict(data: dict[str, Any]) -> CheckpointMeta:
         created=float(data.get("created") or 0.0))
 
 
+def dump_dir_for(final_dir: str) -> str:
+    """Where this process's checkpoint to ``final_dir`` is dumped before it is installed there (what a
+    post-dump hook reads: the images are complete at post-dump, the swap comes after CRIU's answer)."""
+    return f"{final_dir}.new-{os.getpid()}"
+
+
 def fresh_image_dir(final_dir: str, *, container_id: str = "") -> str:
     """An empty 0700 directory beside ``final_dir`` to dump into.
 
@@ -133,7 +139,7 @@ def fresh_image_dir(final_dir: str, *, container_id: str = "") -> str:
             check_owner(final_dir, container_id)
     parent = os.path.dirname(os.path.abspath(final_dir))
     makedirs_private(parent)
-    tmp = f"{final_dir}.new-{os.getpid()}"
+    tmp = dump_dir_for(final_dir)
     remove_tree(tmp)  # never through a mount CRIU left there
     os.mkdir(tmp, IMAGE_DIR_MODE)
     os.chmod(tmp, IMAGE_DIR_MODE)  # whatever the umask

@@ -162,6 +162,10 @@ class Receiver:
         conn.send(Kind.PROVEN, proof(self.token, "destination", msg.payload[32:]))
         conn.proven = True
         offer = conn.recv(Kind.OFFER).json()
+        if offer.get("mode") == "lazy":  # post-copy: runtime.cr.migrate_lazy
+            from runtime.cr.migrate_lazy import receive_lazy
+
+            return receive_lazy(self, conn, offer, peer)
         cid, size = str(offer.get("id", "")), offer.get("size")
         if not isinstance(size, int) or not 0 < size <= self.limit:
             raise ProtocolError(f"offered archive size {size!r} is not within 1..{self.limit}")
@@ -237,8 +241,10 @@ class Migrated:
 
 def migrate(container_id: str, address: tuple[str, int], token: bytes, *, root: str | None = None,
             criu_path: str | None = None, compress: str = "none", tcp_established: bool = False,
-            timeout: float = DEFAULT_TIMEOUT) -> Migrated:
+            timeout: float = DEFAULT_TIMEOUT, lazy: bool = False) -> Any:
     """Move the running container ``container_id`` to the receiver at ``address``.
+
+    Stop-and-copy returns a Migrated; ``lazy`` (post-copy, runtime.cr.migrate_lazy) a LazyMigrated.
 
     Raises MigrationError (the container runs here again, or ``.hint`` says
     how to get it back), ContainerError (it could not be checkpointed: it runs on).
@@ -246,6 +252,12 @@ def migrate(container_id: str, address: tuple[str, int], token: bytes, *, root: 
     from runtime.container import Container
 
     ctr = Container.load(container_id, root)
+    if lazy:
+        from runtime.cr.lazy import page_server_problem
+
+        problem = page_server_problem()
+        if problem:
+            raise MigrationError(container_id, problem, hint="nothing was frozen: the container runs here")
     try:
         sock = socket.create_connection(address, timeout=timeout)
     except OSError as exc:
@@ -257,6 +269,10 @@ def migrate(container_id: str, address: tuple[str, int], token: bytes, *, root: 
             _authenticate(conn, token)
         except (OSError, ProtocolError) as exc:
             raise MigrationError(container_id, str(exc), hint="nothing was frozen: the container runs here") from exc
+        if lazy:
+            from runtime.cr.migrate_lazy import migrate_lazy
+
+            return migrate_lazy(ctr, conn, root, criu_path, compress, tcp_established, timeout)
         return _move(ctr, conn, root, criu_path, compress, tcp_established)
 
 
