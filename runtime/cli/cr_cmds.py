@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tcp-close", action="store_true", help="restore established TCP connections closed")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="do not check the images against the checkpoint's manifest before CRIU reads them")
+    p.add_argument("--lazy", action="store_true",
+                   help="run the container before its memory is back: CRIU's lazy-pages daemon fills it in "
+                        "from the checkpoint while it runs (the command returns once all of it is in)")
     _common(p, "restore")
     p.set_defaults(func=_restore)
 
@@ -133,10 +136,11 @@ def _progress(args: argparse.Namespace, label: str, wanted: object) -> Iterator[
 def _restore(args: argparse.Namespace) -> int:
     from runtime.container import Container
     from runtime.container.state import StateStore
-    from runtime.cr.options import RestoreOptions
+    from runtime.cr.options import LazyPages, RestoreOptions
 
     fields = dict(tcp_established=args.tcp_established, tcp_close=args.tcp_close, file_locks=args.file_locks,
-                  keep=args.keep, network_lock=args.network_lock, verify=args.verify, netns=args.netns)
+                  keep=args.keep, network_lock=args.network_lock, verify=args.verify, netns=args.netns,
+                  lazy=LazyPages() if args.lazy else None)
     if args.import_:
         if args.image_path or args.bundle:
             raise SystemExit("criu-cr restore: --import takes its images and bundle from the archive "
@@ -148,7 +152,7 @@ def _restore(args: argparse.Namespace) -> int:
             res = Container.restore_import(args.import_, name=args.name or args.id, netns=args.netns,
                                            rootfs=args.rootfs, root=args.root, limit=args.import_limit,
                                            criu_path=args.criu, progress=progress, **fields)
-        return _print_result(args, "restore", res, res.pid)
+        return _print_restored(args, res)
     if not args.id:
         raise SystemExit("criu-cr restore: give the container's ID (or --import FILE)")
     if args.name or args.rootfs or args.import_limit:
@@ -160,7 +164,20 @@ def _restore(args: argparse.Namespace) -> int:
         ctr = Container.load(args.id, args.root)
         res = ctr.restore(RestoreOptions(image_path=args.image_path, bundle=args.bundle, **fields),
                           criu_path=args.criu)
-    return _print_result(args, "restore", res, res.pid)
+    return _print_restored(args, res)
+
+
+def _print_restored(args: argparse.Namespace, res: Any) -> int:
+    """The restored pid at once; after a lazy restore, also when its memory was all in (stderr)."""
+    if res.lazy is None:
+        return _print_result(args, "restore", res, res.pid)
+    with res.lazy:
+        _print_result(args, "restore", res, res.pid)
+        sys.stdout.flush()
+        took = res.lazy.wait()
+    print(f"criu-cr: running after {res.duration_us / 1e6:.3f}s; all its memory in place after {took:.3f}s",
+          file=sys.stderr)
+    return 0
 
 
 def _print_result(args: argparse.Namespace, kind: str, res: Any, plain: object) -> int:

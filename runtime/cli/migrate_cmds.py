@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-c", "--compress", choices=("zstd", "gzip", "none"), default="none",
                    help="compression of the stream (default none: fastest on a fast link)")
     p.add_argument("--tcp-established", action="store_true", help="checkpoint established TCP connections")
+    p.add_argument("--lazy", action="store_true",
+                   help="post-copy: the container runs on the destination while its memory still moves "
+                        "(no way back once it runs there: docs/migration.md)")
     p.add_argument("id", help="container id")
     p.add_argument("address", metavar="ADDR:PORT", help="the receiver")
     p.set_defaults(func=_migrate)
@@ -59,7 +62,14 @@ def _migrate(args: argparse.Namespace) -> int:
     from runtime.cr.migrate_proto import read_token
 
     res = migrate(args.id, parse_address(args.address), read_token(args.token_file), root=args.root,
-                  criu_path=args.criu, compress=args.compress, tcp_established=args.tcp_established)
+                  criu_path=args.criu, compress=args.compress, tcp_established=args.tcp_established,
+                  lazy=args.lazy)
+    if args.lazy:
+        print(f"criu-cr: migrated {res.bytes} bytes of images; downtime {res.downtime_s:.3f}s (images "
+              f"{res.images_s:.3f}s, destination restore {res.restore_s}s); last page arrived after "
+              f"{res.pages_s:.3f}s", file=sys.stderr)
+        print(res.pid)
+        return 0
     print(f"criu-cr: migrated {res.bytes} bytes; downtime {res.downtime_s:.3f}s (checkpoint "
           f"{res.checkpoint_s:.3f}s, send {res.send_s:.3f}s, restore {res.restore_s:.3f}s; CRIU frozen "
           f"{res.frozen_s}s, CRIU restore {res.criu_restore_s}s)", file=sys.stderr)

@@ -8,6 +8,9 @@ pages files here, from the source's page server in a migration).
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -17,7 +20,7 @@ from runtime.cr.options import LazyPages
 from runtime.testing import lab_ops
 from runtime.testing.lab import LAB_PORT
 from runtime.testing.net import http_get, wait_tcp
-from tests.integration.container_helpers import counter, echo, until
+from tests.integration.container_helpers import cli, counter, echo, until
 from tests.integration.lab_helpers import CID, TOKEN, assert_moved, assert_runs_on, count_on, lab_service
 
 pytestmark = pytest.mark.usefixtures("container_prereqs")
@@ -115,3 +118,37 @@ def test_lazy_migration_without_big_pipes_freezes_nothing(two_host_lab, busybox_
     finally:
         _pipe_max(limit)
     assert_runs_on(lab, net, lab.a, before)
+
+
+def test_cli_restore_lazy(service, state_root):
+    ctr, net = service
+    ctr.checkpoint(criu_path=CRIU)
+    res = cli(state_root, "restore", "--lazy", ctr.id, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout.strip()) == ctr.refresh().init_pid
+    assert "all its memory in place after" in res.stderr
+    assert http_get(net.ip, 80) == (200, b"hello from the container\n")
+
+
+def test_cli_migrate_lazy_between_hosts(two_host_lab, busybox_bundle, page_server_pipes, tmp_path):
+    lab = two_host_lab
+    net = lab_service(lab, busybox_bundle)
+    token = tmp_path / "token"
+    token.write_bytes(TOKEN + b"\n")
+    rx = lab.b.popen([sys.executable, "-m", "runtime.cli", "receive", "--listen", f"0.0.0.0:{LAB_PORT}",
+                      "--token-file", str(token), "--once"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert rx.stdout.readline().startswith("listening on ")
+        res = lab.a.cli("migrate", "--lazy", "--tcp-established", "--token-file", str(token), CID,
+                        f"{lab.b.peer_ip}:{LAB_PORT}")
+        out, err = rx.communicate(timeout=60)
+        assert res.returncode == 0, res.stderr + err
+    finally:
+        if rx.poll() is None:
+            rx.kill()
+            rx.wait()
+    assert rx.returncode == 0, err
+    assert re.search(r"downtime \d+\.\d+s .*last page arrived after \d+\.\d+s", res.stderr), res.stderr
+    assert out.startswith(f"received {CID} ")
+    assert lab.http_get(net.ip) == (200, b"hello from the container\n")
+    assert lab.a.call(lab_ops.status, CID) == ""
