@@ -232,7 +232,13 @@ def main() -> int:
                     help="also podman (CLI, runc, same CRIU); scripts/install-peers installs it")
     ap.add_argument("--archive", action="store_true",
                     help="instead: checkpoint --export / restore --import of a 1 GiB container (issue 9)")
+    ap.add_argument("--migrate", nargs="?", const="16M,256M,1G", metavar="SIZES",
+                    help="instead: migration downtime in the two-host lab (issue 10; scripts/bench_migrate.py)")
     args = ap.parse_args()
+    if args.migrate:
+        import bench_migrate
+
+        return bench_migrate.main(args.migrate, args.json)
     if args.podman and not podman_available():
         ap.error("podman is not installed: run scripts/install-peers")
     if args.archive:

@@ -22,9 +22,9 @@ else, so two labs may use the same /28)::
                      .13 veth -> container .14/28 (on whichever host runs it)
 
 The client reaches the container's IP through a /32 route via the host that
-holds it. The lab follows the container's host-side veth: when it appears
-on a host (a destination recreating the netns, which happens only once the
-source is frozen or gone), the route moves there; when it vanishes from the
+holds it. The lab follows the processes in the container's netns: when they
+appear on a host (a destination restoring, which happens only once the
+source is frozen or gone), the route moves there; when they leave the
 holder (a failed restore cleaned up), it moves back. The container's
 address is a /28 so that its peers are on-link (hosts answer ARP for them
 with proxy_arp): network.status recreates addresses, not routes.
@@ -55,7 +55,6 @@ from typing import Any
 from runtime.linux import syscalls as sc
 from runtime.linux.procfs import read_mountinfo
 from runtime.net import netns as netns_mod
-from runtime.net import rtnl
 from runtime.net.in_netns import in_netns
 from runtime.testing.lab_enter import LEAF
 from runtime.testing.net import http_get
@@ -179,6 +178,21 @@ class LabHost:
         with open(f"/proc/{self.anchor}/net/tcp") as f:
             rows = [line.split() for line in f.readlines()[1:]]
         return any(r[3] == "0A" and int(r[1].split(":")[1], 16) == port for r in rows)
+
+
+def _netns_in_use(host: LabHost, path: str) -> bool:
+    """Whether a process of ``host`` is in its netns ``path`` (a container, or CRIU restoring one)."""
+    try:
+        ino = os.stat(host.path(path)).st_ino
+    except OSError:
+        return False
+    for pid in _procs_below(host.cgroups[0]):
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino == ino:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _procs_below(directory: str) -> set[int]:
@@ -310,7 +324,7 @@ class Lab:
     _anchors: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _netns: list[str] = field(default_factory=list)
     _cgroups: list[str] = field(default_factory=list)
-    _follow: list[tuple[LabNet, threading.Event, threading.Thread]] = field(default_factory=list)
+    _followers: list[tuple[LabNet, threading.Event, threading.Thread]] = field(default_factory=list)
 
     @classmethod
     @contextlib.contextmanager
@@ -369,44 +383,38 @@ class Lab:
 
     def container_net(self, host: LabHost) -> LabNet:
         """The container's netns on ``host`` (the same name is free on the other); the client's route
-        follows it from host to host from now on."""
+        follows the processes in it from host to host from now on."""
         base = self.subnet.network_address
         net = LabNet(name=f"ccrt-{self.tag}n", path=f"/run/netns/ccrt-{self.tag}n", host_ifname=f"ccrh{self.tag}n",
                      ns_ifname="eth0", host_ip=str(base + 13), ip=str(base + 14))
         host.call(make_container_net, net.name, net.host_ifname, f"{net.host_ip}/30", f"{net.ip}/28")
         self.route(net.ip, host)
         stop = threading.Event()
-        thread = threading.Thread(target=self._follow_veth, args=(net, host, stop), daemon=True)
+        thread = threading.Thread(target=self._follow, args=(net, host, stop), daemon=True)
         thread.start()
-        self._follow.append((net, stop, thread))
+        self._followers.append((net, stop, thread))
         return net
 
     def route(self, ip: str, host: LabHost) -> None:
         """The client reaches ``ip`` through ``host`` from now on."""
         _in(self.client, lambda: _route(f"{ip}/32", host.uplink_ip))
 
-    def _follow_veth(self, net: LabNet, holder: LabHost, stop: threading.Event) -> None:
-        socks = {h.name: rtnl.open_socket(h.netns) for h in self.hosts()}
+    def _follow(self, net: LabNet, holder: LabHost, stop: threading.Event) -> None:
+        """Route the client to the host whose processes entered the container's netns last (a restore
+        on the destination; the source is frozen or gone by then), back when they leave it there."""
         had = {h.name: h is holder for h in self.hosts()}
-        try:
-            while not stop.wait(0.005):
-                has = {n: any(link.ifname == net.host_ifname for link in rtnl.dump_links(s))
-                       for n, s in socks.items()}
-                gained = [h for h in self.hosts() if has[h.name] and not had[h.name]]
-                if gained:
-                    holder = gained[0]
+        while not stop.wait(0.005):
+            has = {h.name: _netns_in_use(h, net.path) for h in self.hosts()}
+            gained = [h for h in self.hosts() if has[h.name] and not had[h.name]]
+            if gained and gained[0] is not holder:
+                holder = gained[0]
+                self.route(net.ip, holder)
+            elif not has[holder.name] and had[holder.name]:
+                others = [h for h in self.hosts() if has[h.name]]
+                if others:
+                    holder = others[0]
                     self.route(net.ip, holder)
-                elif not has[holder.name] and had[holder.name]:
-                    others = [h for h in self.hosts() if has[h.name]]
-                    if others:
-                        holder = others[0]
-                        self.route(net.ip, holder)
-                had = has
-        except OSError:
-            pass  # the lab is being torn down
-        finally:
-            for s in socks.values():
-                s.close()
+            had = has
 
     # -- the client -----------------------------------------------------------------------
 
@@ -441,20 +449,39 @@ class Lab:
     # -- teardown -------------------------------------------------------------------------
 
     def close(self) -> None:
-        for _net, stop, thread in self._follow:
+        """Remove everything; every step runs even when one before failed (the first error is raised)."""
+        errors: list[Exception] = []
+        for step in (self._stop_followers, self._delete_containers, lambda: _kill_all(self._cgroups),
+                     self._reap_anchors, lambda: _remove_cgroups(self._cgroups), self._delete_namespaces,
+                     self._remove_state):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - the next steps still clean up
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def _stop_followers(self) -> None:
+        for _net, stop, thread in self._followers:
             stop.set()
             thread.join(5)
+
+    def _delete_containers(self) -> None:
         for h in self.hosts():
             if h.anchor:
                 with contextlib.suppress(Exception):
                     h.call(delete_all_containers)
-        _kill_all(self._cgroups)
+
+    def _reap_anchors(self) -> None:
         for proc in self._anchors:
+            proc.kill()  # our child, by its pid (already dead with its cgroup, normally)
             proc.wait(10)
-        _remove_cgroups(self._cgroups)
+
+    def _delete_namespaces(self) -> None:
         for name in reversed(self._netns):
-            with contextlib.suppress(Exception):
-                netns_mod.delete_netns(name)
+            netns_mod.delete_netns(name)
+
+    def _remove_state(self) -> None:
         for h in self.hosts():
             shutil.rmtree(h.state, ignore_errors=True)  # its mounts died with the host's mount namespace
 
