@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 from runtime.testing import lab_ops  # noqa: E402
 from runtime.testing.bundle import build_busybox_bundle  # noqa: E402
-from runtime.testing.lab import LAB_PORT, Lab  # noqa: E402
+from runtime.testing.lab import LAB_PORT, Lab, delete_all_containers  # noqa: E402
 
 MiB = 1 << 20
 TOKEN = b"bench-migrate-token-0123456789abcdef"
@@ -97,7 +97,7 @@ def local_cr(cid: str, lazy: bool) -> dict[str, float]:
 
     ctr = Container.load(cid)
     t0 = time.monotonic()
-    ctr.checkpoint(criu_path=lab_ops.criu_path(), tcp_established=True)
+    ctr.checkpoint(criu_path=lab_ops.criu_path(), tcp_established=True, tcp_skip_in_flight=True)
     t1 = time.monotonic()
     res = ctr.restore(criu_path=lab_ops.criu_path(), tcp_established=True, lazy=LazyPages() if lazy else None)
     t2 = time.monotonic()
@@ -156,7 +156,7 @@ def one_size(lab: Lab, work: str, size: int) -> dict[str, Any]:
                        "restore_s": moved.restore_s, "bytes": moved.bytes, "gap_s": gap}
     finally:
         for h in lab.hosts():
-            h.call(lab_ops.delete_all_containers)
+            h.call(delete_all_containers)
     return row
 
 

@@ -14,7 +14,7 @@ The conversation, after the handshake of :mod:`runtime.cr.migrate_proto`::
     S: OFFER   {"id", "size", "tcp", "mode": "lazy", "page_server_port"}
     S: DATA... END                        the archive (no lazy memory in it)
     D: RESULT  {"ok", "phase": "images"}  received and checked (else ok=false: S aborts the dump)
-    S: OFFER   {"pages": "serving"}       CRIU's page server listens
+    S: OFFER   {"pages": "serving"}       CRIU's page server listens (its status-ready notify)
     D: RESULT  {"ok", "phase": "running", "pid", ...}  the container runs (the downtime ends)
     D: RESULT  {"ok", "phase": "pages", "pages_s"}     the last page arrived
 
@@ -64,7 +64,7 @@ __all__ = ["LazyMigrated", "migrate_lazy", "receive_lazy", "LISTEN_TIMEOUT"]
 
 _log = logging.getLogger("criu_cr.cr")
 
-LISTEN_TIMEOUT = 10.0  # seconds for CRIU's page server to listen once the images went
+LISTEN_TIMEOUT = 10.0  # seconds for CRIU's page server to listen (its status-ready) once the images went
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,6 +96,7 @@ class _Source(NotifyHandler):
         self.failure: str | None = None  # the destination failed before it ran the container
         self.rolled_back = False
         self._thread: threading.Thread | None = None
+        self._serving = threading.Event()  # CRIU's page server listens
 
     def post_dump(self, ctx: Any) -> None:
         self.criu_pid = ctx.criu_pid
@@ -109,6 +110,9 @@ class _Source(NotifyHandler):
         self.t_images = time.monotonic()
         self._thread = threading.Thread(target=self._converse, name="criu-cr-lazy-source", daemon=True)
         self._thread.start()
+
+    def status_ready(self, ctx: Any) -> None:
+        self._serving.set()  # CRIU says so once its lazy page server listens
 
     def _send_images(self) -> None:
         out = self.final_dir + ".tar"
@@ -129,11 +133,8 @@ class _Source(NotifyHandler):
     def _converse(self) -> None:
         """While CRIU serves the pages: tell the destination to go, learn when it runs and when it has all."""
         try:
-            deadline = time.monotonic() + LISTEN_TIMEOUT
-            while not _listening(self.port):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"CRIU's page server did not listen on port {self.port}")
-                time.sleep(0.002)
+            if not self._serving.wait(LISTEN_TIMEOUT):
+                raise TimeoutError(f"CRIU's page server did not listen on port {self.port}")
             self.conn.send(Kind.OFFER, json_bytes({"pages": "serving"}))
             answer = self.conn.recv(Kind.RESULT).json()
             if not answer.get("ok"):
@@ -230,10 +231,6 @@ def _tcp_rows() -> list[list[str]]:
         except FileNotFoundError:
             continue
     return rows
-
-
-def _listening(port: int) -> bool:
-    return any(r[3] == "0A" and int(r[1].rsplit(":", 1)[1], 16) == port for r in _tcp_rows())
 
 
 def _page_client(port: int) -> bool:

@@ -1,0 +1,72 @@
+"""Post-copy's pure parts: the lazy concern of CRIU's options, the options' checks, the page-server probe."""
+
+from __future__ import annotations
+
+import pytest
+
+from criu_rpc import PageServer
+from runtime.cr import criu_options, lazy, migrate_lazy
+from runtime.cr.criu_options import DUMP, RESTORE, CrContext
+from runtime.cr.options import CheckpointOptions, LazyPages, RestoreOptions
+
+
+def test_a_lazy_dump_serves_its_pages_on_the_port():
+    fields = criu_options.build(CrContext(rootfs="/r", pid=7, lazy_port=4711), DUMP).fields
+    assert fields["lazy_pages"] is True and fields["ps"] == PageServer(port=4711)
+
+
+def test_a_lazy_restore_leaves_the_pages_to_the_daemon():
+    assert criu_options.build(CrContext(rootfs="/r", lazy_restore=True), RESTORE).fields["lazy_pages"] is True
+    assert "lazy_pages" not in criu_options.build(CrContext(rootfs="/r", lazy_restore=True), DUMP).fields
+
+
+def test_neither_by_default():
+    for direction in (DUMP, RESTORE):
+        fields = criu_options.build(CrContext(rootfs="/r", pid=7), direction).fields
+        assert "lazy_pages" not in fields and "ps" not in fields
+
+
+def test_lazy_pages_is_a_page_server_or_the_local_images():
+    assert LazyPages().address is None
+    assert LazyPages(address="10.0.0.1", port=9).port == 9
+    with pytest.raises(ValueError, match="both"):
+        LazyPages(address="10.0.0.1")
+    with pytest.raises(ValueError, match="port"):
+        LazyPages(address="10.0.0.1", port=70000)
+    assert RestoreOptions(lazy=LazyPages()).lazy == LazyPages()
+
+
+def test_a_lazy_checkpoint_leaves_the_machine_and_stops_the_container():
+    assert CheckpointOptions(lazy_port=4711).portable  # it carries the rootfs diff
+    with pytest.raises(ValueError):
+        CheckpointOptions(lazy_port=4711, leave_running=True)
+    with pytest.raises(ValueError):
+        CheckpointOptions(lazy_port=0)
+
+
+def test_page_server_problem(monkeypatch, tmp_path):
+    status = tmp_path / "status"
+    limit = tmp_path / "pipe-max-size"
+    real_open = open
+
+    def fake_open(path, *a, **kw):
+        return real_open({"/proc/self/status": status, lazy._PIPE_MAX_SIZE: limit}.get(path, path), *a, **kw)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    status.write_text("Name:\tx\nCapEff:\t000001fffeffffff\n")  # no CAP_SYS_RESOURCE (bit 24)
+    limit.write_text("1048576\n")
+    assert "sysctl -w fs.pipe-max-size=4194304" in lazy.page_server_problem()
+    limit.write_text("4194304\n")
+    assert lazy.page_server_problem() is None
+    limit.write_text("1048576\n")
+    status.write_text("CapEff:\t000001ffffffffff\n")  # with it, CRIU may grow pipes beyond the limit
+    assert lazy.page_server_problem() is None
+
+
+def test_tcp_states_of_the_page_server(monkeypatch):
+    rows = [["0:", "00000000:1267", "00000000:0000", "0A"],  # 4711 listening
+            ["1:", "0A00000A:1267", "0A00000B:9C40", "01"],  # 4711 established with a client
+            ["2:", "00000000:1268", "00000000:0000", "0A"]]  # 4712 listening only
+    monkeypatch.setattr(migrate_lazy, "_tcp_rows", lambda: rows)
+    assert migrate_lazy._page_client(4711)
+    assert not migrate_lazy._page_client(4712)
