@@ -197,15 +197,15 @@ def main(sizes_text: str = "16M,256M,1G", json_path: str | None = None) -> int:
 
 def report(results: dict[str, Any]) -> None:
     print(f"{'size':>6} {'RSS':>8} | {'local c+r':>9} | {'restore --lazy':>22} | {'stop-and-copy':>22} | "
-          f"{'lazy migration':>30}")
+          f"{'lazy migration':>29}")
     print(f"{'':>6} {'MiB':>8} | {'total':>9} | {'running':>7} {'gap':>6} {'pages':>7} | "
-          f"{'downtime':>8} {'gap':>6} {'x c+r':>6} | {'downtime':>8} {'gap':>6} {'pages':>6} {'total':>6}")
+          f"{'downtime':>8} {'gap':>6} {'x c+r':>6} | {'images':>6} {'downtime':>8} {'gap':>6} {'pages':>6}")
     for size, r in results.items():
         lc, rl, sc, lz = r["local c+r"], r["restore --lazy"], r["stop-and-copy"], r["lazy"]
         print(f"{size:>6} {r['rss'] / MiB:>8.0f} | {lc['total_s']:>9.3f} | {rl['restore_s']:>7.3f} "
               f"{rl['gap_s']:>6.3f} {rl.get('pages_s', 0):>7.3f} | {sc['downtime_s']:>8.3f} {sc['gap_s']:>6.3f} "
-              f"{sc['downtime_s'] / lc['total_s']:>6.2f} | {lz['downtime_s']:>8.3f} {lz['gap_s']:>6.3f} "
-              f"{lz['pages_s']:>6.3f} {lz['pages_s']:>6.3f}")
+              f"{sc['downtime_s'] / lc['total_s']:>6.2f} | {lz['images_s']:>6.3f} {lz['downtime_s']:>8.3f} "
+              f"{lz['gap_s']:>6.3f} {lz['pages_s']:>6.3f}")
     keys = list(results)
     if len(keys) > 1:
         small, big = results[keys[0]], results[keys[-1]]

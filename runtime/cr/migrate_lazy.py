@@ -52,7 +52,6 @@ from typing import Any
 
 from criu_rpc import NotifyHandler
 from runtime.container.state import StateStore
-from runtime.cr import archive
 from runtime.cr.meta import dump_dir_for
 from runtime.cr.migrate import CHUNK, MigrationError, Received, _Conn, _release
 from runtime.cr.migrate_proto import Kind, ProtocolError, json_bytes

@@ -3,7 +3,10 @@ and what a user checks after a migration."""
 
 from __future__ import annotations
 
+import time
+
 from runtime.testing import lab_ops
+from runtime.testing.lab import LAB_PORT
 from tests.integration.container_helpers import SERVICE, echo, read_count, until
 
 TOKEN = b"0123456789abcdef0123456789abcdef"
@@ -19,6 +22,25 @@ def lab_service(lab, busybox_bundle):
     lab.wait_http(net.ip)
     until(lambda: count_on(lab.a) >= 3, what="the counter to tick")
     return net
+
+
+def held_connection(lab, net):
+    """A TCP connection from the client to the service's echo port, answering."""
+    held = lab.connect(net.ip, 7000)
+    assert echo(held, b"before\n") == b"before\n"
+    return held
+
+
+def migrate_between(lab, net, source, destination, **kwargs):
+    """``migrate`` from ``source`` to a receiver on ``destination`` while the client asks every 10 ms:
+    (the source's result, the receiver's, the longest gap the client saw)."""
+    with lab.poller(net.ip) as poll, destination.spawn(lab_ops.receive_once, LAB_PORT, TOKEN) as rx:
+        until(lambda: destination.listening(LAB_PORT), what="the receiver to listen")
+        moved = source.call(lab_ops.migrate_to, CID, (destination.peer_ip, LAB_PORT), TOKEN, **kwargs)
+        got = rx.result(120)
+        t_end = time.monotonic()
+        until(lambda: poll.seen_after(t_end), what="the client to see the service again")
+    return moved, got, poll.longest_gap()
 
 
 def count_on(host) -> int:

@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -20,8 +19,9 @@ from runtime.cr.options import LazyPages
 from runtime.testing import lab_ops
 from runtime.testing.lab import LAB_PORT
 from runtime.testing.net import http_get, wait_tcp
-from tests.integration.container_helpers import cli, counter, echo, until
-from tests.integration.lab_helpers import CID, TOKEN, assert_moved, assert_runs_on, count_on, lab_service
+from tests.integration.container_helpers import cli, counter, until
+from tests.integration.lab_helpers import (CID, TOKEN, assert_moved, assert_runs_on, count_on, held_connection,
+                                           lab_service, migrate_between)
 
 pytestmark = pytest.mark.usefixtures("container_prereqs")
 
@@ -70,20 +70,13 @@ def test_restore_lazy_runs_before_its_memory_is_back(service):
 def test_lazy_migration_between_hosts(two_host_lab, busybox_bundle, page_server_pipes):
     lab = two_host_lab
     net = lab_service(lab, busybox_bundle)
-    held = lab.connect(net.ip, 7000)
-    assert echo(held, b"before\n") == b"before\n"
+    held = held_connection(lab, net)
     before = count_on(lab.a)
-    with lab.poller(net.ip) as poll, lab.b.spawn(lab_ops.receive_once, LAB_PORT, TOKEN) as rx:
-        until(lambda: lab.b.listening(LAB_PORT), what="the receiver to listen")
-        moved = lab.a.call(lab_ops.migrate_to, CID, (lab.b.peer_ip, LAB_PORT), TOKEN, tcp_established=True,
-                           lazy=True)
-        got = rx.result(120)
-        t_end = time.monotonic()
-        until(lambda: poll.seen_after(t_end), what="the client to see the service again")
+    moved, got, gap = migrate_between(lab, net, lab.a, lab.b, tcp_established=True, lazy=True)
     assert got.ok, got
     assert 0 < moved.downtime_s <= moved.pages_s
-    print(f"\nlab lazy: {moved.bytes} B, images {moved.images_s:.3f}s restore {moved.restore_s}s downtime {moved.downtime_s:.3f}s, last page {moved.pages_s:.3f}s, "
-          f"longest gap seen by the client {poll.longest_gap():.3f}s")
+    print(f"\nlab lazy: {moved.bytes} B, images {moved.images_s:.3f}s, destination restore {moved.restore_s}s, "
+          f"downtime {moved.downtime_s:.3f}s, last page {moved.pages_s:.3f}s, longest gap seen by the client {gap:.3f}s")
     assert_moved(lab, net, held, before, lab.a, lab.b)
     held.close()
 
