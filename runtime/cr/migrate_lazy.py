@@ -55,9 +55,8 @@ from runtime.container.state import StateStore
 from runtime.cr.meta import dump_dir_for
 from runtime.cr.migrate import CHUNK, MigrationError, Received, _Conn, _release
 from runtime.cr.migrate_proto import Kind, ProtocolError, json_bytes
-from runtime.cr.options import CheckpointOptions, LazyPages, RestoreOptions
+from runtime.cr.options import DEFAULT_IMAGE_DIR, CheckpointOptions, LazyPages, RestoreOptions
 from runtime.errors import ContainerError
-from runtime.linux.mounts import remove_tree
 
 __all__ = ["LazyMigrated", "migrate_lazy", "receive_lazy", "LISTEN_TIMEOUT"]
 
@@ -174,23 +173,23 @@ def migrate_lazy(ctr: Any, conn: _Conn, root: str | None, criu_path: str | None,
     from runtime.cr.checkpoint import checkpoint
 
     store = StateStore(root)
-    final = os.path.join(store.root, f".migrate-lazy-{ctr.id}-{time.monotonic_ns()}")
+    # The container's own checkpoint directory: a failed dump's log stays there as after any checkpoint,
+    # and a successful one goes with the container.
+    final = store.path(ctr.id, DEFAULT_IMAGE_DIR)
     src = _Source(conn, store, ctr.id, final, _free_port(), tcp_established, compress)
     t0 = time.monotonic()
     try:
         checkpoint(store, ctr.id, CheckpointOptions(image_path=final, tcp_established=True, tcp_skip_in_flight=True,
-                                                    lazy_port=src.port, keep=True),
+                                                    lazy_port=src.port),
                    criu_path=criu_path, notify=src)
     except ContainerError as exc:
         src.join(5)
-        remove_tree(final)
         if ctr.refresh().status != "running":
             raise
         raise MigrationError(ctr.id, src.failure or str(exc), where="destination" if src.failure else "source",
                              restored_locally=True, hint="it never stopped running here") from exc
     src.join(timeout)
     _release(store, ctr)
-    remove_tree(final)
     t_end = time.monotonic()
     return LazyMigrated(container_id=ctr.id, pid=int(src.running.get("pid") or 0), bytes=src.bytes,
                         images_s=src.t_images - t0,

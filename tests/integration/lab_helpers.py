@@ -62,6 +62,7 @@ def assert_moved(lab, net, held, before: int, source, destination) -> None:
 def assert_runs_on(lab, net, host, before: int) -> None:
     """The container runs on ``host`` (a migration that failed left it there)."""
     assert host.call(lab_ops.status, CID) == "running"
+    assert host.call(lab_ops.leftovers).state_entries == [CID]  # nothing of the attempt beside it
     lab.wait_http(net.ip)
     assert lab.http_get(net.ip) == (200, PAGE)
     until(lambda: count_on(host) > before, what="the counter to go on")

@@ -18,6 +18,7 @@ from runtime.cr.lazy import PAGE_SERVER_PIPE
 from runtime.cr.options import LazyPages
 from runtime.testing import lab_ops
 from runtime.testing.lab import LAB_PORT
+from runtime.testing.lab_host import make_container_net
 from runtime.testing.net import http_get, wait_tcp
 from tests.integration.container_helpers import cli, counter, until
 from tests.integration.lab_helpers import (CID, TOKEN, assert_moved, assert_runs_on, count_on, held_connection,
@@ -145,3 +146,22 @@ def test_cli_migrate_lazy_between_hosts(two_host_lab, busybox_bundle, page_serve
     assert out.startswith(f"received {CID} ")
     assert lab.http_get(net.ip) == (200, b"hello from the container\n")
     assert lab.a.call(lab_ops.status, CID) == ""
+
+
+def test_lazy_migration_whose_restore_fails_runs_on_the_source(two_host_lab, busybox_bundle, page_server_pipes):
+    lab = two_host_lab
+    net = lab_service(lab, busybox_bundle)
+    before = count_on(lab.a)
+    # On b the container's netns exists already and its port 80 is taken: b's restore fails while
+    # a's CRIU serves the pages (after the images went), before b ran anything.
+    lab.b.call(make_container_net, net.name, net.host_ifname, f"{net.host_ip}/30", f"{net.ip}/28")
+    with lab.b.spawn(lab_ops.occupy_port, net.path, 80), \
+            lab.b.spawn(lab_ops.receive_once, LAB_PORT, TOKEN) as rx:
+        until(lambda: lab.b.listening(LAB_PORT), what="the receiver to listen")
+        with pytest.raises(Exception) as err:
+            lab.a.call(lab_ops.migrate_to, CID, (lab.b.peer_ip, LAB_PORT), TOKEN, lazy=True)
+        got = rx.result(60)
+    assert not got.ok and "restore" in got.error
+    assert err.value.restored_locally and err.value.where == "destination", err.value
+    assert_runs_on(lab, net, lab.a, before)
+    assert lab.b.call(lab_ops.status, CID) == ""
