@@ -268,7 +268,9 @@ def receive_lazy(receiver: Any, conn: _Conn, offer: dict[str, Any], peer: str) -
             _tell(conn, {"ok": True, "phase": "running", "id": cid, "pid": res.pid,
                          "restore_us": int((t2 - t1) * 1e6)})
             try:
-                pages_s = res.lazy.wait(receiver.timeout)
+                # No deadline of ours: while the daemon runs, pages are coming; it fails by itself when
+                # the page server goes (a deadline would delete a copy that was about to be whole).
+                pages_s = res.lazy.wait()
             except (ContainerError, TimeoutError) as exc:
                 _kill_copy(receiver.store, cid, exc)
                 _tell(conn, {"ok": False, "phase": "pages", "error": str(exc)})
