@@ -66,3 +66,28 @@ def assert_runs_on(lab, net, host, before: int) -> None:
     lab.wait_http(net.ip)
     assert lab.http_get(net.ip) == (200, PAGE)
     until(lambda: count_on(host) > before, what="the counter to go on")
+
+
+def vanishing_destination(port: int, token: bytes) -> None:
+    """On a lab host: a destination that takes the images, hears that the pages are served, and is
+    gone (killed before it restored anything): no answer, no page fetched."""
+    import os
+    import secrets
+    import socket
+
+    from runtime.cr.migrate import _Conn
+    from runtime.cr.migrate_proto import NONCE_BYTES, Kind, json_bytes, proof
+
+    with socket.create_server(("0.0.0.0", port)) as srv:
+        sock, _peer = srv.accept()
+        conn = _Conn(sock)
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        conn.send(Kind.CHALLENGE, nonce)
+        msg = conn.recv(Kind.PROOF)
+        conn.send(Kind.PROVEN, proof(token, "destination", msg.payload[32:]))
+        conn.recv(Kind.OFFER)
+        while conn.recv(Kind.DATA, Kind.END).kind is Kind.DATA:
+            pass
+        conn.send(Kind.RESULT, json_bytes({"ok": True, "phase": "images"}))
+        conn.recv(Kind.OFFER)  # the pages are served
+        os._exit(0)

@@ -22,7 +22,7 @@ from runtime.testing.lab_host import make_container_net
 from runtime.testing.net import http_get, wait_tcp
 from tests.integration.container_helpers import cli, counter, until
 from tests.integration.lab_helpers import (CID, TOKEN, assert_moved, assert_runs_on, count_on, held_connection,
-                                           lab_service, migrate_between)
+                                           lab_service, migrate_between, vanishing_destination)
 
 pytestmark = pytest.mark.usefixtures("container_prereqs")
 
@@ -165,3 +165,16 @@ def test_lazy_migration_whose_restore_fails_runs_on_the_source(two_host_lab, bus
     assert err.value.restored_locally and err.value.where == "destination", err.value
     assert_runs_on(lab, net, lab.a, before)
     assert lab.b.call(lab_ops.status, CID) == ""
+
+
+def test_lazy_migration_whose_destination_vanishes_before_it_ran_runs_on_the_source(two_host_lab, busybox_bundle,
+                                                                                   page_server_pipes):
+    lab = two_host_lab
+    net = lab_service(lab, busybox_bundle)
+    before = count_on(lab.a)
+    with lab.b.spawn(vanishing_destination, LAB_PORT, TOKEN):
+        until(lambda: lab.b.listening(LAB_PORT), what="the fake destination to listen")
+        with pytest.raises(Exception, match="did not confirm") as err:
+            lab.a.call(lab_ops.migrate_to, CID, (lab.b.peer_ip, LAB_PORT), TOKEN, lazy=True)
+    assert err.value.restored_locally, err.value
+    assert_runs_on(lab, net, lab.a, before)
