@@ -19,6 +19,7 @@ never interrupted, the deadline is checked while waiting for CRIU.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import time
@@ -29,6 +30,7 @@ from .logs import first_errors, is_harmless
 from .notify import NotifyContext, NotifyHandler, dispatch
 from .restoring import RestoredTasks
 from .session import Features, Notify, ReqType, Response, Session
+from .trace import describe_message, log
 from .transport import Connection
 
 __all__ = ["Channel", "log_errors"]
@@ -90,6 +92,9 @@ class Channel:
             raise ValueError(f"timeout must be positive, not {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
         data = self.session.request(rtype, opts, keep_open=keep_open, features=features, pid=pid)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("CRIU %s request to CRIU pid %s: %s", rtype.name, self.conn.pid, describe_message(opts))
+        started = time.monotonic()
         if rtype == ReqType.RESTORE:
             self._restoring = RestoredTasks(rst_sibling=bool(getattr(opts, "rst_sibling", False)),
                                             criu_pid=self.conn.pid)
@@ -99,6 +104,8 @@ class Channel:
             if self._restoring is not None:
                 self._restoring.close()
                 self._restoring = None
+        log.debug("CRIU %s answered in %.3f s: success=%s cr_errno=%s", rtype.name, time.monotonic() - started,
+                  event.success, event.cr_errno)
         if aborted is not None:
             script, error = aborted
             raise NotifyAbortedError(rtype.name, script) from error
@@ -126,6 +133,7 @@ class Channel:
     def _answer(self, event: Notify, rtype: ReqType, log_path: str | None) -> tuple[str, BaseException] | None:
         ctx = NotifyContext(script=event.script, request=rtype.name, pid=event.pid, fd=event.fd,
                             criu_pid=self.conn.pid)
+        log.debug("CRIU %s notify %r (pid %s, fd %s)", rtype.name, event.script, event.pid, event.fd)
         if self._restoring is not None and event.pid:
             self._restoring.announce(event.pid)
         try:
@@ -152,6 +160,8 @@ class Channel:
         if msg is None:
             raise self._died(rtype, log_path)
         data, fds = msg
+        if fds:
+            log.debug("CRIU %s sent fds %s", rtype.name, fds)
         try:
             event = self.session.receive(data, fds)
         except BaseException:  # cleanup, then re-raise: whatever went wrong, no received fd leaks

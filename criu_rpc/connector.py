@@ -17,6 +17,7 @@ from .notify import NotifyHandler
 from .options import CriuOptions
 from .prepare import PreparedRequest
 from .session import Features, ReqType
+from .trace import log
 from .transport import Connection, ServiceConnection, SwrkProcess
 
 __all__ = ["Connector", "ALL_FEATURES"]
@@ -52,8 +53,11 @@ class Connector:
         (service: nothing listens at the address).
         """
         if self.service_address is not None:
+            log.debug("connecting to the criu service at %s", self.service_address)
             return ServiceConnection(self.service_address)
-        return SwrkProcess(self.criu_path, pass_fds=sorted(set(pass_fds)))
+        fds = sorted(set(pass_fds))
+        log.debug("starting %s swrk, handing it fds %s", self.criu_path, fds)
+        return SwrkProcess(self.criu_path, pass_fds=fds)
 
     def prepare(self, opts: CriuOptions, rtype: ReqType, notify: NotifyHandler | None) -> PreparedRequest:
         """``opts`` made into one request for this kind of connection (close it when done).

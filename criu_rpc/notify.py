@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 __all__ = ["NOTIFY_SCRIPTS", "NotifyContext", "NotifyHandler", "NotifyAck", "dispatch"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("criu_cr.rpc.notify")  # under criu_cr: the CLI shows one tree of loggers
 
 #: CRIU's hook names (action-scripts.c) -> the NotifyHandler method for each.
 NOTIFY_SCRIPTS: dict[str, str] = {

@@ -12,6 +12,7 @@ __all__ = [
     "ContainerError",
     "CheckpointError",
     "RestoreError",
+    "CheckpointNotFoundError",
     "SpecError",
     "CgroupError",
     "NetnsError",
@@ -23,6 +24,7 @@ __all__ = [
     "ImageIntegrityError",
     "ArchiveError",
     "state_hint",
+    "InspectError",
 ]
 
 
@@ -171,6 +173,14 @@ class RestoreError(_CriuFailure):
     action = "restore"
 
 
+class CheckpointNotFoundError(RestoreError):
+    """There is no checkpoint to restore where one was looked for; ``path`` is where."""
+
+    def __init__(self, container_id: str, path: str, problem: str, hint: str = "") -> None:
+        self.path = path
+        super().__init__(container_id, problem, hint=hint)
+
+
 def criu_message(exc: BaseException) -> str:
     """A CRIU error as one line, with the cause a notify hook raised (CRIU's abort alone says little)."""
     msg = str(exc)
@@ -222,3 +232,14 @@ class ArchiveError(ContainerError, ValueError):
         if hint:
             msg += f" ({hint})"
         super().__init__(msg)
+
+
+class InspectError(ContainerError, ValueError):
+    """A checkpoint that ``criu-cr inspect`` cannot read: ``source`` is what the user named,
+    ``problem`` what is wrong, ``hint`` what to do (may be empty)."""
+
+    def __init__(self, source: str, problem: str, hint: str = "") -> None:
+        self.source = source
+        self.problem = problem
+        self.hint = hint
+        super().__init__(f"{source}: {problem}" + (f" ({hint})" if hint else ""))

@@ -13,7 +13,8 @@ same pre-created netns (--network ns:PATH); all its state lives in the
 benchmark's temp dir and is removed afterwards.
 
 Run with scripts/bench [-n ROUNDS] [--podman]; as root. ``--archive``: export/import of a
-1 GiB container instead (scripts/bench_archive.py).
+1 GiB container instead (scripts/bench_archive.py); ``--inspect``: ``criu-cr inspect`` of a 1 GiB
+checkpoint against crit (scripts/bench_inspect.py).
 """
 
 from __future__ import annotations
@@ -232,6 +233,8 @@ def main() -> int:
                     help="also podman (CLI, runc, same CRIU); scripts/install-peers installs it")
     ap.add_argument("--archive", action="store_true",
                     help="instead: checkpoint --export / restore --import of a 1 GiB container (issue 9)")
+    ap.add_argument("--inspect", action="store_true",
+                    help="instead: inspect / inspect memory --search of a 1 GiB checkpoint against crit (issue 11)")
     ap.add_argument("--migrate", nargs="?", const="16M,256M,1G", metavar="SIZES",
                     help="instead: migration downtime in the two-host lab (issue 10; scripts/bench_migrate.py)")
     args = ap.parse_args()
@@ -245,6 +248,10 @@ def main() -> int:
         import bench_archive
 
         return bench_archive.main(args.rounds or 5, args.podman)
+    if args.inspect:
+        import bench_inspect
+
+        return bench_inspect.main(args.rounds or 5)
     args.rounds = args.rounds or 10
     criu = locate()
     work = tempfile.mkdtemp(prefix="criu-cr-bench-")

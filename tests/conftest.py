@@ -8,6 +8,7 @@ the test instead, so a green CI really ran them.
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -95,6 +96,9 @@ def _leftovers() -> list[str]:
             path = os.path.join(hierarchy, name)
             if name.startswith("criu-cr-test-") and os.path.isdir(path):
                 found.append(f"cgroup {path}")
+            elif re.fullmatch(r"criu-cr-[0-9a-f]{8}", name) and os.path.isdir(path):
+                found += [f"cgroup {path}/{d}" for d in os.listdir(path)  # a private state root's containers
+                          if os.path.isdir(os.path.join(path, d))]
             elif name in ("criu-cr-runc-test", "criu-cr-adopt-test") and os.path.isdir(path):
                 found += [f"cgroup {path}/{d}" for d in os.listdir(path)
                           if os.path.isdir(os.path.join(path, d))]

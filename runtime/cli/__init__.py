@@ -1,7 +1,10 @@
 """The ``criu-cr`` command: a debug CLI over the Python API.
 
 Each command group lives in its own module exposing ``register(subparsers)``;
-a command's handler takes the parsed arguments and returns the exit status.
+a command's handler takes the parsed arguments and returns an
+:class:`~runtime.cli.output.Result` (printed as text or JSON by ``main()``)
+or an exit status. Errors are raised, never printed: ``main()`` gives each
+its exit status and stable code in one place (runtime.cli.errormap).
 """
 
 from __future__ import annotations
@@ -10,15 +13,33 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import NoReturn
+
+from runtime.cli.errormap import ErrorInfo, NotRootError, UsageError, classify
+from runtime.cli.exitcodes import Exit
+from runtime.cli.logsetup import configure_logging, level_for
+from runtime.cli.output import Result, add_output_options, chosen_format, render, report_error, wants_json
 
 # Modules that add sub-commands; a module not written yet is skipped.
-_COMMAND_MODULES = ("rpc_cmds", "container_cmds", "cr_cmds", "migrate_cmds")
+_COMMAND_MODULES = ("rpc_cmds", "container_cmds", "cr_cmds", "migrate_cmds", "inspect_cmds")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class _RaisingParser(argparse.ArgumentParser):
+    """argparse, but a usage error is raised (as UsageError) for main() to report in the chosen format."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("criu-cr").strip()  # argparse's prog: "criu-cr checkpoint"
+        raise UsageError(f"{command}: {message}" if command else message, self.format_usage())
+
+
+def build_parser(*, raising: bool = False) -> argparse.ArgumentParser:
+    """criu-cr's parser; ``raising``: usage errors raise UsageError instead of exiting (main() reports them)."""
+    parser = (_RaisingParser if raising else argparse.ArgumentParser)(
         prog="criu-cr",
         description="Checkpoint and restore Linux containers over CRIU's RPC (no runc).",
+        epilog="Exit status: " + "; ".join(f"{int(e)} {e.name.lower()}" for e in Exit)
+               + " (docs/cli-json.md). --format json: results as JSON on stdout, errors as one JSON object "
+                 "on stderr.",
     )
     parser.add_argument("--root", default=None,
                         help="state directory for containers (default /run/criu-cr, or $CRIU_CR_ROOT)")
@@ -34,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
+    add_output_options(parser, sub)
     return parser
 
 
@@ -57,49 +79,51 @@ def has_sys_admin(status: str | None = None) -> bool:
     return True
 
 
-class _OperatorHandler(logging.Handler):
-    """criu-cr's log records (the ``criu_cr`` loggers) as one line each: ``criu-cr: warning: ...`` on stderr."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:  # sys.stderr looked up now: it may have been replaced since the handler was installed
-            print(f"criu-cr: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
-        except Exception:  # noqa: BLE001 - logging's own convention
-            self.handleError(record)
-
-
 def install_log_handler() -> None:
     """Show operator messages (WARNING and up on the ``criu_cr`` loggers) on stderr; once per process."""
-    logger = logging.getLogger("criu_cr")
-    if not any(isinstance(h, _OperatorHandler) for h in logger.handlers):
-        logger.addHandler(_OperatorHandler(logging.WARNING))
+    configure_logging(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit status (runtime.cli.exitcodes: one scheme for every command)."""
     from runtime.linux.signals import Interrupted, install_cli_handlers
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "needs_root", True) and not has_sys_admin():
-        print(f"criu-cr: error: {ROOT_MESSAGE}", file=sys.stderr)
-        return 1
-    install_log_handler()
-    install_cli_handlers()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    fmt = "json" if wants_json(argv) else "text"
     try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"criu-cr: interrupted{_outcome(args)}", file=sys.stderr)
-        return 130
-    except Interrupted as exc:
-        print(f"criu-cr: {exc}{_outcome(args)}", file=sys.stderr)
-        return exc.exit_status
-    except Exception as exc:  # every error reaches the operator as one clear line
-        from criu_rpc.errors import CriuError
+        args = build_parser(raising=True).parse_args(argv)
+    except UsageError as exc:
+        if fmt == "text":
+            sys.stderr.write(exc.usage)
+        return report_error(classify(exc), fmt)
+    fmt = chosen_format(args)
+    configure_logging(level_for(args.verbosity, args.quiet), fmt)
+    try:
+        if getattr(args, "needs_root", True) and not has_sys_admin():
+            raise NotRootError(ROOT_MESSAGE)
+        install_cli_handlers()
+        outcome = args.func(args)
+        return render(outcome, fmt) if isinstance(outcome, Result) else int(outcome or 0)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        status = exc.exit_status if isinstance(exc, Interrupted) else int(Exit.INTERRUPTED)
+        text = str(exc) if isinstance(exc, Interrupted) else "interrupted"
+        return report_interrupt(f"{text}{_outcome(args)}", status, fmt)
+    except Exception as exc:  # every error reaches the operator as one clear line (or one JSON object)
+        info = classify(exc)
+        if info is None:  # not ours to expect: a bug, whose traceback helps (text) or is logged (json)
+            if fmt != "json":
+                raise
+            logging.getLogger("criu_cr.cli").debug("unexpected error", exc_info=True)
+            info = ErrorInfo(exit=Exit.FAILED, code="internal", message=f"{type(exc).__name__}: {exc}")
+        return report_error(info, fmt)
 
-        known = isinstance(exc, (CriuError, OSError, ValueError)) or type(exc).__module__.startswith("runtime")
-        if not known:
-            raise
-        print(f"criu-cr: error: {exc}", file=sys.stderr)
-        return 1
+
+def report_interrupt(message: str, status: int, fmt: str) -> int:
+    """An interrupt as an error (text: ``criu-cr: interrupted...``); returns ``status`` (128 + signal)."""
+    if fmt == "json":
+        return report_error(ErrorInfo(exit=Exit(status), code="interrupted", message=message), fmt)
+    print(f"criu-cr: {message}", file=sys.stderr)
+    return status
 
 
 def _outcome(args: argparse.Namespace) -> str:

@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any
+
+from runtime.cli.output import Result, table
 
 __all__ = ["register", "parse_signal"]
+
+_log = logging.getLogger("criu_cr.cli")
 
 
 def parse_signal(value: str) -> int:
@@ -43,16 +50,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-b", "--bundle", default=".", help="bundle directory (default: current)")
     p = add("create", _create, "create a container; its process waits for `start`")
     p.add_argument("-b", "--bundle", default=".", help="bundle directory (default: current)")
-    add("start", _start, "start a created container")
+    add("start", _transition("start"), "start a created container")
     add("state", _state, "print a container's state as JSON")
-    p = add("list", _list, "list containers", with_id=False)
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    add("ps", _ps, "print the host pids of a container's processes")
+    add("list", _list, "list containers (--json: their states as a JSON array)", with_id=False)
+    add("ps", _ps, "print the host pids of a container's processes (--json: a JSON array)")
     p = add("exec", _exec, "run a command inside a running container")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
     add("logs", _logs, "print what the container wrote to stdout/stderr")
-    add("pause", _pause, "freeze a running container")
-    add("resume", _resume, "thaw a paused container")
+    add("pause", _transition("pause"), "freeze a running container")
+    add("resume", _transition("resume"), "thaw a paused container")
     p = add("kill", _kill, "send a signal to the container's init (default SIGTERM)")
     p.add_argument("signal", nargs="?", default="TERM", help="signal name or number")
     p = add("delete", _delete, "delete a container and everything it holds")
@@ -63,7 +69,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _warn(ctr) -> None:
     for warning in ctr.warnings:
-        print(f"criu-cr: warning: {warning}", file=sys.stderr)
+        _log.warning("%s", warning)
+
+
+def _done(ctr) -> Result:
+    """A command that changed a container: nothing in text (as runc), its state in JSON."""
+    return Result(data=ctr.state(), text="")
+
+
+def _transition(method: str) -> Callable[[argparse.Namespace], Result]:
+    """The handler of a command that is one Container method (start, pause, resume)."""
+
+    def handler(args: argparse.Namespace) -> Result:
+        ctr = _container(args)
+        getattr(ctr, method)()
+        return _done(ctr)
+
+    return handler
+
+
+def _as_json(data: Any) -> str:
+    return json.dumps(data, indent=2)
 
 
 def _container(args: argparse.Namespace):
@@ -72,13 +98,13 @@ def _container(args: argparse.Namespace):
     return Container.load(args.id, args.root)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int | Result:
     from runtime.container import Container
 
     ctr = Container.run(args.id, args.bundle, args.root)
     _warn(ctr)
     if args.detach:
-        return 0
+        return _done(ctr)
     offset = 0
     try:
         while True:
@@ -100,42 +126,32 @@ def _run(args: argparse.Namespace) -> int:
     return status
 
 
-def _create(args: argparse.Namespace) -> int:
+def _create(args: argparse.Namespace) -> Result:
     from runtime.container import Container
 
-    _warn(Container.create(args.id, args.bundle, args.root))
-    return 0
+    ctr = Container.create(args.id, args.bundle, args.root)
+    _warn(ctr)
+    return _done(ctr)
 
 
-def _start(args: argparse.Namespace) -> int:
-    _container(args).start()
-    return 0
+def _state(args: argparse.Namespace) -> Result:
+    return Result(data=_container(args).state(), text=_as_json)  # JSON in both formats, as runc's
 
 
-def _state(args: argparse.Namespace) -> int:
-    print(json.dumps(_container(args).state(), indent=2))
-    return 0
-
-
-def _list(args: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace) -> Result:
     from runtime.container import Container
 
-    states = [c.state() for c in Container.list(args.root)]
-    if args.json:
-        print(json.dumps(states, indent=2))
-        return 0
+    return Result(data=[c.state() for c in Container.list(args.root)], text=_list_text)
+
+
+def _list_text(states: list[dict[str, Any]]) -> str:
     rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED")]
     rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"]) for s in states]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
-    return 0
+    return table(rows)
 
 
-def _ps(args: argparse.Namespace) -> int:
-    for pid in _container(args).ps():
-        print(pid)
-    return 0
+def _ps(args: argparse.Namespace) -> Result:
+    return Result(data=_container(args).ps())  # JSON: an array of pids, as `runc ps -f json`
 
 
 def _exec(args: argparse.Namespace) -> int:
@@ -154,30 +170,20 @@ def _logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pause(args: argparse.Namespace) -> int:
-    _container(args).pause()
-    return 0
+def _kill(args: argparse.Namespace) -> Result:
+    signum = parse_signal(args.signal)
+    _container(args).kill(signum)
+    return Result(data={"id": args.id, "signal": signum}, text="")
 
 
-def _resume(args: argparse.Namespace) -> int:
-    _container(args).resume()
-    return 0
-
-
-def _kill(args: argparse.Namespace) -> int:
-    _container(args).kill(parse_signal(args.signal))
-    return 0
-
-
-def _delete(args: argparse.Namespace) -> int:
+def _delete(args: argparse.Namespace) -> Result:
     _container(args).delete(force=args.force)
-    return 0
+    return Result(data={"id": args.id, "deleted": True}, text="")
 
 
-def _adopt(args: argparse.Namespace) -> int:
+def _adopt(args: argparse.Namespace) -> Result:
     from runtime.container import Container
 
     ctr = Container.adopt_runc(args.id, runc_root=args.runc_root, root=args.root)
-    print(json.dumps(ctr.state(), indent=2))
-    return 0
+    return Result(data=ctr.state(), text=_as_json)
 

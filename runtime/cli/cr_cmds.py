@@ -21,7 +21,10 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["register", "stats_json"]
+from runtime.cli.errormap import UsageError
+from runtime.cli.output import Result
+
+__all__ = ["register", "stats_json", "result_json"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,7 +88,8 @@ def _common(p: argparse.ArgumentParser, verb: str) -> None:
     p.add_argument("--tcp-established", action="store_true", help=f"{verb} established TCP connections")
     p.add_argument("--file-locks", action="store_true", help=f"{verb} file locks")
     p.add_argument("-k", "--keep", action="store_true", help="keep CRIU's log and statistics files")
-    p.add_argument("--print-stats", action="store_true", help="print statistics as JSON")
+    p.add_argument("--print-stats", action="store_true",
+                   help="print statistics as JSON (podman's shape; with --format json: under \"statistics\")")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress line for --export/--import (it is shown only when stderr is a terminal)")
     p.add_argument("--network-lock", choices=("iptables", "nftables", "skip"),
@@ -105,7 +109,19 @@ def stats_json(kind: str, result: Any) -> dict[str, Any]:
     }
 
 
-def _checkpoint(args: argparse.Namespace) -> int:
+def result_json(kind: str, result: Any) -> dict[str, Any]:
+    """A checkpoint's or restore's result for ``--format json`` (docs/schemas/checkpoint.json, restore.json)."""
+    out: dict[str, Any] = {"id": result.container_id}
+    if kind == "restore":
+        out["pid"] = result.pid
+    out.update(image_dir=result.image_dir, log_path=result.log_path, duration_us=result.duration_us,
+               criu_duration_us=result.criu_duration_us, criu_statistics=dict(result.stats))
+    if kind == "checkpoint":
+        out.update(archive=result.archive, image=result.image)
+    return out
+
+
+def _checkpoint(args: argparse.Namespace) -> Result:
     from runtime.container import Container
     from runtime.cr.options import CheckpointOptions
 
@@ -125,7 +141,8 @@ def _progress(args: argparse.Namespace, label: str, wanted: object) -> Iterator[
     not --quiet; the line is ended (newline) however the command ends."""
     from runtime.cli.progress import progress_for
 
-    line = progress_for(label, quiet=args.quiet) if wanted else None
+    # JSON mode keeps stderr to JSON lines: no progress line there
+    line = progress_for(label, quiet=args.quiet or args.format == "json") if wanted else None
     try:
         yield line
     finally:
@@ -133,7 +150,7 @@ def _progress(args: argparse.Namespace, label: str, wanted: object) -> Iterator[
             line.close()
 
 
-def _restore(args: argparse.Namespace) -> int:
+def _restore(args: argparse.Namespace) -> Result:
     from runtime.container import Container
     from runtime.container.state import StateStore
     from runtime.cr.options import LazyPages, RestoreOptions
@@ -143,10 +160,10 @@ def _restore(args: argparse.Namespace) -> int:
                   lazy=LazyPages() if args.lazy else None)
     if args.import_:
         if args.image_path or args.bundle:
-            raise SystemExit("criu-cr restore: --import takes its images and bundle from the archive "
+            raise UsageError("restore: --import takes its images and bundle from the archive "
                              "(not with --image-path or --bundle)")
         if args.name and args.id and args.name != args.id:
-            raise SystemExit(f"criu-cr restore: --name {args.name} and ID {args.id} disagree: give one")
+            raise UsageError(f"restore: --name {args.name} and ID {args.id} disagree: give one")
         fields.pop("netns")
         with _progress(args, "import", True) as progress:
             res = Container.restore_import(args.import_, name=args.name or args.id, netns=args.netns,
@@ -154,9 +171,9 @@ def _restore(args: argparse.Namespace) -> int:
                                            criu_path=args.criu, progress=progress, **fields)
         return _print_restored(args, res)
     if not args.id:
-        raise SystemExit("criu-cr restore: give the container's ID (or --import FILE)")
+        raise UsageError("restore: give the container's ID (or --import FILE)")
     if args.name or args.rootfs or args.import_limit:
-        raise SystemExit("criu-cr restore: --name, --rootfs and --import-limit go with --import")
+        raise UsageError("restore: --name, --rootfs and --import-limit go with --import")
     if not StateStore(args.root).exists(args.id) and args.image_path:
         res = Container.restore_new(args.id, args.image_path, bundle=args.bundle, root=args.root,
                                     criu_path=args.criu, **fields)
@@ -167,24 +184,20 @@ def _restore(args: argparse.Namespace) -> int:
     return _print_restored(args, res)
 
 
-def _print_restored(args: argparse.Namespace, res: Any) -> int:
-    """The restored pid at once; after a lazy restore, also when its memory was all in (stderr)."""
-    if res.lazy is None:
-        return _print_result(args, "restore", res, res.pid)
-    with res.lazy:
-        _print_result(args, "restore", res, res.pid)
-        sys.stdout.flush()
-        took = res.lazy.wait()
-    print(f"criu-cr: running after {res.duration_us / 1e6:.3f}s; all its memory in place after {took:.3f}s",
-          file=sys.stderr)
-    return 0
+def _print_restored(args: argparse.Namespace, res: Any) -> Result:
+    """A lazy restore waits until all its memory is in (the container runs meanwhile), and says when."""
+    if res.lazy is not None:
+        with res.lazy:
+            took = res.lazy.wait()
+        print(f"criu-cr: running after {res.duration_us / 1e6:.3f}s; all its memory in place after {took:.3f}s",
+              file=sys.stderr)
+    return _print_result(args, "restore", res, res.pid)
 
 
-def _print_result(args: argparse.Namespace, kind: str, res: Any, plain: object) -> int:
-    """--print-stats: podman-shaped JSON; else one line (the image dir, or the restored pid)."""
+def _print_result(args: argparse.Namespace, kind: str, res: Any, plain: object) -> Result:
+    """Text: --print-stats: podman-shaped JSON; else one line (the image dir, or the restored pid)."""
+    data = result_json(kind, res)
     if args.print_stats:
-        json.dump(stats_json(kind, res), sys.stdout, indent=2)
-        print()
-    else:
-        print(plain)
-    return 0
+        data["statistics"] = stats_json(kind, res)
+        return Result(data=data, text=json.dumps(data["statistics"], indent=2))
+    return Result(data=data, text=str(plain))

@@ -59,9 +59,20 @@ class ProgressLine:
         self._next = now + self._interval
         self._draw(now)
 
+    def phase(self, label: str) -> None:
+        """A new phase of the same operation (a migration: pages, images, restore): its own label
+        and rate, drawn at the next report; the line stays the same."""
+        self._label, self._start, self._last = label, None, (0, None)
+
     def _draw(self, now: float) -> None:
         done, total = self._last
         elapsed = now - (self._start if self._start is not None else now)
+        if not done and not total:  # a phase that moves no bytes (waiting for the other side)
+            text = self._label
+            self._stream.write("\r" + text + " " * max(0, self._width - len(text)))
+            self._stream.flush()
+            self._width = len(text)
+            return
         text = f"{self._label}  {human_bytes(done)}"
         if total:
             text += f" / {human_bytes(total)}  {min(100, done * 100 // total):3d}%"

@@ -9,13 +9,14 @@ debugging; ``restore-tree`` prints the restored root pid.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from runtime.cli.exitcodes import Exit
+from runtime.cli.output import Result
 
 __all__ = ["register", "Finding", "findings"]
 
@@ -25,8 +26,8 @@ ERROR, WARNING, INFO = "error", "warning", "info"
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("check", help="what checkpoint/restore can do on this machine",
                               description="Report CRIU, kernel features, network locking and privileges; "
-                                          "exit non-zero when checkpointing cannot work here.")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+                                          "exit non-zero (6) when checkpointing cannot work here; "
+                                          "--json: one JSON object.")
     p.set_defaults(func=_check, needs_root=False)  # it says itself what root would change
 
     p = subparsers.add_parser("version", help="criu-cr's and CRIU's versions")
@@ -173,36 +174,42 @@ def _cgroup_facts() -> dict[str, Any]:
         return {"layout": layout, "hierarchies": [], "error": str(exc)}
 
 
-def _check(args: argparse.Namespace) -> int:
+def _check(args: argparse.Namespace) -> Result:
     facts = _gather(args.criu)
     found = findings(facts)
     ok = not any(f.severity == ERROR for f in found)
-    if args.json:
-        print(json.dumps({**facts, "findings": [asdict(f) for f in found], "ok": ok}, indent=2))
-        return 0 if ok else 1
-    criu = facts["criu"]
-    print(f"CRIU:        {criu.get('path', '-')} ({criu.get('version', 'unusable')})")
-    print(f"kernel:      Linux {facts['kernel']}, {'root' if facts['root'] else 'NOT root'}")
-    if facts["criu_check"]:
-        print(f"criu check:  {'ok' if facts['criu_check']['ok'] else 'FAILED'}")
-    if facts["features"] is not None:
-        print("features:    " + ", ".join(f"{k}={_yes(v)}" for k, v in facts["features"].items()))
-    lock = facts["network_lock"]
+    from runtime.cli.migrate_cmds import migration_modes
+
+    return Result(data={**facts, "findings": [asdict(f) for f in found], "migration": migration_modes(facts), "ok": ok},
+                  text=_check_text, exit=Exit.OK if ok else Exit.ENVIRONMENT)
+
+
+def _check_text(report: dict[str, Any]) -> str:
+    criu = report["criu"]
+    lines = [f"CRIU:        {criu.get('path', '-')} ({criu.get('version', 'unusable')})",
+             f"kernel:      Linux {report['kernel']}, {'root' if report['root'] else 'NOT root'}"]
+    if report["criu_check"]:
+        lines.append(f"criu check:  {'ok' if report['criu_check']['ok'] else 'FAILED'}")
+    if report["features"] is not None:
+        lines.append("features:    " + ", ".join(f"{k}={_yes(v)}" for k, v in report["features"].items()))
+    lock = report["network_lock"]
     usable = [m for m in ("iptables", "nftables") if lock[m]]
     chosen = lock.get("chosen")
-    print(f"net lock:    {', '.join(usable) if usable else 'none usable'}"
-          + (f"; containers are checkpointed with {chosen}" if chosen else ""))
-    cgroups = facts["cgroups"]
+    lines.append(f"net lock:    {', '.join(usable) if usable else 'none usable'}"
+                 + (f"; containers are checkpointed with {chosen}" if chosen else ""))
+    cgroups = report["cgroups"]
     hs = sorted(cgroups["hierarchies"], key=lambda h: h["hid"])
-    print(f"cgroups:     {cgroups['layout'] or 'none mounted'}; managed: "
-          + (", ".join(h["label"] for h in hs if h["managed"]) or "none"))
+    lines.append(f"cgroups:     {cgroups['layout'] or 'none mounted'}; managed: "
+                 + (", ".join(h["label"] for h in hs if h["managed"]) or "none"))
     for h in hs:
         if not h["managed"]:
-            print(f"             not managed: {h['label']} ({', '.join(h['mountpoints']) or 'not mounted'})")
-    for f in found:
-        print(f"{f.severity}: {f.finding} -> {f.meaning}")
-    print("checkpoint/restore: " + ("works" if ok else "CANNOT work here"))
-    return 0 if ok else 1
+            lines.append(f"             not managed: {h['label']} ({', '.join(h['mountpoints']) or 'not mounted'})")
+    for m in report["migration"]:
+        state = {True: "available", False: "NOT available", None: "unknown"}[m["available"]]
+        lines.append(f"migration:   {m['mode']}: {state} ({m['why']})")
+    lines += [f"{f['severity']}: {f['finding']} -> {f['meaning']}" for f in report["findings"]]
+    lines.append("checkpoint/restore: " + ("works" if report["ok"] else "CANNOT work here"))
+    return "\n".join(lines)
 
 
 def _yes(value: bool | None) -> str:
@@ -213,22 +220,17 @@ def _yes(value: bool | None) -> str:
 # version, dump, restore-tree
 
 
-def _version(args: argparse.Namespace) -> int:
-    from importlib.metadata import PackageNotFoundError, version
-
+def _version(args: argparse.Namespace) -> Result:
     from criu_rpc import CriuClient, locate
+    from runtime._version import __version__ as ours
 
-    try:
-        ours = version("criu-cr")
-    except PackageNotFoundError:
-        ours = "unknown (not installed)"
-    print(f"criu-cr {ours}")
     path = locate(args.criu)
-    print(f"CRIU {CriuClient(path).version()} at {path}")
-    return 0
+    criu = CriuClient(path).version()
+    data = {"version": ours, "criu": {"version": str(criu), "path": path}}
+    return Result(data=data, text=f"criu-cr {ours}\nCRIU {criu} at {path}")
 
 
-def _dump(args: argparse.Namespace) -> int:
+def _dump(args: argparse.Namespace) -> Result:
     from criu_rpc import CriuClient, CriuOptions
 
     os.makedirs(args.images_dir, mode=0o700, exist_ok=True)
@@ -237,15 +239,16 @@ def _dump(args: argparse.Namespace) -> int:
                        network_lock=args.network_lock, log_level=args.log_level)
     result = CriuClient(args.criu).dump(opts)
     state = "left running" if args.leave_running else "killed"
-    print(f"dumped tree {args.pid} into {result.images_dir} ({state}); log: {result.log_path}", file=sys.stderr)
-    return 0
+    data = {"pid": args.pid, "images_dir": result.images_dir, "log_path": result.log_path,
+            "left_running": args.leave_running}
+    return Result(data=data, text=f"dumped tree {args.pid} into {result.images_dir} ({state}); "
+                                  f"log: {result.log_path}")
 
 
-def _restore_tree(args: argparse.Namespace) -> int:
+def _restore_tree(args: argparse.Namespace) -> Result:
     from criu_rpc import CriuClient, CriuOptions
 
     opts = CriuOptions(images_dir=args.images_dir, shell_job=args.shell_job,
                        tcp_established=args.tcp_established, log_level=args.log_level)
     result = CriuClient(args.criu).restore(opts)
-    print(result.pid)
-    return 0
+    return Result(data={"pid": result.pid}, text=str(result.pid))

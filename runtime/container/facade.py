@@ -308,6 +308,25 @@ class Container:
 
         return restore(self._store, self.id, opts or RestoreOptions(**fields), criu_path=criu_path, notify=notify)
 
+    def migrate(self, address: tuple[str, int] | str, token: bytes, *, criu_path: str | None = None,
+                compress: str = "none", tcp_established: bool = False, progress: Any = None,
+                notify: NotifyHandler | None = None, timeout: float | None = None, pre_copy: int = 0) -> Any:
+        """Move this running container to a ``criu-cr receive`` / ``Receiver`` at ``address``
+        (``(host, port)`` or ``"HOST:PORT"``), stop-and-copy; see :func:`runtime.cr.migrate.migrate`.
+
+        Returns a ``Migrated`` (pid there, downtime). On success this container is gone here.
+        Raises ContainerStateError (not running), MigrationError (``.restored_locally``: it runs
+        here again or never stopped; else ``.hint`` says how to get it back), CheckpointError.
+        """
+        from runtime.cr import migrate as _migrate
+
+        if isinstance(address, str):
+            address = _migrate.parse_address(address)
+        extra = {"timeout": timeout} if timeout is not None else {}
+        return _migrate.migrate(self.id, address, token, root=self._store.root, criu_path=criu_path,
+                                compress=compress, tcp_established=tcp_established, progress=progress,
+                                notify=notify, pre_copy=pre_copy, **extra)
+
     @classmethod
     def restore_new(cls, container_id: str, image_path: str, *, bundle: str | None = None,
                     root: str | None = None, criu_path: str | None = None, notify: NotifyHandler | None = None,

@@ -6,6 +6,7 @@ Shared by the container facade (create, delete) and by checkpoint/restore
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -13,15 +14,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from runtime.container.state import Action, ContainerState, StateStore, Status
-from runtime.errors import ContainerBusyError, ContainerError, ContainerStateError
+from runtime.container.state import DEFAULT_ROOT, Action, ContainerState, StateStore, Status
+from runtime.errors import CgroupError, ContainerBusyError, ContainerError, ContainerStateError
 from runtime.linux import mounts
-from runtime.linux.cgroups import Cgroups
+from runtime.linux.cgroups import DEFAULT_PARENT, Cgroups
 from runtime.linux.fsmode import makedirs_private
 from runtime.linux.procfs import process_alive
 from runtime.oci.spec import Spec
 
-__all__ = ["STOP_TIMEOUT", "overlay_dirs", "process_record", "prepare_host", "destroy", "discard_container", "kill_cgroup", "release_network_lock"]
+__all__ = ["STOP_TIMEOUT", "cgroup_parent", "overlay_dirs", "process_record", "prepare_host", "destroy", "discard_container", "kill_cgroup", "release_network_lock"]
 
 _log = logging.getLogger("criu_cr.container")
 
@@ -31,6 +32,20 @@ STOP_TIMEOUT = 10.0  # seconds for a SIGKILLed init to vanish
 def overlay_dirs(container_dir: str) -> tuple[str, str]:
     """The upper (the container's filesystem changes) and work directories of its overlay root."""
     return os.path.join(container_dir, "overlay", "upper"), os.path.join(container_dir, "overlay", "work")
+
+
+def cgroup_parent(state_root: str) -> str:
+    """Where a state root's containers get their cgroups when the bundle names none.
+
+    The default root keeps ``/criu-cr``; any other root gets ``/criu-cr-<8 hex
+    of its path>``, so the same container id in two state roots (an import or a
+    migration on one host, a test's private root) never shares a cgroup: deleting
+    one would otherwise kill the other's processes.
+    """
+    root = os.path.realpath(state_root)
+    if root == os.path.realpath(DEFAULT_ROOT):
+        return DEFAULT_PARENT
+    return f"{DEFAULT_PARENT}-{hashlib.sha256(root.encode()).hexdigest()[:8]}"
 
 
 def process_record(spec: Spec) -> dict[str, Any]:
@@ -47,7 +62,12 @@ def prepare_host(store: StateStore, state: ContainerState, spec: Spec,
     restored copy's filesystem changes). The cgroups are recorded in the
     state first, so a failure can clean them up. Raises CgroupError, OSError.
     """
-    cg = Cgroups(spec.cgroups_path, state.id)
+    cg = Cgroups(spec.cgroups_path, state.id, parent=cgroup_parent(store.root))
+    busy = cg.pids() if cg.exists() else []
+    if busy:  # checked before the state records the cgroup: a cleanup must never kill these
+        raise CgroupError(cg.path, f"already holds processes {busy[:8]} of another container (the same "
+                                   f"cgroupsPath in another bundle or state root); give the bundle its own "
+                                   f"linux.cgroupsPath, or remove that container first")
     state = state.replace(cgroups=cg.to_dict())
     store.write(state)
     cg.create()
@@ -67,6 +87,13 @@ def destroy(store: StateStore, st: ContainerState, *, adopted: bool, force: bool
     with ``force`` or while its init lives.
     """
     cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
+    if cg is not None and st.status == Status.CHECKPOINTED and not adopted and cg.exists() and cg.pids():
+        # CRIU ended this container's tree when it dumped it: whatever runs in the cgroup now is
+        # another container's (a restore of this checkpoint in another state root, a shared
+        # cgroupsPath). Never kill it; leave the cgroup to it.
+        _log.warning("container %r: its cgroup %s holds processes %s that are not its own; left alone",
+                     st.id, cg.path, cg.pids()[:8])
+        cg = None
     alive = process_alive(st.init_pid, st.init_start_time)
     if alive:
         os.kill(st.init_pid, signal.SIGKILL)
@@ -90,6 +117,8 @@ def destroy(store: StateStore, st: ContainerState, *, adopted: bool, force: bool
     if cg is not None:
         cg.remove()
         _remove_stray_cgroups(st.id, cg)
+        if os.path.dirname(cg.path).startswith(DEFAULT_PARENT + "-"):
+            cg.remove_parent_if_empty()  # a private root's /criu-cr-<hash>
 
 
 def _remove_stray_cgroups(cid: str, cg: Cgroups) -> None:

@@ -57,7 +57,8 @@ from runtime.linux.fsmode import DIR_MODE, FILE_MODE
 
 __all__ = ["COMPRESSIONS", "DEFAULT_COMPRESSION", "DEFAULT_IMPORT_LIMIT", "CHECKPOINT_DIR", "SPEC_DUMP",
            "CONFIG_DUMP", "DELETED_FILES", "CTR_LOG", "DEVSHM_TAR", "ARTIFACTS_DIR", "ArchiveInfo",
-           "ImportedArchive", "write_archive", "read_archive", "detect_compression", "member_name", "write_stream", "load_json_member"]
+           "ImportedArchive", "write_archive", "read_archive", "detect_compression", "member_name", "write_stream", "load_json_member",
+           "image_file", "check_member"]
 
 COMPRESSIONS = ("zstd", "gzip", "none")
 DEFAULT_COMPRESSION = "zstd"  # podman's default
@@ -114,6 +115,13 @@ class ImportedArchive:
 def member_name(image_file: str) -> str:
     """The archive member of the image directory's file ``image_file``. Pure."""
     return image_file if image_file in _TOP_FROM_IMAGES else f"{CHECKPOINT_DIR}/{image_file}"
+
+
+def image_file(member: str) -> str | None:
+    """The image directory's file that archive member ``member`` holds (None: a member beside it). Pure."""
+    if member.startswith(f"{CHECKPOINT_DIR}/"):
+        return member.split("/", 1)[1]
+    return member if member in _TOP_FROM_IMAGES else None
 
 
 # -- writing ----------------------------------------------------------------------------
@@ -247,7 +255,7 @@ def _read(path: str, directory: str, limit: int, progress: Progress | None = Non
                     budget = limit
                     for member in tar:
                         current = member.name
-                        name = _check_member(path, member, seen)
+                        name = check_member(path, member, seen)
                         seen.append(name)
                         if name in _DIRS:
                             sub = os.path.join(directory, name)
@@ -297,7 +305,7 @@ def _too_big(path: str, member: str, limit: int) -> ArchiveError:
                         hint="if the archive is trusted, raise the limit (--import-limit)")
 
 
-def _check_member(path: str, member: tarfile.TarInfo, seen: list[str]) -> str:
+def check_member(path: str, member: tarfile.TarInfo, seen: list[str]) -> str:
     """The member's normalized name, or ArchiveError saying why it is refused. Pure."""
     raw = member.name
     name = raw[2:] if raw.startswith("./") else raw

@@ -17,11 +17,12 @@ import logging
 import os
 import tarfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from criu_rpc import CriuClient, CriuError, NotifyHandler, deadline_for
-from criu_rpc.notify import NOTIFY_SCRIPTS
+from criu_rpc.faults import FaultAt
+from criu_rpc.trace import timed
 from runtime.container.host import overlay_dirs, release_network_lock
 from runtime.container.state import Action, ContainerState, StateStore, process_alive
 from runtime.cr import criu_options, manifest, pending, portable
@@ -71,7 +72,8 @@ def checkpoint(store: StateStore, container_id: str, opts: CheckpointOptions = C
     with store.lock(cid):
         st = pending.current(store, cid)
         st.check(Action.COPY if opts.leave_running else Action.CHECKPOINT)
-        facts = require_usable_criu(criu_path, store.root)
+        with timed(_log, "container %r: checkpoint: finding a usable CRIU", cid):
+            facts = require_usable_criu(criu_path, store.root)
         final_dir = opts.image_path or store.path(cid, DEFAULT_IMAGE_DIR)
         work_dir = fresh_image_dir(final_dir, container_id=cid)
         st = pending.begin(store, st, "checkpoint", work_dir=work_dir, final_dir=final_dir,
@@ -84,21 +86,26 @@ def checkpoint(store: StateStore, container_id: str, opts: CheckpointOptions = C
             except BaseException:
                 _abandon(store, st, work_dir)
                 raise
-            final_dir = _install(cid, work_dir, final_dir, opts.leave_running)
+            with timed(_log, "container %r: checkpoint: installing %s", cid, final_dir):
+                final_dir = _install(cid, work_dir, final_dir, opts.leave_running)
             extra = pending.with_checkpoint(pending.finish(st), final_dir, opts.leave_running)
             store.write(st.advance(Action.COPY if opts.leave_running else Action.CHECKPOINT, extra=extra))
         stats = stats_dict(final_dir, "dump")
         # Before the logs go: the archive carries CRIU's statistics and log, as podman's does.
-        exported = portable.export_checkpoint(store, st, final_dir, opts) if opts.export else None
-        image = None
+        exported = image = None
+        if opts.export:
+            with timed(_log, "container %r: checkpoint: exporting %s", cid, opts.export):
+                exported = portable.export_checkpoint(store, st, final_dir, opts)
         if opts.create_image:
             from runtime.cr import ociimage  # its imports cost a plain checkpoint nothing
 
-            image = ociimage.create_checkpoint_image(store, st, final_dir, opts)
+            with timed(_log, "container %r: checkpoint: writing the image %s", cid, opts.create_image):
+                image = ociimage.create_checkpoint_image(store, st, final_dir, opts)
         log_path: str | None = os.path.join(final_dir, DUMP_LOG)
         if not opts.keep:
             remove_logs(final_dir, "dump")
             log_path = None
+    _log.debug("container %r: checkpoint done in %.3f s", cid, time.monotonic() - started)
     return CheckpointResult(container_id=cid, image_dir=final_dir, log_path=log_path, stats=stats,
                             duration_us=int((time.monotonic() - started) * 1e6),
                             criu_duration_us=criu_us(stats, "dump"), archive=exported,
@@ -124,53 +131,54 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
         tcp_skip_in_flight=(opts.leave_running if opts.tcp_skip_in_flight is None
                             else opts.tcp_skip_in_flight),
         file_locks=opts.file_locks,
-        leave_running=opts.leave_running, lazy_port=opts.lazy_port)
+        leave_running=opts.leave_running, page_server=opts.page_server, parent_img=opts.parent_img,
+        lazy_port=opts.lazy_port)
     criu_opts = criu_options.build(ctx, Direction.DUMP).options(images_dir=work_dir, log_file=DUMP_LOG,
                                                                log_level=opts.log_level)
     if cg is not None:
-        cg.freeze()  # faster than CRIU's 100 ms polling; CRIU finds it frozen
+        with timed(_log, "container %r: checkpoint: freezing its cgroup", st.id):
+            cg.freeze()  # faster than CRIU's 100 ms polling; CRIU finds it frozen
     # While the tree is frozen -- the moment the images hold -- and beside
     # CRIU's dump: the netns snapshot and, for a copy, the filesystem changes.
     # The pages are hashed as CRIU writes them: the manifest then costs little more.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="criu-cr-side") as pool, \
             manifest.follow(work_dir) as pages:
         side = pool.submit(_side_files, work_dir, st, meta)
-        if notify is not None:
-            notify = _WholeCheckpointFirst(notify, side, work_dir, opts.lazy_port is not None)
+        sealed: list[bool] = []
+
+        def finish(strict: bool) -> None:
+            """The side files done and the manifest sealed: after the dump, or at post-dump (before_kill)."""
+            wait([side])
+            try:
+                side.result()
+            except (OSError, tarfile.TarError, ContainerError) as exc:
+                if strict:
+                    raise  # the container still runs: fail the checkpoint, nothing is lost
+                # CRIU has already stopped the container: keep its images, lose only the extra.
+                _log.warning("container %r: checkpoint taken, but %s", st.id, exc)
+            with timed(_log, "container %r: checkpoint: sealing the manifest", st.id):
+                manifest.seal(work_dir, container_id=st.id, strict=strict, followed=pages)  # for restore
+            sealed.append(True)
+
+        if opts.before_kill is not None:
+            # At post-dump the images are complete, the tree frozen and CRIU waits for our word: a
+            # raising action makes CRIU resume the tree instead of ending it (the hook CRIU keeps for
+            # migrations). FaultAt is just that: an action at one notify, then the caller's handler.
+            notify = FaultAt("post-dump", lambda _ctx: (finish(True), opts.before_kill(work_dir)),
+                             inner=notify, request="DUMP")
         try:
             timeout = opts.timeout or deadline_for(_memory_bytes(cg))
-            (client or CriuClient(criu_path)).dump(criu_opts, notify=notify, timeout=timeout)
+            with timed(_log, "container %r: checkpoint: CRIU's dump (deadline %.0f s)", st.id, timeout):
+                (client or CriuClient(criu_path)).dump(criu_opts, notify=notify, timeout=timeout)
         finally:
-            wait([side])  # before the thaw: the archive must not see files change
+            with timed(_log, "container %r: checkpoint: waiting for the side files", st.id):
+                wait([side])  # before the thaw: the rootfs diff must not see files change
             if cg is not None:
                 # Thawed even when CRIU killed the tree: the empty cgroup must not
                 # stay frozen, or the restored tasks would land frozen.
                 cg.thaw()
-        try:
-            side.result()
-        except (OSError, tarfile.TarError, ContainerError) as exc:
-            if opts.leave_running:
-                raise  # the container still runs: fail the checkpoint, nothing is lost
-            # CRIU has already stopped the container: keep its images, lose only the extra.
-            _log.warning("container %r: checkpoint taken, but %s", st.id, exc)
-        manifest.seal(work_dir, container_id=st.id, strict=opts.leave_running, followed=pages)  # for restore
-
-
-class _WholeCheckpointFirst(NotifyHandler):
-    """A caller's post-dump hook sees the whole checkpoint in ``work_dir``: the side files done and, for a
-    post-copy (``lazy``: the hook sends the images on before CRIU serves the memory), the manifest written.
-    A hook that raises aborts the dump: the container runs on."""
-
-    def __init__(self, user: NotifyHandler, side: Future[None], work_dir: str, lazy: bool) -> None:
-        self._user, self._side, self._work_dir, self._lazy = user, side, work_dir, lazy
-        for name in set(NOTIFY_SCRIPTS.values()) - {"post_dump"}:  # every other callback is the caller's
-            setattr(self, name, getattr(user, name))
-
-    def post_dump(self, ctx: Any) -> None:
-        self._side.result()
-        if self._lazy:
-            manifest.write_manifest(self._work_dir)
-        self._user.post_dump(ctx)
+        if not sealed:
+            finish(opts.leave_running)
 
 
 def _memory_bytes(cg: Cgroups | None) -> int:

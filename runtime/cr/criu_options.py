@@ -103,6 +103,10 @@ class CrContext:
     tcp_close: bool = False
     file_locks: bool = False
     leave_running: bool = False
+    # Dump only: pages go to this page server (a migration's destination), not into the images dir;
+    # parent_img: the previous pre-dump's images (relative), pages unchanged since are not sent again.
+    page_server: PageServer | None = None
+    parent_img: str | None = None
     lazy_port: int | None = None  # dump: serve the lazy memory from CRIU's page server on this port
     lazy_restore: bool = False  # restore: leave the lazy memory to the lazy-pages daemon
 
@@ -289,6 +293,20 @@ def process_part(ctx: CrContext, direction: Direction) -> Part:
     return Part(opts=opts)
 
 
+def pages_part(ctx: CrContext, direction: Direction) -> Part:
+    """Where a dump's pages go (a page server) and what they build on (a pre-dump's images).
+
+    A restore reads pages from its images dir whatever way they came.
+    """
+    opts: dict[str, Any] = {}
+    if direction == DUMP and ctx.page_server is not None:
+        opts["ps"] = ctx.page_server
+    if direction == DUMP and ctx.parent_img:
+        opts["parent_img"] = ctx.parent_img
+        opts["track_mem"] = True
+    return Part(opts=opts)
+
+
 def lazy_part(ctx: CrContext, direction: Direction) -> Part:
     """Post-copy (runtime.cr.lazy): a dump that serves its lazy memory from CRIU's page server (every
     address: CRIU takes only the port of a lazy dump's ``ps``), a restore that leaves it to the daemon."""
@@ -300,7 +318,8 @@ def lazy_part(ctx: CrContext, direction: Direction) -> Part:
 
 
 CONCERNS: tuple[Callable[[CrContext, Direction], Part], ...] = (
-    root_part, namespace_part, mount_part, cgroup_part, stdio_part, network_part, process_part, lazy_part,
+    root_part, namespace_part, mount_part, cgroup_part, stdio_part, network_part, process_part, pages_part,
+    lazy_part,
 )
 
 

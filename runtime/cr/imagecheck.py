@@ -15,7 +15,7 @@ import os
 from criu_rpc import ImageError, has_inventory
 from runtime.cr.manifest import MANIFEST_FILE, Unhashed, verify_but_pages, verify_manifest
 from runtime.cr.meta import METADATA_FILE
-from runtime.errors import RestoreError
+from runtime.errors import CheckpointNotFoundError, RestoreError
 
 __all__ = ["require_checkpoint", "INVENTORY_FILE"]
 
@@ -33,19 +33,19 @@ def require_checkpoint(container_id: str, image_dir: str, *, verify: bool = True
     a RuntimeWarning. With ``defer_pages``, the pages images' hashes are not
     checked but returned (their presence and sizes are): the caller checks
     them before anything restored from them runs. Returns None when there is
-    nothing left to check. Raises RestoreError (naming the path, or the bad
-    file), ImageIntegrityError (a RestoreError), OSError.
+    nothing left to check. Raises CheckpointNotFoundError (no checkpoint
+    there), RestoreError (naming the path, or the bad file), ImageIntegrityError (a RestoreError), OSError.
     """
     if not os.path.exists(image_dir):
-        raise RestoreError(container_id, f"image path {image_dir} does not exist",
-                           hint="give the directory the checkpoint was written to (its --image-path)")
+        raise CheckpointNotFoundError(container_id, image_dir, f"image path {image_dir} does not exist",
+                                      hint="give the directory the checkpoint was written to (its --image-path)")
     if not os.path.isdir(image_dir):
         raise RestoreError(container_id, f"image path {image_dir} is not a directory",
                            hint="give the directory the checkpoint was written to (its --image-path)")
     inventory = os.path.join(image_dir, INVENTORY_FILE)
     if not os.path.lexists(inventory) and not os.path.lexists(os.path.join(image_dir, METADATA_FILE)):
-        raise RestoreError(container_id, f"no checkpoint at {image_dir}",
-                           hint="checkpoint the container first, or give --image-path")
+        raise CheckpointNotFoundError(container_id, image_dir, f"no checkpoint at {image_dir}",
+                                      hint="checkpoint the container first, or give --image-path")
     unhashed = None
     if verify:
         if defer_pages:

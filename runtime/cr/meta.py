@@ -26,8 +26,8 @@ from runtime.linux.fsmode import makedirs_private, open_private
 from runtime.linux.mounts import remove_tree
 
 __all__ = [
-    "IMAGE_DIR_MODE", "METADATA_FILE", "ImageDirError", "ImageOwnerError", "check_owner", "NETWORK_FILE", "META_VERSION", "CheckpointMeta", "dump_dir_for",
-    "read_meta", "fresh_image_dir", "install_image_dir", "remove_logs", "stats_dict",
+    "IMAGE_DIR_MODE", "METADATA_FILE", "ImageDirError", "ImageOwnerError", "check_owner", "NETWORK_FILE", "META_VERSION", "CheckpointMeta",
+    "read_meta", "parse_meta", "fresh_image_dir", "install_image_dir", "remove_logs", "stats_dict",
     "choose_network_lock", "pick_network_lock", "nftables_supported", "require_usable_criu", "criu_facts", "DUMP_STATS_FIELDS", "RESTORE_STATS_FIELDS",
 ]
 
@@ -82,16 +82,28 @@ def read_meta(image_dir: str, *, container_id: str = "") -> CheckpointMeta:
     by default the one recorded in the file.
     """
     path = os.path.join(image_dir, METADATA_FILE)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise RestoreError(container_id or "?", f"{path} is missing: these images were not written by criu-cr",
+                           hint="checkpoint with criu-cr") from None
+    except OSError as exc:
+        raise RestoreError(container_id or "?", f"cannot read {path}: {exc}", hint="take a new checkpoint") from exc
+    return parse_meta(raw, path, container_id=container_id)
+
+
+def parse_meta(raw: bytes, path: str, *, container_id: str = "") -> CheckpointMeta:
+    """``criu-cr.json``'s bytes (read from ``path``, which errors name) as :class:`CheckpointMeta`.
+
+    Raises RestoreError as :func:`read_meta` does.
+    """
     cid = container_id or "?"
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(raw)
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-    except FileNotFoundError:
-        raise RestoreError(cid, f"{path} is missing: these images were not written by criu-cr",
-                           hint="checkpoint with criu-cr") from None
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
         raise RestoreError(cid, f"cannot read {path}: {exc}", hint="take a new checkpoint") from exc
     cid = container_id or str(data.get("container_id", "?"))
     if data.get("version") != META_VERSION:
@@ -115,12 +127,6 @@ def _meta_from_dict(data: dict[str, Any]) -> CheckpointMeta:
         created=float(data.get("created") or 0.0))
 
 
-def dump_dir_for(final_dir: str) -> str:
-    """Where this process's checkpoint to ``final_dir`` is dumped before it is installed there (what a
-    post-dump hook reads: the images are complete at post-dump, the swap comes after CRIU's answer)."""
-    return f"{final_dir}.new-{os.getpid()}"
-
-
 def fresh_image_dir(final_dir: str, *, container_id: str = "") -> str:
     """An empty 0700 directory beside ``final_dir`` to dump into.
 
@@ -139,7 +145,7 @@ def fresh_image_dir(final_dir: str, *, container_id: str = "") -> str:
             check_owner(final_dir, container_id)
     parent = os.path.dirname(os.path.abspath(final_dir))
     makedirs_private(parent)
-    tmp = dump_dir_for(final_dir)
+    tmp = f"{final_dir}.new-{os.getpid()}"
     remove_tree(tmp)  # never through a mount CRIU left there
     os.mkdir(tmp, IMAGE_DIR_MODE)
     os.chmod(tmp, IMAGE_DIR_MODE)  # whatever the umask

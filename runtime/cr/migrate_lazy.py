@@ -11,10 +11,11 @@ answer comes only after the last page has gone; CRIU then kills the tree.
 
 The conversation, after the handshake of :mod:`runtime.cr.migrate_proto`::
 
-    S: OFFER   {"id", "size", "tcp", "mode": "lazy", "page_server_port"}
-    S: DATA... END                        the archive (no lazy memory in it)
-    D: RESULT  {"ok", "phase": "images"}  received and checked (else ok=false: S aborts the dump)
-    S: OFFER   {"pages": "serving"}       CRIU's page server listens (its status-ready notify)
+    S: OFFER   {"id", "tcp", "mode": "lazy", "page_server_port"}
+    D: READY                              (or RESULT ok=false: nothing was frozen)
+    S: ARCHIVE {"size"} DATA... END       at post-dump: the archive (no lazy memory in it)
+    D: STAGED                             unpacked and checked (else RESULT ok=false: S aborts the dump)
+    S: GO      {"pages": "serving"}       CRIU's page server listens (its status-ready notify)
     D: RESULT  {"ok", "phase": "running", "pid", ...}  the container runs (the downtime ends)
     D: RESULT  {"ok", "phase": "pages", "pages_s"}     the last page arrived
 
@@ -41,7 +42,6 @@ between the images' acknowledgement and the destination's daemon.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import signal
@@ -51,11 +51,11 @@ import time
 from typing import Any
 
 from criu_rpc import NotifyHandler
-from runtime.container.state import StateStore
-from runtime.cr.meta import dump_dir_for
-from runtime.cr.migrate import CHUNK, MigrationError, Received, _Conn, _release
+from runtime.cr.migrate import MigrationError, _answer, _Move, _Refused
+from runtime.cr.migrate_dest import Received
 from runtime.cr.migrate_proto import Kind, ProtocolError, json_bytes
-from runtime.cr.options import DEFAULT_IMAGE_DIR, CheckpointOptions, LazyPages, RestoreOptions
+from runtime.cr.migrate_wire import Conn, recv_file
+from runtime.cr.options import CheckpointOptions, LazyPages, RestoreOptions
 from runtime.errors import ContainerError
 
 __all__ = ["LazyMigrated", "migrate_lazy", "receive_lazy", "LISTEN_TIMEOUT"]
@@ -63,6 +63,7 @@ __all__ = ["LazyMigrated", "migrate_lazy", "receive_lazy", "LISTEN_TIMEOUT"]
 _log = logging.getLogger("criu_cr.cr")
 
 LISTEN_TIMEOUT = 10.0  # seconds for CRIU's page server to listen (its status-ready) once the images went
+DEFAULT_WAIT = 60.0  # seconds for the destination's last word once CRIU's dump has ended
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,14 +82,11 @@ class LazyMigrated:
 # -- source ---------------------------------------------------------------------------------
 
 class _Source(NotifyHandler):
-    """The source's side of the conversation: the images at post-dump (CRIU waits), the rest on a thread."""
+    """The source's side: the images at post-dump (CRIU waits), the rest of the conversation on a thread."""
 
-    def __init__(self, conn: _Conn, store: StateStore, cid: str, final_dir: str, port: int, tcp: bool,
-                 compress: str) -> None:
-        self.conn, self.store, self.cid, self.final_dir, self.port = conn, store, cid, final_dir, port
-        self.tcp, self.compress = tcp, compress
+    def __init__(self, move: _Move, port: int) -> None:
+        self.move, self.conn, self.cid, self.port = move, move.conn, move.ctr.id, port
         self.criu_pid: int | None = None
-        self.bytes = 0
         self.t_images = self.t_running = self.t_pages = 0.0
         self.running: dict[str, Any] = {}
         self.failure: str | None = None  # the destination failed before it ran the container
@@ -96,11 +94,19 @@ class _Source(NotifyHandler):
         self._thread: threading.Thread | None = None
         self._serving = threading.Event()  # CRIU's page server listens
 
-    def post_dump(self, ctx: Any) -> None:
-        self.criu_pid = ctx.criu_pid
+    def pre_dump(self, ctx: Any) -> None:
+        self.criu_pid = ctx.criu_pid  # our swrk child: killed to take the container back
+
+    def status_ready(self, ctx: Any) -> None:
+        self._serving.set()  # CRIU says so once its lazy page server listens
+
+    def send_images(self, work_dir: str) -> None:
+        """checkpoint's before_kill: the archive over the channel, until the destination staged it."""
         try:
-            self._send_images()
-        except BaseException:
+            self.move._hand_over(work_dir)  # ARCHIVE, DATA... END, then STAGED
+        except BaseException as exc:
+            if isinstance(exc, _Refused):
+                self.failure = str(exc)
             # A refused post-dump does not stop CRIU 4.2.1 from serving the pages (and waiting for a
             # client); killed here, it lets go of the tree, which runs on (criu_rpc.faults).
             self._abort_dump()
@@ -109,31 +115,12 @@ class _Source(NotifyHandler):
         self._thread = threading.Thread(target=self._converse, name="criu-cr-lazy-source", daemon=True)
         self._thread.start()
 
-    def status_ready(self, ctx: Any) -> None:
-        self._serving.set()  # CRIU says so once its lazy page server listens
-
-    def _send_images(self) -> None:
-        out = self.final_dir + ".tar"
-        try:
-            self.bytes = _export(self.store, self.cid, dump_dir_for(self.final_dir), out, self.compress)
-            self.conn.send(Kind.OFFER, json_bytes({"id": self.cid, "size": self.bytes, "mode": "lazy",
-                                                   "tcp": "established" if self.tcp else "close",
-                                                   "page_server_port": self.port}))
-            _send_file(self.conn, out)
-        finally:
-            if os.path.exists(out):
-                os.unlink(out)
-        answer = self.conn.recv(Kind.RESULT).json()
-        if not answer.get("ok"):
-            self.failure = f"the destination refused the images: {answer.get('error')}"
-            raise MigrationError(self.cid, self.failure, where="destination")
-
     def _converse(self) -> None:
         """While CRIU serves the pages: tell the destination to go, learn when it runs and when it has all."""
         try:
             if not self._serving.wait(LISTEN_TIMEOUT):
                 raise TimeoutError(f"CRIU's page server did not listen on port {self.port}")
-            self.conn.send(Kind.OFFER, json_bytes({"pages": "serving"}))
+            self.conn.send(Kind.GO, json_bytes({"pages": "serving"}))
             answer = self.conn.recv(Kind.RESULT).json()
             if not answer.get("ok"):
                 self.failure = f"the destination could not restore it: {answer.get('error')}"
@@ -163,54 +150,39 @@ class _Source(NotifyHandler):
             self._thread.join(timeout)
 
 
-def migrate_lazy(ctr: Any, conn: _Conn, root: str | None, criu_path: str | None, compress: str,
-                 tcp_established: bool, timeout: float) -> LazyMigrated:
-    """The post-copy move of ``ctr`` over the authenticated ``conn`` (see the module's text).
+def migrate_lazy(ctr: Any, conn: Conn, criu_path: str | None, compress: str, tcp_established: bool) -> LazyMigrated:
+    """The post-copy move of ``ctr`` (a runtime.cr.migrate._Local) over the authenticated ``conn``.
 
-    Raises MigrationError (``restored_locally``: it runs here again), ContainerError (it could not be
-    checkpointed: it runs on).
+    Raises MigrationError (``restored_locally``: it runs here, it never stopped), ContainerError (it
+    could not be checkpointed: it runs on).
     """
-    from runtime.cr.checkpoint import checkpoint
-
-    store = StateStore(root)
-    # The container's own checkpoint directory: a failed dump's log stays there as after any checkpoint,
-    # and a successful one goes with the container.
-    final = store.path(ctr.id, DEFAULT_IMAGE_DIR)
-    src = _Source(conn, store, ctr.id, final, _free_port(), tcp_established, compress)
+    port = _free_port()
+    try:
+        conn.send(Kind.OFFER, json_bytes({"id": ctr.id, "tcp": "established" if tcp_established else "close",
+                                          "mode": "lazy", "page_server_port": port}))
+        _answer(conn, Kind.READY)
+    except (OSError, ProtocolError, _Refused) as exc:
+        raise MigrationError(ctr.id, str(exc), where="destination" if isinstance(exc, _Refused) else "source",
+                             hint="nothing was frozen: the container runs here") from exc
+    src = _Source(_Move(ctr, conn, None, criu_path, compress, None), port)  # type: ignore[arg-type]
     t0 = time.monotonic()
     try:
-        checkpoint(store, ctr.id, CheckpointOptions(image_path=final, tcp_established=True, tcp_skip_in_flight=True,
-                                                    lazy_port=src.port),
-                   criu_path=criu_path, notify=src)
+        ctr.checkpoint(CheckpointOptions(lazy_port=port, before_kill=src.send_images, tcp_established=True,
+                                         tcp_skip_in_flight=True),
+                       criu_path=criu_path, notify=src)
     except ContainerError as exc:
         src.join(5)
-        if ctr.refresh().status != "running":
+        if ctr.state().status != "running":
             raise
         raise MigrationError(ctr.id, src.failure or str(exc), where="destination" if src.failure else "source",
                              restored_locally=True, hint="it never stopped running here") from exc
-    src.join(timeout)
-    _release(store, ctr)
+    src.join(DEFAULT_WAIT)
+    ctr.release()
     t_end = time.monotonic()
-    return LazyMigrated(container_id=ctr.id, pid=int(src.running.get("pid") or 0), bytes=src.bytes,
+    return LazyMigrated(container_id=ctr.id, pid=int(src.running.get("pid") or 0), bytes=src.move.sent_archive,
                         images_s=src.t_images - t0,
                         downtime_s=(src.t_running or t_end) - t0, pages_s=(src.t_pages or t_end) - t0,
                         restore_s=(src.running.get("restore_us") or 0) / 1e6 or None)
-
-
-def _export(store: StateStore, cid: str, image_dir: str, out: str, compress: str) -> int:
-    from runtime.cr.portable import export_checkpoint
-
-    export_checkpoint(store, store.read(cid), image_dir, CheckpointOptions(export=out, compress=compress))
-    return os.path.getsize(out)
-
-
-def _send_file(conn: _Conn, path: str) -> None:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            conn.send(Kind.DATA, chunk)
-    conn.send(Kind.END, digest.digest())
 
 
 def _free_port() -> int:
@@ -238,52 +210,56 @@ def _page_client(port: int) -> bool:
 
 # -- destination ----------------------------------------------------------------------------
 
-def receive_lazy(receiver: Any, conn: _Conn, offer: dict[str, Any], peer: str) -> Received:
-    """The destination's side, from the OFFER on (``receiver``: the :class:`runtime.cr.migrate.Receiver`)."""
-    from runtime.cr.portable import restore_import
+def receive_lazy(session: Any, offer: dict[str, Any], tcp: bool) -> Received:
+    """The destination's side, from the OFFER on (``session``: a runtime.cr.migrate_dest._Session,
+    whose run() answers a failure and removes ``session.staging``)."""
+    from runtime.cr.portable import import_archive, restore_imported
 
-    cid, size, port = str(offer.get("id", "")), offer.get("size"), offer.get("page_server_port")
-    if not isinstance(size, int) or not 0 < size <= receiver.limit:
-        raise ProtocolError(f"offered archive size {size!r} is not within 1..{receiver.limit}")
+    rx, conn, cid = session.rx, session.conn, session.cid
+    port = offer.get("page_server_port")
     if not isinstance(port, int) or not 0 < port < 65536:
         raise ProtocolError(f"page server port {port!r} is not a port")
-    path = os.path.join(receiver.store.root, f".migrate-in-{os.getpid()}-{time.monotonic_ns()}.tar")
-    try:
-        t0 = time.monotonic()
-        got = receiver._receive(conn, path, size)
-        conn.send(Kind.RESULT, json_bytes({"ok": True, "phase": "images"}))
-        conn.recv(Kind.OFFER)  # the page server listens
-        t1 = time.monotonic()
-        tcp = offer.get("tcp") == "established"
-        source = LazyPages(address=conn.sock.getpeername()[0], port=port)
+    session.staging = os.path.join(rx.store.root, f".migrate-in-{os.getpid()}-{time.monotonic_ns()}")
+    os.mkdir(session.staging, 0o700)
+    conn.send(Kind.READY)
+    first = conn.recv(Kind.ARCHIVE, Kind.ABORT)  # at the source's post-dump
+    if first.kind is Kind.ABORT:
+        raise ProtocolError(f"the source gave up: {first.json().get('error')}")
+    size = first.json().get("size")
+    if not isinstance(size, int) or not 0 < size <= rx.limit:
+        raise ProtocolError(f"offered archive size {size!r} is not within 1..{rx.limit}")
+    t0 = time.monotonic()
+    path = os.path.join(session.staging, "rest.tar")
+    got = recv_file(conn, path, size, "the checkpoint archive")
+    opts = RestoreOptions(tcp_established=tcp, tcp_close=not tcp,
+                          lazy=LazyPages(address=conn.sock.getpeername()[0], port=port))
+    session.imported = import_archive(rx.store, path, opts, limit=rx.limit)
+    os.unlink(path)
+    conn.send(Kind.STAGED, json_bytes({}))
+    go = conn.recv(Kind.GO, Kind.ABORT)  # CRIU's page server listens
+    if go.kind is Kind.ABORT:
+        raise ProtocolError(f"the source gave up: {go.json().get('error')}")
+    t1 = time.monotonic()
+    imported, session.imported = session.imported, None  # restore_imported removes it on failure
+    res = restore_imported(rx.store, imported, opts, criu_path=rx.criu_path, notify=rx.notify)
+    t2 = time.monotonic()
+    with res.lazy:  # the daemon lives on whatever happens to the connection: the copy needs its memory
+        _tell(conn, {"ok": True, "phase": "running", "id": cid, "pid": res.pid,
+                     "restore_us": int((t2 - t1) * 1e6)})
         try:
-            res = restore_import(receiver.store, path, RestoreOptions(tcp_established=tcp, tcp_close=not tcp,
-                                                                      lazy=source),
-                                 limit=receiver.limit, criu_path=receiver.criu_path)
-        except (ContainerError, OSError) as exc:
-            conn.send(Kind.RESULT, json_bytes({"ok": False, "error": str(exc)}))
-            return Received(ok=False, container_id=cid, error=str(exc), peer=peer, bytes=got)
-        t2 = time.monotonic()
-        with res.lazy:  # the daemon lives on whatever happens to the connection: the copy needs its memory
-            _tell(conn, {"ok": True, "phase": "running", "id": cid, "pid": res.pid,
-                         "restore_us": int((t2 - t1) * 1e6)})
-            try:
-                # No deadline of ours: while the daemon runs, pages are coming; it fails by itself when
-                # the page server goes (a deadline would delete a copy that was about to be whole).
-                pages_s = res.lazy.wait()
-            except (ContainerError, TimeoutError) as exc:
-                _kill_copy(receiver.store, cid, exc)
-                _tell(conn, {"ok": False, "phase": "pages", "error": str(exc)})
-                return Received(ok=False, container_id=cid, error=str(exc), peer=peer, bytes=got)
-        _tell(conn, {"ok": True, "phase": "pages", "pages_s": pages_s})
-        return Received(ok=True, container_id=cid, pid=res.pid, peer=peer, bytes=got, received_s=t1 - t0,
-                        restore_s=t2 - t1)
-    finally:
-        if os.path.exists(path):
-            os.unlink(path)
+            # No deadline of ours: while the daemon runs, pages are coming; it fails by itself when
+            # the page server goes (a deadline would delete a copy that was about to be whole).
+            pages_s = res.lazy.wait()
+        except (ContainerError, TimeoutError) as exc:
+            _kill_copy(rx.store, cid, exc)
+            _tell(conn, {"ok": False, "phase": "pages", "error": str(exc)})
+            return Received(ok=False, container_id=cid, error=str(exc), peer=session.peer, bytes=got)
+    _tell(conn, {"ok": True, "phase": "pages", "pages_s": pages_s})
+    return Received(ok=True, container_id=cid, pid=res.pid, peer=session.peer, bytes=got, received_s=t1 - t0,
+                    restore_s=t2 - t1)
 
 
-def _tell(conn: _Conn, answer: dict[str, Any]) -> None:
+def _tell(conn: Conn, answer: dict[str, Any]) -> None:
     """An answer the source may no longer hear: the copy runs on regardless."""
     try:
         conn.send(Kind.RESULT, json_bytes(answer))
@@ -291,7 +267,7 @@ def _tell(conn: _Conn, answer: dict[str, Any]) -> None:
         _log.warning("the source of %r is gone (%s); the container runs here", answer.get("id", "?"), exc)
 
 
-def _kill_copy(store: StateStore, cid: str, why: BaseException) -> None:
+def _kill_copy(store: Any, cid: str, why: BaseException) -> None:
     """A restored copy whose memory stopped coming cannot run: it goes (the source may have it back)."""
     from runtime.container import Container
 

@@ -1,20 +1,31 @@
 """The migration wire protocol (issue 10): frames and the token handshake, pure (bytes in, messages out).
 
 A frame is ``type:u8 length:u32be payload``. The conversation, source (S)
-and destination (D)::
+and destination (D), on the channel S opened::
 
     D: CHALLENGE nonce_d(32)
     S: PROOF     hmac(token, "source" nonce_d) nonce_s(32)
     D: PROVEN    hmac(token, "destination" nonce_s)   | REFUSED reason
-    S: OFFER     json {"id", "size"}
-    S: DATA ...  the exported checkpoint archive, in chunks
+    S: OFFER     json {"id", "tcp"}
+    D: PAGES     json {"port"}: one connection, on the channel's own address
+    S:   (page connection) TICKET hmac(token, "pages" nonce_d nonce_s), then CRIU's page protocol
+    D: READY     CRIU's page server holds the page connection
+    S:   freezes and dumps; CRIU sends the pages to D's page server
+    S: ARCHIVE   json {"size"} -- at CRIU's post-dump: the tree is frozen, not yet ended
+    S: DATA ...  the checkpoint archive without the pages (runtime.cr.archive), in chunks
     S: END       sha256 of all DATA
+    D: STAGED    everything is here and checked (pages included)      | RESULT {"ok": false, "error"}
+    S: GO        CRIU has ended the source's tree
     D: RESULT    json {"ok", "id", "pid", "error"}
+    D: (not ok) FILE {"name", "size"} DATA... END sha256, one per pages image, then DONE: the pages
+       go back, so that the source restores its container
+    S: DONE      the pages arrived (until then the destination keeps its copy)
 
-Both sides prove they hold the token without sending it (HMAC-SHA256 over
-the other side's fresh nonce); the destination refuses before it reads
-anything else. Nothing here is encrypted: see the module docs of
-:mod:`runtime.cr.migrate`.
+S may send ABORT {"error"} instead of its next message before GO; D then
+discards everything. Both sides prove they hold the token without sending
+it (HMAC-SHA256 over the other side's fresh nonce); the destination refuses
+before it reads anything else, and CRIU's page server is handed only a
+connection that proved it too. Nothing here is encrypted: see docs/migration.md.
 """
 
 from __future__ import annotations
@@ -30,7 +41,8 @@ from typing import Any
 from runtime.errors import ContainerError
 
 __all__ = ["Kind", "Message", "Decoder", "ProtocolError", "encode", "json_bytes", "proof", "check_proof",
-           "NONCE_BYTES", "MAX_FRAME", "read_token"]
+           "NONCE_BYTES", "MAX_FRAME", "read_token",
+           "ticket", "TICKET_FRAME_BYTES", "check_ticket_frame", "is_page_image"]
 
 NONCE_BYTES = 32
 MAX_FRAME = 4 << 20  # DATA chunks are 1 MiB; nothing else comes near
@@ -47,6 +59,15 @@ class Kind(enum.IntEnum):
     DATA = 6
     END = 7
     RESULT = 8
+    PAGES = 9
+    TICKET = 10
+    READY = 11
+    ARCHIVE = 12
+    STAGED = 13
+    GO = 14
+    FILE = 15
+    DONE = 16
+    ABORT = 17
 
 
 class ProtocolError(ContainerError):
@@ -118,6 +139,32 @@ def proof(token: bytes, role: str, nonce: bytes) -> bytes:
 
 def check_proof(token: bytes, role: str, nonce: bytes, got: bytes) -> bool:
     return hmac.compare_digest(proof(token, role, nonce), got)
+
+
+def ticket(token: bytes, nonce_d: bytes, nonce_s: bytes) -> bytes:
+    """What opens the page connection of the session with these nonces (never valid for another)."""
+    return proof(token, "pages", nonce_d + nonce_s)
+
+
+#: A page connection's first bytes: one TICKET frame.
+TICKET_FRAME_BYTES = _HEADER.size + 32
+
+
+def check_ticket_frame(token: bytes, nonce_d: bytes, nonce_s: bytes, frame: bytes) -> bool:
+    """Whether ``frame`` (exactly TICKET_FRAME_BYTES) is this session's TICKET."""
+    return hmac.compare_digest(encode(Kind.TICKET, ticket(token, nonce_d, nonce_s)), frame)
+
+
+_PAGE_IMAGE = ("pagemap-", "pages-")
+
+
+def is_page_image(name: str) -> bool:
+    """A file CRIU's page server writes (``pagemap-N.img``, ``pages-N.img``): the only names that
+    may come back to a source. Pure."""
+    if "/" in name or not name.endswith(".img") or not name.startswith(_PAGE_IMAGE):
+        return False
+    middle = name[name.index("-") + 1:-len(".img")]
+    return middle.isdigit()
 
 
 def read_token(path: str) -> bytes:

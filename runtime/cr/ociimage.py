@@ -24,7 +24,6 @@ refusals of a hostile archive.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import platform
@@ -34,24 +33,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
+from runtime._version import __version__
 from runtime.container.state import ContainerState, StateStore
 from runtime.cr import archive
 from runtime.cr.compression import compressor
 from runtime.cr.ocilayout import (LAYER_MEDIA_TYPES, MEDIA_CONFIG, MEDIA_MANIFEST, REF_NAME, Descriptor, HashingWriter,
                                   ImageRef, open_writer)
-from runtime.cr.ocireader import OciReader, open_reader
+from runtime.cr.ocireader import Image, OciReader, open_reader
 from runtime.cr.options import CheckpointOptions
 from runtime.errors import ArchiveError
 from runtime.linux import mounts
 from runtime.linux.fsmode import FILE_MODE
 
-__all__ = ["CRIO", "CRIU", "HostFacts", "host_facts", "checkpoint_annotations", "write_image", "read_image",
+__all__ = ["CRIO", "CRIU", "HostFacts", "host_facts", "checkpoint_annotations", "write_image", "read_image", "checkpoint_layer",
            "create_checkpoint_image", "ENGINE_VERSION"]
 
-try:
-    ENGINE_VERSION = importlib.metadata.version("criu-cr")
-except importlib.metadata.PackageNotFoundError:  # run from a source tree
-    ENGINE_VERSION = "unknown"
+ENGINE_VERSION = __version__
 CRIO = "io.kubernetes.cri-o.annotations.checkpoint."  # + name, rawImageName, rootfsImageID, ...
 CRIU = "org.criu.checkpoint."  # + container.name, engine.name, rootfsImageName, host.arch, ...
 # What marks an image as a checkpoint: CRI-O tests the first, checkpointctl-built images carry the second.
@@ -170,6 +167,20 @@ def _json(data: object) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
+def checkpoint_layer(image: Image) -> Descriptor:
+    """The one tar layer of checkpoint image ``image``. Raises ArchiveError: not a checkpoint image
+    (no checkpoint annotation, not exactly one layer of a known type)."""
+    ref = image.ref
+    if not any(image.annotations.get(mark) for mark in CHECKPOINT_MARKS):
+        raise ArchiveError(str(ref), image.manifest.blob, "is not a checkpoint image "
+                           f"(no {' or '.join(CHECKPOINT_MARKS)} annotation)")
+    if len(image.layers) != 1 or image.layers[0].media_type not in LAYER_MEDIA_TYPES.values():
+        kinds = ", ".join(x.media_type for x in image.layers) or "none"
+        raise ArchiveError(str(ref), image.manifest.blob,
+                           f"has layers ({kinds}); a checkpoint image has one tar layer")
+    return image.layers[0]
+
+
 def read_image(ref: ImageRef, directory: str, *, limit: int = archive.DEFAULT_IMPORT_LIMIT
                ) -> archive.ImportedArchive:
     """Unpack the checkpoint image ``ref`` into ``directory`` (which must not exist), as
@@ -185,15 +196,7 @@ def read_image(ref: ImageRef, directory: str, *, limit: int = archive.DEFAULT_IM
     beside ``directory``, then removed.
     """
     with open_reader(ref) as reader:
-        image = reader.image()
-        if not any(image.annotations.get(mark) for mark in CHECKPOINT_MARKS):
-            raise ArchiveError(str(ref), image.manifest.blob, "is not a checkpoint image "
-                               f"(no {' or '.join(CHECKPOINT_MARKS)} annotation)")
-        if len(image.layers) != 1 or image.layers[0].media_type not in LAYER_MEDIA_TYPES.values():
-            kinds = ", ".join(x.media_type for x in image.layers) or "none"
-            raise ArchiveError(str(ref), image.manifest.blob,
-                               f"has layers ({kinds}); a checkpoint image has one tar layer")
-        layer = image.layers[0]
+        layer = checkpoint_layer(reader.image())
         if reader.is_directory:
             return _unpack_checked(reader, layer, directory, limit)
         copy = f"{directory}.layer"  # checked as it is copied out of the tar

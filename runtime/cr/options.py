@@ -56,11 +56,21 @@ class CheckpointOptions:
     create_image: str | None = None
     # Told (bytes done, total) while the export is written (runtime.cr.meter.Progress).
     progress: Any = field(default=None, compare=False, repr=False)
+    # Migration (runtime.cr.migrate): a criu_rpc.PageServer the pages go to instead of the images dir,
+    # the pre-dump images the pages build on (parent_img, relative to the images dir), and
+    # before_kill(work_dir): called at CRIU's post-dump notify, the images complete (manifest
+    # included) and the tree still frozen; raising makes CRIU resume the tree (the checkpoint
+    # fails, the container runs on).
+    page_server: Any = field(default=None, compare=False)
+    parent_img: str | None = None
+    before_kill: Any = field(default=None, compare=False, repr=False)
     # Post-copy: the lazy memory is not written; after the dump CRIU serves it from its page server on
     # this port (every address) until a lazy-pages daemon has taken all of it, then kills the tree.
     lazy_port: int | None = None
 
     def __post_init__(self) -> None:
+        if self.before_kill is not None and self.leave_running:
+            raise ValueError("before_kill is for a checkpoint that stops the container, not leave_running")
         if self.image_path is not None:
             # abspath also drops a trailing slash ("DIR/" would make "DIR/.new-PID" a child of DIR)
             object.__setattr__(self, "image_path", os.path.abspath(self.image_path))
@@ -81,8 +91,8 @@ class CheckpointOptions:
 
     @property
     def portable(self) -> bool:
-        """The checkpoint leaves the machine (an archive, an image, a post-copy): it carries the rootfs diff."""
-        return bool(self.export or self.create_image or self.lazy_port)
+        """The checkpoint leaves the machine (an archive, an image, a migration): it carries the rootfs diff."""
+        return bool(self.export or self.create_image or self.page_server is not None or self.lazy_port)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -36,7 +36,7 @@ from runtime.linux.fsmode import makedirs_private, open_private
 from runtime.net.netns import delete_netns
 
 __all__ = ["export_checkpoint", "restore_import", "spec_dump", "config_dump", "bundle_spec", "archive_members",
-           "ENGINE", "IMPORT_DIR"]
+           "ENGINE", "IMPORT_DIR", "Imported", "import_archive", "restore_imported"]
 
 _log = logging.getLogger("criu_cr.cr")
 
@@ -92,6 +92,26 @@ def bundle_spec(spec: dict[str, Any], *, rootfs: str | None, netns: str | None,
     return out
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Imported:
+    """An archive unpacked under the state root and its bundle written, nothing restored yet:
+    ``image_dir`` holds the checkpoint (a caller may add to it, e.g. a migration's pages).
+    :func:`restore_imported` restores it, :meth:`discard` removes it."""
+
+    container_id: str
+    work: str
+    image_dir: str
+    bundle: str
+    made_netns: str = ""  # a netns recreated from network.status for it, removed with it
+
+    def discard(self) -> None:
+        try:
+            mounts.remove_tree(self.work)
+        finally:
+            if self.made_netns:
+                delete_netns(self.made_netns)
+
+
 def restore_import(store: StateStore, archive_path: str, opts: RestoreOptions, *, name: str | None = None,
                    rootfs: str | None = None, limit: int = archive.DEFAULT_IMPORT_LIMIT,
                    criu_path: str | None = None, notify: NotifyHandler | None = None) -> RestoreResult:
@@ -104,6 +124,14 @@ def restore_import(store: StateStore, archive_path: str, opts: RestoreOptions, *
     (a refused or damaged archive: ``.member``), ContainerExistsError,
     RestoreError, SpecError, OSError.
     """
+    imported = import_archive(store, archive_path, opts, name=name, rootfs=rootfs, limit=limit)
+    return restore_imported(store, imported, opts, criu_path=criu_path, notify=notify)
+
+
+def import_archive(store: StateStore, archive_path: str, opts: RestoreOptions, *, name: str | None = None,
+                   rootfs: str | None = None, limit: int = archive.DEFAULT_IMPORT_LIMIT) -> Imported:
+    """The first half of :func:`restore_import`: unpack and check the archive, write the bundle.
+    Nothing is left behind on failure; raises as restore_import does (not RestoreError from CRIU)."""
     if name is not None:
         validate_id(name)
         if store.exists(name):
@@ -119,6 +147,8 @@ def restore_import(store: StateStore, archive_path: str, opts: RestoreOptions, *
         except ValueError as exc:
             raise ArchiveError(archive_path, archive.CONFIG_DUMP, f"names no usable container id ({exc})",
                                hint="give one with --name") from exc
+        if store.exists(cid):
+            raise ContainerExistsError(cid, store.root)
         bundle = os.path.join(work, "bundle")
         spec = bundle_spec(imported.spec, rootfs=rootfs, netns=opts.netns, container_id=cid)
         if imported.foreign:
@@ -132,17 +162,28 @@ def restore_import(store: StateStore, archive_path: str, opts: RestoreOptions, *
         os.mkdir(bundle, 0o700)
         with open_private(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as f:
             json.dump(spec, f, indent=2)
-        # The archive's manifest was checked as it was unpacked: CRIU reads these files next.
-        ropts = dataclasses.replace(opts, image_path=imported.image_dir, bundle=bundle, verify=False)
-        from runtime.cr.restore_new import restore_new
-
-        result = restore_new(store, cid, ropts, criu_path=criu_path, notify=notify)
     except BaseException:
         mounts.remove_tree(work)
         if made_netns:
             delete_netns(made_netns)
         raise
-    return _adopt_import(store, cid, work, result)
+    return Imported(container_id=cid, work=work, image_dir=imported.image_dir, bundle=bundle, made_netns=made_netns)
+
+
+def restore_imported(store: StateStore, imported: Imported, opts: RestoreOptions, *,
+                     criu_path: str | None = None, notify: NotifyHandler | None = None) -> RestoreResult:
+    """The second half of :func:`restore_import`: restore what :func:`import_archive` prepared
+    (removed again on failure). Raises RestoreError, ContainerExistsError, OSError."""
+    try:
+        # The archive's manifest was checked as it was unpacked: CRIU reads these files next.
+        ropts = dataclasses.replace(opts, image_path=imported.image_dir, bundle=imported.bundle, verify=False)
+        from runtime.cr.restore_new import restore_new
+
+        result = restore_new(store, imported.container_id, ropts, criu_path=criu_path, notify=notify)
+    except BaseException:
+        imported.discard()
+        raise
+    return _adopt_import(store, imported.container_id, imported.work, result)
 
 
 def _recreate_network(cid: str, spec: dict[str, Any], image_dir: str) -> str:

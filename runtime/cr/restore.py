@@ -18,7 +18,9 @@ import time
 from typing import Any
 
 from criu_rpc import CriuClient, CriuError, CriuOptions, CriuRpcError, InheritFd, NotifyHandler, deadline_for
+from criu_rpc import trace
 from criu_rpc.notify import NOTIFY_SCRIPTS
+from criu_rpc.trace import timed
 from runtime.container.host import kill_cgroup, overlay_dirs
 from runtime.container.init import report
 from runtime.container.monitor import read_report, spawn_monitor
@@ -76,11 +78,13 @@ def restore_locked(store: StateStore, container_id: str, opts: RestoreOptions, *
                  if st.status in LIVE_STATUSES else "")
         image_dir = opts.image_path or (st.extra.get("checkpoint") or {}).get("image_dir") \
             or store.path(cid, DEFAULT_IMAGE_DIR)
-        facts = require_usable_criu(criu_path, store.root)
+        with timed(_log, "container %r: restore: finding a usable CRIU", cid):
+            facts = require_usable_criu(criu_path, store.root)
         # Before CRIU reads a byte: the files as the checkpoint wrote them, all but the pages'
         # hashes, which are checked while CRIU restores (see _MonitorRestore). A new container's
         # files were checked before it was made (restore_new).
-        unhashed = require_checkpoint(cid, image_dir, verify=opts.verify and not new, defer_pages=True)
+        with timed(_log, "container %r: restore: checking the checkpoint at %s", cid, image_dir):
+            unhashed = require_checkpoint(cid, image_dir, verify=opts.verify and not new, defer_pages=True)
         if new and opts.verify:
             unhashed = unhashed_pages(image_dir, container_id=cid)
         meta = read_meta(image_dir, container_id=cid)
@@ -88,7 +92,8 @@ def restore_locked(store: StateStore, container_id: str, opts: RestoreOptions, *
             meta = dataclasses.replace(meta, namespaces={**meta.namespaces, "network": opts.netns})
         if new:
             _warn_shared_netns(store, cid, meta)
-        _ensure_network(meta, image_dir)
+        with timed(_log, "container %r: restore: its network namespace", cid):
+            _ensure_network(meta, image_dir)
         criu_root, temporary = _restore_root(store, st)
         try:
             # Unlock with the method the dump locked with: the other one would leave the lock.
@@ -113,6 +118,7 @@ def restore_locked(store: StateStore, container_id: str, opts: RestoreOptions, *
                 # The restored tree has its own copy of the mount; ours was only for CRIU.
                 mounts.unmount(criu_root)
                 os.rmdir(criu_root)
+    _log.debug("container %r: restore done in %.3f s (pid %d)", cid, time.monotonic() - started, result.pid)
     return dataclasses.replace(result, duration_us=int((time.monotonic() - started) * 1e6))
 
 
@@ -243,6 +249,9 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
     try:
         stdio_fds = {meta.stdio[name]: fd for name, fd in (("stdout", out_w), ("stderr", err_w)) if name in meta.stdio}
         criu_opts = _criu_options(st, meta, image_dir, opts, criu_root, network_lock, cg, stdio_fds, opened)
+        if trace.log.isEnabledFor(logging.DEBUG):  # CRIU is asked from the monitor, whose stderr is /dev/null
+            trace.log.debug("CRIU RESTORE request (from the monitor of %r, which holds fds %s): %s", st.id,
+                            [*stdio_fds.values(), *opened[1:]], trace.describe_message(criu_opts.to_proto()))
         client = CriuClient(criu_path)
         client.criu_path  # locate CRIU here, so a missing binary is reported before forking
         timeout = opts.timeout or deadline_for(image_dir)
@@ -262,7 +271,8 @@ def _restore_in_monitor(store: StateStore, st: ContainerState, meta: CheckpointM
         for fd in (out_r, out_w, err_r, err_w, rep_w, *opened):
             os.close(fd)
     st = pending.update(store, st, monitor=monitor_pid)
-    messages = _await_report(st.id, image_dir, rep_r, monitor_pid, timeout)
+    with timed(_log, "container %r: restore: CRIU's restore in monitor %d", st.id, monitor_pid):
+        messages = _await_report(st.id, image_dir, rep_r, monitor_pid, timeout)
     init_pid = int(messages.get("init", 0))
     if "error" in messages or not init_pid:
         _raise_failure(st.id, image_dir, messages)

@@ -72,20 +72,20 @@ def controller_keys(root: str = DEFAULT_ROOT) -> frozenset[str]:
     return frozenset(_hierarchy_paths(root, detect_layout(root), "/"))
 
 
-def resolve_cgroup_path(cgroups_path: str, container_id: str) -> str:
+def resolve_cgroup_path(cgroups_path: str, container_id: str, parent: str = DEFAULT_PARENT) -> str:
     """The container's cgroup path relative to each hierarchy's root (``/a/b``).
 
-    Absolute ``cgroupsPath`` is used as is; empty means ``/criu-cr/<id>``; a
-    relative one goes under ``/criu-cr``. runc's systemd form
-    (``slice:prefix:name``) is refused: criu-cr drives cgroupfs directly.
+    Absolute ``cgroupsPath`` is used as is; empty means ``<parent>/<id>``
+    (``/criu-cr/<id>``); a relative one goes under ``parent``. runc's systemd
+    form (``slice:prefix:name``) is refused: criu-cr drives cgroupfs directly.
     """
     if not cgroups_path:
-        cgroups_path = f"{DEFAULT_PARENT}/{container_id}"
+        cgroups_path = f"{parent}/{container_id}"
     elif not cgroups_path.startswith("/"):
         if ":" in cgroups_path:
             raise CgroupError(cgroups_path, "systemd-style cgroupsPath (slice:prefix:name) is not supported; "
                                             "give an absolute path such as /criu-cr/<id>")
-        cgroups_path = f"{DEFAULT_PARENT}/{cgroups_path}"
+        cgroups_path = f"{parent}/{cgroups_path}"
     parts = [p for p in cgroups_path.split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
         raise CgroupError(cgroups_path, "cgroupsPath must name a cgroup below the root, without '..'")
@@ -115,10 +115,10 @@ class Cgroups:
     """
 
     def __init__(self, cgroups_path: str, container_id: str, *, root: str = DEFAULT_ROOT,
-                 layout: str | None = None) -> None:
+                 layout: str | None = None, parent: str = DEFAULT_PARENT) -> None:
         self.root = root
         self.layout = layout or detect_layout(root)
-        self.path = resolve_cgroup_path(cgroups_path, container_id)
+        self.path = resolve_cgroup_path(cgroups_path, container_id, parent)
         self.paths = _hierarchy_paths(root, self.layout, self.path)
 
     @classmethod
@@ -211,6 +211,14 @@ class Cgroups:
                             raise CgroupError(d, f"cannot remove: {exc.strerror} "
                                                  f"(pids still inside: {_procs(d)})") from exc
                         time.sleep(_POLL)
+
+    def remove_parent_if_empty(self) -> None:
+        """Remove the directory above the container's in each hierarchy when nothing else is in it."""
+        for path in self.paths.values():
+            try:
+                os.rmdir(os.path.dirname(path))
+            except OSError:
+                pass  # other cgroups in it, or gone already
 
     # -- freezer -------------------------------------------------------------
 

@@ -17,14 +17,16 @@ container settles what it left (:mod:`runtime.cr.pending`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
 
 __all__ = ["DEFERRED_SIGNALS", "Interrupted", "deferred", "install_cli_handlers"]
+
+_log = logging.getLogger("criu_cr.signals")
 
 DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -67,8 +69,8 @@ def install_cli_handlers() -> None:
 def deferred(what: str) -> Iterator[list[int]]:
     """Hold SIGINT/SIGTERM/SIGHUP while the block runs; deliver them after it.
 
-    Yields the list of signals received so far. On the first one a line on
-    stderr says that ``what`` is being finished first. Outside the main
+    Yields the list of signals received so far. On the first one a warning
+    (logger ``criu_cr.signals``) says that ``what`` is being finished first. Outside the main
     thread (where Python cannot install handlers) this does nothing: a
     library caller in a thread owns its signals.
     """
@@ -82,10 +84,9 @@ def deferred(what: str) -> Iterator[list[int]]:
     def hold(signum: int, _frame: FrameType | None) -> None:
         if _forked_child(signum, owner):
             return
-        if not received:
-            name = signal.Signals(signum).name
-            print(f"criu-cr: {name} received: finishing {what} first (stopping now would lose "
-                  "the container)", file=sys.stderr, flush=True)
+        if not received:  # logging's locks are re-entrant: safe from a handler in the main thread
+            _log.warning("%s received: finishing %s first (stopping now would lose the container)",
+                         signal.Signals(signum).name, what)
         received.append(signum)
 
     previous = {sig: signal.signal(sig, hold) for sig in DEFERRED_SIGNALS}

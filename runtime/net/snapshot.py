@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NETWORK_FILE", "NETWORK_STATUS_VERSION", "InterfaceInfo", "NetworkStatus", "snapshot_interfaces",
-    "write_network_status", "read_network_status", "recreate_from_snapshot",
+    "write_network_status", "read_network_status", "parse_network_status", "recreate_from_snapshot",
 ]
 
 NETWORK_FILE = "network.status"  # next to the checkpoint images
@@ -155,11 +155,20 @@ def read_network_status(directory: str | os.PathLike[str]) -> NetworkStatus:
     """
     name = os.path.join(os.fspath(directory), NETWORK_FILE)
     try:
-        with open(name, encoding="utf-8") as f:
-            record = json.load(f)
+        with open(name, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
         raise
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise NetnsError(name, f"cannot read network snapshot: {exc}") from exc
+    return parse_network_status(raw, name)
+
+
+def parse_network_status(raw: bytes, name: str) -> NetworkStatus:
+    """``network.status``'s bytes (from ``name``, which errors name). Raises :class:`NetnsError`. Pure."""
+    try:
+        record = json.loads(raw)
+    except ValueError as exc:
         raise NetnsError(name, f"cannot read network snapshot: {exc}") from exc
     try:
         version = record.get("version", NETWORK_STATUS_VERSION)

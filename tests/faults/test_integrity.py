@@ -185,7 +185,7 @@ def test_restore_from_a_path_that_does_not_exist_says_so(web, canary, tmp_path):
     missing = tmp_path / "nonexistent"
     for cid in (web.id, "newcopy"):  # into the checkpointed container, and into a new one
         r = cli(web.root, "restore", "--image-path", str(missing), cid)
-        assert r.returncode == 1 and f"image path {missing} does not exist" in r.stderr, r.stderr
+        assert r.returncode == 3 and f"image path {missing} does not exist" in r.stderr, r.stderr
     assert not Path(web.root, "newcopy").exists()
     assert check_invariants(web, canary) == "checkpointed"
 
@@ -226,7 +226,7 @@ def test_checkpoint_into_another_containers_image_path_is_refused(web, canary, b
         big.checkpoint(image_path=str(images), leave_running=True)
     assert (err.value.owner, err.value.container_id) == (web.id, big.id)
     r = cli(web.root, "checkpoint", "--image-path", str(images), big.id)
-    assert r.returncode == 1 and repr(web.id) in r.stderr and repr(big.id) in r.stderr, r.stderr
+    assert r.returncode == 4 and repr(web.id) in r.stderr and repr(big.id) in r.stderr, r.stderr
     assert "another --image-path" in r.stderr
 
     assert big.status == "running"
@@ -334,7 +334,7 @@ def run_cli_as_nobody(argv: list[str]) -> tuple[int, str]:
                                      ["dump", "-t", "1", "-D", "/nonexistent"]])
 def test_non_root_is_told_to_use_sudo(tmp_path, command):
     code, err = run_cli_as_nobody(["--root", str(tmp_path / "root"), *command])
-    assert code == 1, err
+    assert code == 6, err  # ENVIRONMENT
     assert err.startswith("criu-cr: error: criu-cr needs root (CAP_SYS_ADMIN") and "sudo" in err
     assert "Errno" not in err and "Traceback" not in err
     assert not (tmp_path / "root").exists()

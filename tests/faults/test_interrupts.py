@@ -89,7 +89,7 @@ def test_a_second_command_during_a_checkpoint_is_busy(web, canary):
     try:
         until(lambda: "pending" in web.ctr.store.read(web.id).extra, what="the checkpoint to start")
         second = cli(web.root, "checkpoint", web.id)
-        assert second.returncode == 1 and "is busy" in second.stderr, second.stderr
+        assert second.returncode == 4 and "is busy" in second.stderr, second.stderr
     finally:
         out, err = child.communicate(timeout=60)
     assert child.returncode == 0, err
@@ -122,7 +122,7 @@ def test_criu_cr_killed_during_restore_is_recorded_by_the_next_command(web, cana
     assert web.ctr.refresh().status == "running"
     assert check_invariants(web, canary) == "running"
     second = cli(web.root, "restore", web.id)
-    assert second.returncode == 1 and "is running" in second.stderr, second.stderr
+    assert second.returncode == 4 and "is running" in second.stderr, second.stderr
 
 
 @pytest.mark.parametrize("action,status", [("sigint", 130), ("sigterm", 143)])

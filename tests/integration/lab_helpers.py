@@ -69,25 +69,26 @@ def assert_runs_on(lab, net, host, before: int) -> None:
 
 
 def vanishing_destination(port: int, token: bytes) -> None:
-    """On a lab host: a destination that takes the images, hears that the pages are served, and is
-    gone (killed before it restored anything): no answer, no page fetched."""
+    """On a lab host: a destination that stages the images, hears that the pages are served (GO),
+    and is gone (killed before it restored anything): no answer, no page fetched."""
     import os
     import secrets
     import socket
 
-    from runtime.cr.migrate import _Conn
     from runtime.cr.migrate_proto import NONCE_BYTES, Kind, json_bytes, proof
+    from runtime.cr.migrate_wire import Conn
 
     with socket.create_server(("0.0.0.0", port)) as srv:
         sock, _peer = srv.accept()
-        conn = _Conn(sock)
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        conn.send(Kind.CHALLENGE, nonce)
+        conn = Conn(sock)
+        conn.send(Kind.CHALLENGE, secrets.token_bytes(NONCE_BYTES))
         msg = conn.recv(Kind.PROOF)
         conn.send(Kind.PROVEN, proof(token, "destination", msg.payload[32:]))
         conn.recv(Kind.OFFER)
+        conn.send(Kind.READY)
+        conn.recv(Kind.ARCHIVE)
         while conn.recv(Kind.DATA, Kind.END).kind is Kind.DATA:
             pass
-        conn.send(Kind.RESULT, json_bytes({"ok": True, "phase": "images"}))
-        conn.recv(Kind.OFFER)  # the pages are served
+        conn.send(Kind.STAGED, json_bytes({}))
+        conn.recv(Kind.GO)  # the pages are served
         os._exit(0)

@@ -399,7 +399,7 @@ def test_cli_copy_into_a_new_container(service, tmp_path, state_root, cleanup_id
     assert http_get(net.ip, 80) == (200, b"hello from the container\n")
     # A restore that cannot be done is one clear line, and an exit status.
     r = cli(state_root, "restore", "--image-path", images, "clicopy")
-    assert r.returncode == 1 and "is running" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 4 and "is running" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_bind_mount_from_the_host_is_restored(busybox_bundle, netns, container, tmp_path):

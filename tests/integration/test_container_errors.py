@@ -76,9 +76,9 @@ def test_unknown_container_and_bad_id(state_root):
     with pytest.raises(ContainerNotFoundError):
         Container.load("nope", state_root)
     r = cli(state_root, "state", "nope")
-    assert r.returncode == 1 and "'nope' does not exist" in r.stderr
+    assert r.returncode == 3 and "'nope' does not exist" in r.stderr
     r = cli(state_root, "state", "../etc")
-    assert r.returncode == 1 and "invalid container id" in r.stderr
+    assert r.returncode == 2 and "invalid container id" in r.stderr
 
 
 def test_wrong_status_operations(busybox_bundle, container):
@@ -90,7 +90,7 @@ def test_wrong_status_operations(busybox_bundle, container):
     with pytest.raises(ContainerStateError, match="cannot delete .* it is running"):
         ctr.delete()
     r = cli(ctr.root, "delete", ctr.id)
-    assert r.returncode == 1 and "force" in r.stderr
+    assert r.returncode == 4 and "force" in r.stderr
 
 
 def test_operation_while_locked_is_busy(busybox_bundle, container, state_root):
@@ -99,7 +99,7 @@ def test_operation_while_locked_is_busy(busybox_bundle, container, state_root):
         with pytest.raises(ContainerBusyError, match="busy"):
             ctr.start()
         r = cli(state_root, "start", ctr.id)
-        assert r.returncode == 1 and "is busy" in r.stderr
+        assert r.returncode == 4 and "is busy" in r.stderr
     ctr.start()
     assert ctr.status == "running"
 
@@ -114,8 +114,8 @@ def test_two_concurrent_starts_one_refused(busybox_bundle, container, state_root
         p.stdout.close()
         p.stderr.close()
     codes = sorted(code for code, _ in results)
-    assert codes == [0, 1], results
-    refused = next(err for code, err in results if code == 1)
+    assert codes == [0, 4], results  # WRONG_STATE: busy, or already running
+    refused = next(err for code, err in results if code == 4)
     assert "is busy" in refused or "it is running" in refused
     assert ctr.status == "running"
 

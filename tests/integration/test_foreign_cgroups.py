@@ -19,7 +19,7 @@ import pytest
 from runtime.container.facade import Container
 from runtime.linux import syscalls as sc
 from runtime.linux.cghier import is_managed
-from runtime.linux.cgroups import controller_keys
+from runtime.linux.cgroups import Cgroups, controller_keys
 from runtime.testing.foreign_cgroup import ForeignHierarchy, foreign_hierarchy
 from tests.conftest import require, require_criu
 from tests.integration.container_helpers import cli, need_container_prereqs
@@ -53,7 +53,7 @@ def _unexplained(h: ForeignHierarchy, ids: list[str]) -> list[str]:
     """
     def others(d: str) -> bool:
         parts = d.split("/")
-        return parts[0] == "criu-cr" and (len(parts) == 1 or parts[1] not in ids)
+        return parts[0].startswith("criu-cr") and (len(parts) == 1 or parts[1] not in ids)
 
     return [d for d in h.dirs() if not others(d)]
 
@@ -105,10 +105,11 @@ def test_delete_removes_what_older_restores_left_in_a_foreign_hierarchy(foreign_
     [cid] = _ids()[:1]
     ctr = container(busybox_bundle(["sh", "-c", LOOP]), id=cid)
     # what a restore before the fix left: the hierarchy recreated under the container's path
-    stray = os.path.join(h.path, "criu-cr", cid, "criu-cr", cid)
+    path = Cgroups.from_dict(ctr.refresh().cgroups).path.lstrip("/")
+    stray = os.path.join(h.path, path, path)
     os.makedirs(stray)
     ctr.delete(force=True)
-    assert not os.path.exists(os.path.join(h.path, "criu-cr", cid))
+    assert not os.path.exists(os.path.join(h.path, path))
 
 
 def test_check_names_the_hierarchies_and_which_are_managed(foreign_cgroup, state_root):

@@ -56,18 +56,22 @@ def test_migrate_over_loopback(service, state_root, elsewhere):
     stop, answered = threading.Event(), []
     poller = threading.Thread(target=_poll, args=(net.ip, stop, answered), daemon=True)
     poller.start()
+    stop_rx, out = threading.Event(), []
     with Receiver(("127.0.0.1", 0), TOKEN, root=elsewhere, criu_path=os.environ.get("CRIU_CR_CRIU")) as rx:
-        thread, out = _serve(rx)
+        thread = threading.Thread(target=rx.serve_forever, args=(stop_rx,), kwargs={"on_result": out.append})
+        thread.start()
         until(lambda: answered, what="the poller to see the service")
-        moved = migrate(ctr.id, rx.address, TOKEN, root=state_root, criu_path=os.environ.get("CRIU_CR_CRIU"))
+        moved = ctr.migrate(f"127.0.0.1:{rx.address[1]}", TOKEN, criu_path=os.environ.get("CRIU_CR_CRIU"))
         t_end = time.monotonic()
+        until(lambda: out, timeout=60, what="the receiver's report")
+        stop_rx.set()
         thread.join(60)
     assert out and out[0].ok, out
     until(lambda: answered[-1] > t_end, what="the poller to see it again")
     stop.set()
     poller.join(5)
     gap = max(b - a for a, b in zip(answered, answered[1:]))
-    print(f"\nmigrate: {moved.bytes} B, checkpoint {moved.checkpoint_s:.3f}s send {moved.send_s:.3f}s "
+    print(f"\nmigrate: {moved.page_bytes} B of pages, {moved.bytes} B of the rest, checkpoint {moved.checkpoint_s:.3f}s send {moved.send_s:.3f}s "
           f"restore {moved.restore_s:.3f}s (receiver: receive {out[0].received_s:.3f}s restore "
           f"{out[0].restore_s:.3f}s; CRIU frozen {moved.frozen_s}s, CRIU restore {moved.criu_restore_s}s) downtime {moved.downtime_s:.3f}s, longest gap seen by a client {gap:.3f}s",
           file=sys.stderr)
@@ -104,8 +108,11 @@ def test_cli_receive_once_and_migrate(service, state_root, elsewhere, tmp_path):
     token.write_bytes(TOKEN + b"\n")
     env = dict(os.environ)
     base = [sys.executable, "-m", "runtime.cli"]
+    with socket.socket() as s:  # a free port for the page connection, as a firewall rule would name it
+        s.bind(("127.0.0.1", 0))
+        page_port = s.getsockname()[1]
     rx = subprocess.Popen([*base, "--root", elsewhere, "receive", "--listen", "127.0.0.1:0", "--token-file",
-                           str(token), "--once"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                           str(token), "--once", "--page-port", str(page_port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         first = rx.stdout.readline()  # "listening on HOST:PORT"
         assert first.startswith("listening on "), first + rx.stderr.read()
@@ -123,28 +130,6 @@ def test_cli_receive_once_and_migrate(service, state_root, elsewhere, tmp_path):
     wait_tcp(net.ip, 80, timeout=10)
     assert http_get(net.ip, 80) == (200, b"hello from the container\n")
     _nothing_left(state_root, ctr.id)
-
-
-def test_destination_failure_restores_the_source(service, state_root, elsewhere):
-    ctr, net = service
-    before = counter(ctr)
-    # The receiver refuses the archive (over its size limit) after the source froze and dumped it.
-    with Receiver(("127.0.0.1", 0), TOKEN, root=elsewhere, limit=1024) as rx:
-        thread, out = _serve(rx)
-        with pytest.raises(MigrationError) as err:
-            migrate(ctr.id, rx.address, TOKEN, root=state_root, criu_path=os.environ.get("CRIU_CR_CRIU"))
-        thread.join(60)
-    assert err.value.restored_locally and err.value.where == "destination", err.value
-    assert "restored here" in str(err.value)
-    assert out and not out[0].ok
-    back = Container.load(ctr.id, state_root)
-    assert back.status == "running"
-    wait_tcp(net.ip, 80, timeout=10)
-    assert http_get(net.ip, 80) == (200, b"hello from the container\n")
-    until(lambda: counter(back) > before, what="the counter to go on at the source")
-    assert Container.list(elsewhere) == []
-    _nothing_left(elsewhere, ctr.id)
-    assert not [n for n in os.listdir(state_root) if n.startswith(".migrate-")]
 
 
 def test_nobody_listening_freezes_nothing(service, state_root):

@@ -35,7 +35,7 @@ def test_check_reports_this_machine_truthfully() -> None:
     report = json.loads(result.stdout)
     assert report["criu"]["version"].startswith("4.2")
     assert report["features"] == {k: v for k, v in vars_of(CriuClient(criu_path()).feature_check()).items()}
-    assert result.returncode == (0 if report["ok"] else 1)
+    assert result.returncode == (0 if report["ok"] else 6)
     assert report["ok"] is True  # root + CRIU 4.2 on this kind of machine: checkpointing works
 
 
@@ -60,5 +60,5 @@ def test_dump_then_restore_tree_prints_the_pid(counter: Counter, tmp_path: Path)
 
 def test_restore_tree_failure_is_one_clear_line(tmp_path: Path) -> None:
     result = cli("restore-tree", "-D", str(tmp_path / "missing"))
-    assert result.returncode == 1
+    assert result.returncode == 3  # NOT_FOUND
     assert result.stderr.startswith("criu-cr: error:") and "missing" in result.stderr

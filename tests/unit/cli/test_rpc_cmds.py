@@ -66,7 +66,7 @@ def test_cli_wiring() -> None:
             args.tcp_established, args.log_level) == ("/c", 5, "/d", True, True, True, 4)
     args = parser.parse_args(["restore-tree", "-D", "/d", "--shell-job"])
     assert args.images_dir == "/d" and args.shell_job and callable(args.func)
-    assert parser.parse_args(["check", "--json"]).json
+    assert parser.parse_args(["check", "--json"]).format == "json"
     assert callable(parser.parse_args(["version"]).func)
 
 

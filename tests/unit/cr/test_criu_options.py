@@ -172,3 +172,19 @@ def test_joined_uts_and_ipc_namespaces_are_joined_again_at_restore():
     plan.options(images_dir="/tmp", log_file="restore.log", log_level=4)  # CRIU's options accept it
     assert "join_ns" not in criu_options.build(_ctx(namespaces=joined), DUMP).fields  # dumped as any namespace
     assert "join_ns" not in criu_options.build(_ctx(), RESTORE).fields  # nothing joined, nothing to join
+
+
+def test_pages_to_a_page_server_and_on_a_parent():
+    """A migration's dump sends its pages to the destination's page server; a pre-copy's final dump
+    builds on the last pre-dump (parent_img, with memory tracking). A restore gets neither."""
+    from criu_rpc import PageServer
+
+    ps = PageServer(fd=9)
+    dump = criu_options.build(_ctx(page_server=ps, parent_img="../pre/3"), DUMP)
+    assert dump.fields["ps"] == ps and dump.fields["parent_img"] == "../pre/3" and dump.fields["track_mem"] is True
+    opts = dump.options(images_dir="/tmp", log_file="dump.log", log_level=4)
+    assert opts.ps == ps and opts.parent_img == "../pre/3"
+    plain = criu_options.build(_ctx(), DUMP).fields
+    assert not {"ps", "parent_img", "track_mem"} & set(plain)
+    restore = criu_options.build(_ctx(page_server=ps, parent_img="../pre/3"), RESTORE).fields
+    assert not {"ps", "parent_img", "track_mem"} & set(restore)

@@ -11,8 +11,9 @@ import pytest
 from criu_rpc import PageServer
 from runtime.cr import criu_options, lazy, migrate_lazy
 from runtime.cr.criu_options import DUMP, RESTORE, CrContext
-from runtime.cr.migrate import MigrationError, _Conn
+from runtime.cr.migrate import _answer, _Move, _Refused
 from runtime.cr.migrate_proto import Kind, json_bytes
+from runtime.cr.migrate_wire import Conn, send_file
 from runtime.cr.options import CheckpointOptions, LazyPages, RestoreOptions
 
 
@@ -84,29 +85,36 @@ class _Ctx:
     criu_pid = 4242
 
 
+class _Ctr:
+    id = "web"
+    store = None
+
+
 def _source(monkeypatch, tmp_path):
-    def fake_export(store, cid, image_dir, out, compress):
-        with open(out, "wb") as f:
-            f.write(b"the images" * 10)
-        return 100
+    images = tmp_path / "rest.tar"
+    images.write_bytes(b"the images" * 10)
+
+    def hand_over(self, work_dir):  # migrate._Move._hand_over without the archive writing
+        self.conn.send(Kind.ARCHIVE, json_bytes({"size": images.stat().st_size}))
+        self.sent_archive = send_file(self.conn, str(images))
+        _answer(self.conn, Kind.STAGED)
 
     killed: list[tuple[int, int]] = []
-    monkeypatch.setattr(migrate_lazy, "_export", fake_export)
+    monkeypatch.setattr(_Move, "_hand_over", hand_over)
     monkeypatch.setattr(migrate_lazy.os, "kill", lambda pid, sig: killed.append((pid, sig)))
     ours, theirs = socket.socketpair()
-    src = migrate_lazy._Source(_Conn(ours), None, "web", str(tmp_path / "checkpoint"), 4711, True, "none")
-    return src, _Conn(theirs), killed
+    src = migrate_lazy._Source(_Move(_Ctr(), Conn(ours), None, None, "none", None), 4711)
+    src.pre_dump(_Ctx())
+    return src, Conn(theirs), killed
 
 
 def _take_images(dest):
-    offer = dest.recv(Kind.OFFER).json()
+    assert dest.recv(Kind.ARCHIVE).json()["size"] == 100
     while dest.recv(Kind.DATA, Kind.END).kind is Kind.DATA:
         pass
-    return offer
 
 
 def test_a_destination_refusing_the_images_aborts_the_dump(monkeypatch, tmp_path):
-
     src, dest, killed = _source(monkeypatch, tmp_path)
 
     def refuse():
@@ -115,50 +123,47 @@ def test_a_destination_refusing_the_images_aborts_the_dump(monkeypatch, tmp_path
 
     t = threading.Thread(target=refuse)
     t.start()
-    with pytest.raises(MigrationError, match="refused the images: no room"):
-        src.post_dump(_Ctx())
+    with pytest.raises(_Refused, match="no room"):
+        src.send_images(str(tmp_path))
     t.join(5)
     assert killed == [(4242, signal.SIGKILL)]  # CRIU 4.2.1 would serve the pages anyway
-    assert not (tmp_path / "checkpoint.tar").exists()
+    assert "no room" in src.failure
 
 
 def test_the_conversation_until_the_last_page(monkeypatch, tmp_path):
-
     src, dest, killed = _source(monkeypatch, tmp_path)
     seen: dict = {}
 
     def destination():
-        seen["offer"] = _take_images(dest)
-        dest.send(Kind.RESULT, json_bytes({"ok": True, "phase": "images"}))
-        seen["go"] = dest.recv(Kind.OFFER).json()
+        _take_images(dest)
+        dest.send(Kind.STAGED, json_bytes({}))
+        seen["go"] = dest.recv(Kind.GO).json()
         dest.send(Kind.RESULT, json_bytes({"ok": True, "phase": "running", "pid": 77, "restore_us": 5000}))
         dest.send(Kind.RESULT, json_bytes({"ok": True, "phase": "pages", "pages_s": 1.5}))
 
     t = threading.Thread(target=destination)
     t.start()
-    src.post_dump(_Ctx())  # returns once the destination has the images: CRIU may serve the pages
+    src.send_images(str(tmp_path))  # returns once the destination staged them: CRIU may serve the pages
     src.status_ready(_Ctx())  # CRIU's page server listens
     src.join(5)
     t.join(5)
-    assert seen["offer"]["mode"] == "lazy" and seen["offer"]["page_server_port"] == 4711
-    assert seen["offer"]["tcp"] == "established" and seen["go"] == {"pages": "serving"}
+    assert seen["go"] == {"pages": "serving"}
     assert src.running["pid"] == 77 and src.t_images <= src.t_running <= src.t_pages
     assert killed == [] and src.failure is None
 
 
 def test_a_destination_whose_restore_fails_makes_the_source_take_it_back(monkeypatch, tmp_path):
-
     src, dest, killed = _source(monkeypatch, tmp_path)
 
     def destination():
         _take_images(dest)
-        dest.send(Kind.RESULT, json_bytes({"ok": True, "phase": "images"}))
-        dest.recv(Kind.OFFER)
+        dest.send(Kind.STAGED, json_bytes({}))
+        dest.recv(Kind.GO)
         dest.send(Kind.RESULT, json_bytes({"ok": False, "error": "port 80 taken"}))
 
     t = threading.Thread(target=destination)
     t.start()
-    src.post_dump(_Ctx())
+    src.send_images(str(tmp_path))
     src.status_ready(_Ctx())
     src.join(5)
     t.join(5)

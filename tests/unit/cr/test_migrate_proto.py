@@ -61,3 +61,24 @@ def test_token_file(tmp_path):
     f.write_bytes(b"short\n")
     with pytest.raises(ValueError, match="at least 16"):
         read_token(str(f))
+
+
+def test_page_ticket_is_bound_to_the_session_and_the_token():
+    from runtime.cr.migrate_proto import TICKET_FRAME_BYTES, check_ticket_frame, ticket
+
+    token, nd, ns = b"t" * 32, b"d" * 32, b"s" * 32
+    frame = encode(Kind.TICKET, ticket(token, nd, ns))
+    assert len(frame) == TICKET_FRAME_BYTES and check_ticket_frame(token, nd, ns, frame)
+    assert not check_ticket_frame(token, nd, b"o" * 32, frame)  # another session
+    assert not check_ticket_frame(b"x" * 32, nd, ns, frame)  # another token
+    assert not check_ticket_frame(token, nd, ns, encode(Kind.PROOF, ticket(token, nd, ns)))  # not a TICKET
+    assert ticket(token, nd, ns) != proof(token, "source", nd)  # never a handshake proof
+
+
+def test_only_page_images_may_come_back():
+    from runtime.cr.migrate_proto import is_page_image
+
+    assert is_page_image("pagemap-42.img") and is_page_image("pages-65537.img")
+    for name in ("core-42.img", "pages-.img", "pages-1.img/x", "../pages-1.img", "pagemap-a.img", "pages-1.txt",
+                 "criu-cr.manifest"):
+        assert not is_page_image(name), name

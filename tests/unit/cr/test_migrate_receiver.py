@@ -7,7 +7,9 @@ import socket
 import threading
 
 from runtime.cr.migrate import Receiver
-from runtime.cr.migrate_proto import Decoder, Kind, encode, json_bytes, proof
+import pytest
+
+from runtime.cr.migrate_proto import Decoder, Kind, encode, json_bytes, proof, ticket
 
 TOKEN = b"k" * 32
 
@@ -55,7 +57,7 @@ def test_bad_token_is_refused_with_the_reason(tmp_path):
 def test_truncated_stream_answers_failure_and_leaves_nothing(tmp_path):
     def script(s, challenge, dec):
         _prove(s, challenge, dec)
-        s.sendall(encode(Kind.OFFER, json_bytes({"id": "web", "size": 100})) + encode(Kind.DATA, b"x" * 50)[:20])
+        s.sendall(encode(Kind.OFFER, json_bytes({"id": "web"}))[:9])
         s.shutdown(socket.SHUT_WR)
         return _rest(s, dec)
 
@@ -65,7 +67,7 @@ def test_truncated_stream_answers_failure_and_leaves_nothing(tmp_path):
     assert left == []
 
 
-def test_unknown_message_and_damaged_archive(tmp_path):
+def test_unknown_message_and_bad_id(tmp_path):
     def unknown(s, challenge, dec):
         _prove(s, challenge, dec)
         s.sendall(bytes([42, 0, 0, 0, 0]))
@@ -74,11 +76,54 @@ def test_unknown_message_and_damaged_archive(tmp_path):
     got, replies, left = _talk(tmp_path, unknown)
     assert not got.ok and "unknown message type 42" in got.error and left == []
 
-    def damaged(s, challenge, dec):
+    def bad_id(s, challenge, dec):
         _prove(s, challenge, dec)
-        s.sendall(encode(Kind.OFFER, json_bytes({"id": "web", "size": 3})) + encode(Kind.DATA, b"abc")
-                  + encode(Kind.END, b"\0" * 32))
+        s.sendall(encode(Kind.OFFER, json_bytes({"id": "../etc"})))
         return _rest(s, dec)
 
-    got, replies, left = _talk(tmp_path / "b", damaged)
-    assert not got.ok and "damaged" in got.error and replies[0].json()["ok"] is False and left == []
+    got, replies, left = _talk(tmp_path / "b", bad_id)
+    assert not got.ok and "offered container id" in got.error and replies[0].json()["ok"] is False and left == []
+
+
+def test_page_connection_without_the_ticket_is_refused_before_criu(tmp_path):
+    """The page port opens only after the token was proven, on the channel's address, for one
+    connection; one that does not carry this session's ticket ends the migration (CRIU never runs)."""
+    seen = {}
+
+    def script(s, challenge, dec):
+        _prove(s, challenge, dec)
+        s.sendall(encode(Kind.OFFER, json_bytes({"id": "web"})))
+        [pages] = dec.feed(s.recv(1024))
+        assert pages.kind is Kind.PAGES
+        port = pages.json()["port"]
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as p:
+            p.sendall(encode(Kind.TICKET, ticket(TOKEN, challenge, b"m" * 32)))  # another session's nonce
+            seen["first"] = True
+        replies = _rest(s, dec)
+        with pytest.raises(OSError):  # the listener is gone
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return replies
+
+    got, replies, left = _talk(tmp_path, script)
+    assert seen and not got.ok and "ticket" in got.error
+    assert [m.kind for m in replies] == [Kind.RESULT] and replies[0].json()["ok"] is False
+    assert left == []
+
+
+def test_serve_forever_until_stopped(tmp_path):
+    """In a thread: each migration reported through on_result; a set stop ends it between migrations."""
+    root = str(tmp_path / "root")
+    stop, seen = threading.Event(), []
+    with Receiver(("127.0.0.1", 0), TOKEN, root=root, timeout=5) as rx:
+        t = threading.Thread(target=rx.serve_forever, args=(stop,), kwargs={"on_result": seen.append})
+        t.start()
+        for _ in range(2):
+            with socket.create_connection(rx.address, timeout=5) as s:
+                dec = Decoder()
+                [challenge] = dec.feed(s.recv(1024))
+                s.sendall(encode(Kind.PROOF, proof(b"x" * 32, "source", challenge.payload) + b"n" * 32))
+                _rest(s, dec)
+        stop.set()
+        t.join(10)
+        assert not t.is_alive()
+    assert [r.ok for r in seen] == [False, False] and all("bad token" in r.error for r in seen)

@@ -212,6 +212,23 @@ def test_page_server_daemon_and_child(fake_criu, tmp_path: Path) -> None:
     assert sent[-2]["keep_open"] is True and sent[-1]["pid"] == child.pid
 
 
+def test_page_server_child_on_a_connected_socket(fake_criu, tmp_path: Path) -> None:
+    """A migration hands CRIU's page server a connection it authenticated itself (ps.fd): the fd
+    reaches CRIU at the number the request names, and no address or port is sent."""
+    import socket
+
+    a, b = socket.socketpair()
+    fd = b.fileno()
+    with a, b:
+        client = CriuClient(fake_criu([{"recv": "PAGE_SERVER_CHLD"}, {"probe_fds": [fd]},
+                                       {"send": "page_server_chld"}, {"recv": "WAIT_PID"}, {"send": "wait_pid"}]))
+        with client.page_server_child(CriuOptions(images_dir=tmp_path, ps=PageServer(fd=fd))) as child:
+            child.wait()
+    [req] = [r for r in requests(fake_criu.journal()) if r["type"] == "PAGE_SERVER_CHLD"]
+    assert req["opts"]["ps"] == {"fd": fd}
+    assert {"fds": {str(fd): True}} in fake_criu.journal()
+
+
 def test_cpuinfo(fake_criu, tmp_path: Path) -> None:
     client = CriuClient(fake_criu([{"recv": "CPUINFO_DUMP"}, {"send": "cpuinfo_dump"}]))
     client.cpuinfo_dump(CriuOptions(images_dir=tmp_path))
