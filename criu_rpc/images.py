@@ -22,7 +22,7 @@ from typing import Literal, overload
 
 from google.protobuf.message import DecodeError
 
-from ._pb import stats_pb2
+from . import _pb  # its stats_pb2 (protobuf) is loaded when a stats image is parsed
 from .errors import ImageError
 
 __all__ = [
@@ -130,7 +130,7 @@ def parse_stats(data: bytes, kind: str, path: str = "<bytes>") -> DumpStats | Re
         raise ImageError(path, f"entry size {size} is implausible")
     if len(data) < body + size:
         raise ImageError(path, f"truncated: entry of {size} bytes, only {len(data) - body} present")
-    entry = stats_pb2.stats_entry()
+    entry = _pb.stats_pb2.stats_entry()
     try:
         entry.ParseFromString(data[body:body + size])
     except DecodeError as exc:

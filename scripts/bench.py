@@ -12,6 +12,10 @@ is a third peer: same busybox rootfs (imported as an image), same command,
 same pre-created netns (--network ns:PATH); all its state lives in the
 benchmark's temp dir and is removed afterwards.
 
+Then the CLI's own cost (scripts/bench_cli.py, issue 12): ``criu-cr`` against
+the API on one container, interleaved, and ``python -X importtime`` figures
+per command.
+
 Run with scripts/bench [-n ROUNDS] [--podman]; as root. ``--archive``: export/import of a
 1 GiB container instead (scripts/bench_archive.py); ``--inspect``: ``criu-cr inspect`` of a 1 GiB
 checkpoint against crit (scripts/bench_inspect.py).
@@ -32,6 +36,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import bench_cli  # noqa: E402 (scripts/, beside this file)
 from criu_rpc import locate  # noqa: E402
 from runtime.container import Container  # noqa: E402
 from runtime.cr.options import CheckpointOptions, RestoreOptions  # noqa: E402
@@ -46,6 +51,14 @@ HOST_IP, CTR_IP = "10.231.251.1", "10.231.251.2"
 SERVICE = "httpd -p 80 -h /www; i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done"
 _TS = re.compile(rb"^\((\d+\.\d+)\)")
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+# The criu-cr command of the venv running this script, on this checkout's code
+# (a git worktree shares the main checkout's venv).
+CLI = os.path.join(os.path.dirname(sys.executable), "criu-cr")
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment the criu-cr command runs in: this checkout's packages first."""
+    return dict(os.environ, PYTHONPATH=os.path.abspath(REPO), **extra)
 
 
 def criu_log_seconds(path: str) -> float | None:
@@ -128,8 +141,8 @@ class CriuCrCli(CriuCrApi):
     """The criu-cr command (a new Python process per operation), like runc's CLI."""
 
     def _cli(self, *args: str) -> None:
-        env = dict(os.environ, CRIU_CR_ROOT=self.root, CRIU_CR_CRIU=self.criu)
-        subprocess.run([os.path.join(REPO, ".venv", "bin", "criu-cr"), *args], check=True, env=env,
+        env = cli_env(CRIU_CR_ROOT=self.root, CRIU_CR_CRIU=self.criu)
+        subprocess.run([CLI, *args], check=True, env=env,
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
     def checkpoint(self) -> float | None:
@@ -235,6 +248,8 @@ def main() -> int:
                     help="instead: checkpoint --export / restore --import of a 1 GiB container (issue 9)")
     ap.add_argument("--inspect", action="store_true",
                     help="instead: inspect / inspect memory --search of a 1 GiB checkpoint against crit (issue 11)")
+    ap.add_argument("--scale", action="store_true",
+                    help="instead: a 1 GiB container vs runc, many containers (--all), our RSS (scripts/bench_scale.py)")
     ap.add_argument("--migrate", nargs="?", const="16M,256M,1G", metavar="SIZES",
                     help="instead: migration downtime in the two-host lab (issue 10; scripts/bench_migrate.py)")
     args = ap.parse_args()
@@ -252,12 +267,17 @@ def main() -> int:
         import bench_inspect
 
         return bench_inspect.main(args.rounds or 5)
+    if args.scale:
+        import bench_scale
+
+        return bench_scale.main(["--variants", "-n", str(args.rounds or 8)] + (["--podman"] if args.podman else []))
     args.rounds = args.rounds or 10
     criu = locate()
     work = tempfile.mkdtemp(prefix="criu-cr-bench-")
     root = os.path.join(work, "state")
     results: dict[str, dict[str, list[float]]] = {}
     failures: dict[str, str] = {}
+    cli_startup = None
     try:
         netns.teardown(netns=NETNS, host_ifname=HOST_IF)
         netns.create_netns(NETNS)
@@ -279,16 +299,34 @@ def main() -> int:
             except Exception as exc:  # noqa: BLE001 - one failing side must not lose the others' figures
                 print(f"{side.name} failed: {exc}", file=sys.stderr, flush=True)
                 failures[side.name] = str(exc).splitlines()[0][:160]
+        cli_startup = _cli_startup(root, bundle, criu, args.rounds, failures)
     finally:
         netns.teardown(netns=NETNS, host_ifname=HOST_IF)
         shutil.rmtree(work, ignore_errors=True)
     report(results, args.rounds, criu)
+    if cli_startup is not None:
+        runc = results.get("runc 1.1 (CLI)")
+        bench_cli.report(*cli_startup, {"checkpoint": statistics.median(runc["ckpt"]) * 1e3,
+                                        "restore": statistics.median(runc["rst"]) * 1e3} if runc else {})
     for name, why in failures.items():
         print(f"{name:34} FAILED: {why}")
     if args.json:
+        if cli_startup is not None:
+            results["cli startup"] = bench_cli.as_json(*cli_startup)
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
     return 1 if failures else 0
+
+
+def _cli_startup(root: str, bundle: str, criu: str, rounds: int, failures: dict[str, str]) -> tuple | None:
+    """scripts/bench_cli.py's section (the CLI's cost beyond the API, imports per command); None if it failed."""
+    print(f"measuring the CLI's start-up ({rounds} rounds, imports per command)...", file=sys.stderr, flush=True)
+    try:
+        return bench_cli.section(CLI, cli_env(), root, bundle, criu, rounds,
+                                 ready=lambda: wait_tcp(CTR_IP, 80, timeout=10))
+    except Exception as exc:  # noqa: BLE001 - the other figures still count
+        failures["CLI start-up"] = str(exc).splitlines()[0][:160]
+        return None
 
 
 def report(results: dict[str, dict[str, list[float]]], rounds: int, criu: str) -> None:

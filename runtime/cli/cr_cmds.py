@@ -10,6 +10,10 @@ checkpointed with ``--leave-running``, or to bring one back after delete.
 podman's layout, ``--create-image oci:DIR[:TAG]`` as an OCI image (for
 Kubernetes); ``restore --import FILE|oci:DIR[:TAG]`` makes a new container
 from one (on this or another machine; see runtime.cr.portable, runtime.cr.ociimage).
+
+This module holds the parsers and what the handlers share; each command's
+handler is in its own module (``checkpoint_cmd``, ``restore_cmd``, and
+``import_cmd`` for ``restore --import``), imported only when it runs.
 """
 
 from __future__ import annotations
@@ -17,20 +21,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 from collections.abc import Iterator
 from typing import Any
 
-from runtime.cli.errormap import UsageError
+from runtime.cli import batch_cmds
+from runtime.cli.handlers import Handler
 from runtime.cli.output import Result
+from runtime.cli.progress import progress_for
 
-__all__ = ["register", "stats_json", "result_json"]
+__all__ = ["register", "stats_json", "result_json", "print_result", "progress"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("checkpoint", help="checkpoint a running container",
                               description="Checkpoint a running container with CRIU (over RPC).")
-    p.add_argument("id", help="container id")
+    p.add_argument("id", nargs="?", help="container id")
+    batch_cmds.add_flags(p)
     p.add_argument("--image-path", help="where to write the checkpoint (default: <state>/<id>/checkpoint)")
     p.add_argument("-e", "--export", metavar="FILE",
                    help="also write the checkpoint as one archive (podman's layout, readable by checkpointctl)")
@@ -44,11 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="drop connections the container has not accepted yet instead of failing "
                         "(the default with --leave-running, where the container keeps them)")
     _common(p, "checkpoint")
-    p.set_defaults(func=_checkpoint)
+    p.set_defaults(func=Handler("checkpoint_cmd:run", when=batch_cmds.WHEN["checkpoint"]))
 
     p = subparsers.add_parser("restore", help="restore a checkpointed container",
                               description="Restore a checkpointed container with CRIU (over RPC).")
     p.add_argument("id", nargs="?", help="container id (with --import: the new container's, as --name)")
+    batch_cmds.add_flags(p)
     p.add_argument("--image-path", help="the checkpoint to restore (default: the container's last one)")
     p.add_argument("-i", "--import", dest="import_", metavar="FILE",
                    help="restore a new container from a checkpoint archive (checkpoint --export) "
@@ -68,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run the container before its memory is back: CRIU's lazy-pages daemon fills it in "
                         "from the checkpoint while it runs (the command returns once all of it is in)")
     _common(p, "restore")
-    p.set_defaults(func=_restore)
+    p.set_defaults(func=Handler("restore_cmd:run", when={**batch_cmds.WHEN["restore"], "import_": "import_cmd:run"}))
 
 
 def _size(text: str) -> int:
@@ -121,26 +128,10 @@ def result_json(kind: str, result: Any) -> dict[str, Any]:
     return out
 
 
-def _checkpoint(args: argparse.Namespace) -> Result:
-    from runtime.container import Container
-    from runtime.cr.options import CheckpointOptions
-
-    ctr = Container.load(args.id, args.root)
-    with _progress(args, "export", args.export) as progress:
-        res = ctr.checkpoint(CheckpointOptions(
-            image_path=args.image_path, leave_running=args.leave_running, tcp_established=args.tcp_established,
-            tcp_skip_in_flight=args.tcp_skip_in_flight, export=args.export, compress=args.compress,
-            create_image=args.create_image, file_locks=args.file_locks, keep=args.keep,
-            network_lock=args.network_lock, progress=progress), criu_path=args.criu)
-    return _print_result(args, "checkpoint", res, res.archive or res.image or res.image_dir)
-
-
 @contextlib.contextmanager
-def _progress(args: argparse.Namespace, label: str, wanted: object) -> Iterator[Any]:
+def progress(args: argparse.Namespace, label: str, wanted: object) -> Iterator[Any]:
     """A progress line on stderr for an export/import (``wanted``), when stderr is a terminal and
     not --quiet; the line is ended (newline) however the command ends."""
-    from runtime.cli.progress import progress_for
-
     # JSON mode keeps stderr to JSON lines: no progress line there
     line = progress_for(label, quiet=args.quiet or args.format == "json") if wanted else None
     try:
@@ -150,51 +141,7 @@ def _progress(args: argparse.Namespace, label: str, wanted: object) -> Iterator[
             line.close()
 
 
-def _restore(args: argparse.Namespace) -> Result:
-    from runtime.container import Container
-    from runtime.container.state import StateStore
-    from runtime.cr.options import LazyPages, RestoreOptions
-
-    fields = dict(tcp_established=args.tcp_established, tcp_close=args.tcp_close, file_locks=args.file_locks,
-                  keep=args.keep, network_lock=args.network_lock, verify=args.verify, netns=args.netns,
-                  lazy=LazyPages() if args.lazy else None)
-    if args.import_:
-        if args.image_path or args.bundle:
-            raise UsageError("restore: --import takes its images and bundle from the archive "
-                             "(not with --image-path or --bundle)")
-        if args.name and args.id and args.name != args.id:
-            raise UsageError(f"restore: --name {args.name} and ID {args.id} disagree: give one")
-        fields.pop("netns")
-        with _progress(args, "import", True) as progress:
-            res = Container.restore_import(args.import_, name=args.name or args.id, netns=args.netns,
-                                           rootfs=args.rootfs, root=args.root, limit=args.import_limit,
-                                           criu_path=args.criu, progress=progress, **fields)
-        return _print_restored(args, res)
-    if not args.id:
-        raise UsageError("restore: give the container's ID (or --import FILE)")
-    if args.name or args.rootfs or args.import_limit:
-        raise UsageError("restore: --name, --rootfs and --import-limit go with --import")
-    if not StateStore(args.root).exists(args.id) and args.image_path:
-        res = Container.restore_new(args.id, args.image_path, bundle=args.bundle, root=args.root,
-                                    criu_path=args.criu, **fields)
-    else:
-        ctr = Container.load(args.id, args.root)
-        res = ctr.restore(RestoreOptions(image_path=args.image_path, bundle=args.bundle, **fields),
-                          criu_path=args.criu)
-    return _print_restored(args, res)
-
-
-def _print_restored(args: argparse.Namespace, res: Any) -> Result:
-    """A lazy restore waits until all its memory is in (the container runs meanwhile), and says when."""
-    if res.lazy is not None:
-        with res.lazy:
-            took = res.lazy.wait()
-        print(f"criu-cr: running after {res.duration_us / 1e6:.3f}s; all its memory in place after {took:.3f}s",
-              file=sys.stderr)
-    return _print_result(args, "restore", res, res.pid)
-
-
-def _print_result(args: argparse.Namespace, kind: str, res: Any, plain: object) -> Result:
+def print_result(args: argparse.Namespace, kind: str, res: Any, plain: object) -> Result:
     """Text: --print-stats: podman-shaped JSON; else one line (the image dir, or the restored pid)."""
     data = result_json(kind, res)
     if args.print_stats:

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from runtime.cli.errormap import ErrorInfo, error_object
 from runtime.cli.exitcodes import Exit
 
-__all__ = ["Result", "batch", "render", "to_jsonable", "report_error", "add_output_options", "chosen_format", "wants_json",
+__all__ = ["Result", "batch", "outcomes_result", "render", "to_jsonable", "report_error", "add_output_options", "chosen_format", "wants_json",
            "table", "FORMATS", "LOG_LEVELS"]
 
 FORMATS = ("text", "json")
@@ -85,8 +85,22 @@ def render(result: Result, fmt: str, out: TextIO | None = None) -> int:
 def batch(items: Iterable[tuple[str, Callable[[], Any]]], text: Callable[[Any], str] | None = None) -> Result:
     """Run a command over several containers: ``items`` are ``(id, do)``; each ``do()`` returns that
     container's JSON-able result or raises a typed error, which is recorded and the batch goes on.
+    See :func:`outcomes_result` for the result.
+    """
+    rows: list[tuple[str, Any, BaseException | None]] = []
+    for item_id, do in items:
+        try:
+            rows.append((item_id, do(), None))
+        except Exception as exc:  # noqa: BLE001 - recorded; outcomes_result re-raises unexpected ones
+            rows.append((item_id, None, exc))
+    return outcomes_result(rows, text)
 
-    The result is ``{"results": [{"id", "ok": true, "result"} | {"id", "ok": false, "error": {...}}]}``
+
+def outcomes_result(rows: Iterable[tuple[str, Any, BaseException | None]],
+                    text: Callable[[Any], str] | None = None) -> Result:
+    """Several containers' outcomes ``(id, result, error)`` (one of the two None) as one Result.
+
+    The data is ``{"results": [{"id", "ok": true, "result"} | {"id", "ok": false, "error": {...}}]}``
     (docs/schemas/batch.json); the exit status 0 when all succeeded, PARTIAL (7) when some failed, and
     when all failed their common status (or FAILED). An error the CLI does not expect is raised (a bug).
     """
@@ -94,15 +108,15 @@ def batch(items: Iterable[tuple[str, Callable[[], Any]]], text: Callable[[Any], 
 
     results: list[dict[str, Any]] = []
     failed: set[int] = set()
-    for item_id, do in items:
-        try:
-            results.append({"id": item_id, "ok": True, "result": to_jsonable(do())})
-        except Exception as exc:  # noqa: BLE001 - recorded; unexpected ones re-raised below
-            info = classify(exc)
-            if info is None:
-                raise
-            failed.add(int(info.exit))
-            results.append({"id": item_id, "ok": False, "error": error_object(info)["error"]})
+    for item_id, value, exc in rows:
+        if exc is None:
+            results.append({"id": item_id, "ok": True, "result": to_jsonable(value)})
+            continue
+        info = classify(exc)
+        if info is None:
+            raise exc
+        failed.add(int(info.exit))
+        results.append({"id": item_id, "ok": False, "error": error_object(info)["error"]})
     if not failed:
         status: int = Exit.OK
     elif any(r["ok"] for r in results):

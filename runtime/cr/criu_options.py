@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterable
 
 from criu_rpc import CgroupRoot, CriuOptions, ExternalMount, InheritFd, JoinNamespace, PageServer
+from criu_rpc.option_types import CLONE_NEWNET
 from runtime.linux.cghier import managed_fields
 from runtime.linux.procfs import MountEntry, parse_mountinfo
 
@@ -107,6 +108,9 @@ class CrContext:
     # parent_img: the previous pre-dump's images (relative), pages unchanged since are not sent again.
     page_server: PageServer | None = None
     parent_img: str | None = None
+    # The container's private netns is not dumped and comes back empty (CRIU's empty_ns);
+    # the restore brings its lo up at setup-namespaces.
+    netns_empty: bool = False
     lazy_port: int | None = None  # dump: serve the lazy memory from CRIU's page server on this port
     lazy_restore: bool = False  # restore: leave the lazy memory to the lazy-pages daemon
 
@@ -185,7 +189,12 @@ def root_part(ctx: CrContext, direction: Direction) -> Part:
 def namespace_part(ctx: CrContext, direction: Direction) -> Part:
     """Joined network/pid namespaces are external: named at dump, handed back as fds at restore.
 
-    Joined uts/ipc namespaces are joined again at restore (``join_ns``).
+    Joined uts/ipc namespaces are joined again at restore (``join_ns``). A
+    private netns that holds nothing worth keeping (``netns_empty``) is
+    neither dumped nor restored (``empty_ns``), as runc does: CRIU's netns
+    dump runs ``ip ... save`` and ``iptables-save`` while the tree is frozen.
+    CRIU refuses ``empty_ns`` beside ``join_ns``: the checkpoint never sets
+    ``netns_empty`` with uts/ipc joined.
     """
     external = []
     open_paths = []
@@ -199,7 +208,12 @@ def namespace_part(ctx: CrContext, direction: Direction) -> Part:
             external.append(f"{criu_name}[{ctx.ns_inodes[ns_type]}]:{key}")
         else:
             open_paths.append((key, path))
-    return Part(opts={"join_ns": join} if join else {}, external=tuple(external), open_paths=tuple(open_paths))
+    opts: dict[str, Any] = {"join_ns": join} if join else {}
+    if ctx.netns_empty and "network" not in ctx.namespaces:
+        if join:
+            raise LookupError("a checkpoint whose netns was not dumped cannot join uts/ipc namespaces")
+        opts["empty_ns"] = CLONE_NEWNET
+    return Part(opts=opts, external=tuple(external), open_paths=tuple(open_paths))
 
 
 def _restore_source(rec: MountRecord, ctx: CrContext) -> str:

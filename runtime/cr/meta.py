@@ -60,6 +60,9 @@ class CheckpointMeta:
     file_locks: bool = False
     network_lock: str = ""
     created: float = 0.0
+    # The container's private netns held only lo: CRIU did not dump it (empty_ns) and the restore
+    # makes it empty again and brings lo up (runc's way; runtime.cr.checkpoint._netns_left_empty).
+    netns_empty: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {"version": META_VERSION, "container_id": self.container_id, "bundle": self.bundle,
@@ -68,7 +71,7 @@ class CheckpointMeta:
                 "cgroups_path": self.cgroups_path, "upper_dir": self.upper_dir,
                 "rootfs_diff": self.rootfs_diff, "leave_running": self.leave_running,
                 "tcp_established": self.tcp_established, "file_locks": self.file_locks,
-                "network_lock": self.network_lock, "created": self.created}
+                "network_lock": self.network_lock, "created": self.created, "netns_empty": self.netns_empty}
 
     def write(self, image_dir: str) -> None:
         with open_private(os.path.join(image_dir, METADATA_FILE), "w", encoding="utf-8") as f:
@@ -124,7 +127,7 @@ def _meta_from_dict(data: dict[str, Any]) -> CheckpointMeta:
         upper_dir=data.get("upper_dir", ""), rootfs_diff=bool(data.get("rootfs_diff")),
         leave_running=bool(data.get("leave_running")), tcp_established=bool(data.get("tcp_established")),
         file_locks=bool(data.get("file_locks")), network_lock=str(data.get("network_lock") or ""),
-        created=float(data.get("created") or 0.0))
+        created=float(data.get("created") or 0.0), netns_empty=bool(data.get("netns_empty")))
 
 
 def fresh_image_dir(final_dir: str, *, container_id: str = "") -> str:

@@ -38,8 +38,10 @@ from runtime.errors import ImageIntegrityError, RestoreError, criu_message
 from runtime.linux import mounts
 from runtime.linux.cgroups import Cgroups
 from runtime.linux.procfs import proc_start_time, process_alive
+from runtime.linux.syscalls import link_up
 from runtime.linux.signals import deferred
 from runtime.net import netns, snapshot
+from runtime.net.in_netns import in_netns
 from runtime.oci.spec import load_spec
 from runtime.oci.support import bind_sources
 
@@ -193,18 +195,28 @@ class _RestoreHooks(NotifyHandler):
     the tree it built when post-restore fails -- by then every page is in
     place, the tree has not run and the netns is still locked -- but only
     logs a failed pre-resume and resumes the tree anyway (cr-restore.c).
-    Nothing is needed at setup-namespaces: the joined netns is handed in as
-    an fd and the cgroups exist before CRIU starts. A caller's handler sees
+    At setup-namespaces a joined netns needs nothing (it is handed in as an
+    fd, and the cgroups exist before CRIU starts); a private netns that the
+    checkpoint left out (``lo_up``: CRIU made it empty) gets its ``lo`` up
+    there, before CRIU binds the restored sockets. A caller's handler sees
     every callback, after ours (so not a post-restore whose hashes failed).
     """
 
-    def __init__(self, user: NotifyHandler | None = None, check: HashCheck | None = None) -> None:
+    def __init__(self, user: NotifyHandler | None = None, check: HashCheck | None = None, *,
+                 lo_up: bool = False) -> None:
         self.pid: int | None = None
         self._user = user
         self._check = check
+        self._lo_up = lo_up
         if user is not None:  # every other callback is the caller's
-            for name in set(NOTIFY_SCRIPTS.values()) - {"post_restore"}:
+            for name in set(NOTIFY_SCRIPTS.values()) - {"post_restore", "setup_namespaces"}:
                 setattr(self, name, getattr(user, name))
+
+    def setup_namespaces(self, ctx: Any) -> None:
+        if self._lo_up:
+            in_netns(f"/proc/{ctx.pid}/ns/net", lambda: link_up("lo"))
+        if self._user is not None:
+            self._user.setup_namespaces(ctx)
 
     def post_restore(self, ctx: Any) -> None:
         self.pid = ctx.pid
@@ -287,7 +299,7 @@ def _criu_options(st: ContainerState, meta: CheckpointMeta, image_dir: str, opts
         rootfs=criu_root, namespaces=dict(meta.namespaces), mounts=meta.mounts,
         cgroup_paths=dict(cg.paths) if cg else {}, cg_roots=tuple(cg.cg_roots()) if cg else (),
         bind_sources=spec_binds, stdio_fds=stdio_fds,
-        network_lock=network_lock,
+        network_lock=network_lock, netns_empty=meta.netns_empty,
         **_tcp_mode(opts, meta), file_locks=opts.file_locks, lazy_restore=opts.lazy is not None)
     try:
         plan = criu_options.build(ctx, Direction.RESTORE)
@@ -328,7 +340,7 @@ class _MonitorRestore:
         me = os.getpid()
         pending.write_journal(self.journal, monitor=me, monitor_start=proc_start_time(me) or 0)
         check = self.unhashed.start() if self.unhashed is not None and self.unhashed.digests else None
-        hooks = _RestoreHooks(self.notify, check)
+        hooks = _RestoreHooks(self.notify, check, lo_up=bool(self.criu_opts.empty_ns))
         try:
             res = self.client.restore(self.criu_opts, notify=hooks, timeout=self.timeout)
             if hooks.pid is not None and hooks.pid != res.pid:

@@ -263,13 +263,18 @@ def finish_rootfs(spec: Spec) -> None:
 def archive_upper(upper: str, tar_path: str) -> None:
     """Write the overlay's upper directory (the container's filesystem changes) to ``tar_path``.
 
-    Whiteouts (0/0 character devices) and ownership are kept. Raises OSError.
+    Whiteouts (0/0 character devices) and ownership are kept. Raises OSError (tarfile's
+    own errors too, so that callers need not import tarfile to catch them).
     """
     import tarfile
 
-    with open_private(tar_path, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in sorted(os.listdir(upper)):
-            tar.add(os.path.join(upper, name), arcname=name)
+    try:
+        with open_private(tar_path, "wb") as f, \
+                tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name in sorted(os.listdir(upper)):
+                tar.add(os.path.join(upper, name), arcname=name)
+    except tarfile.TarError as exc:
+        raise OSError(f"{tar_path}: {exc}") from exc
 
 
 def extract_upper(tar_path: str, upper: str) -> None:

@@ -68,11 +68,11 @@ def test_sdist_and_wheel_pass_twine_check(dist) -> None:
     assert wheel.name == f"criu_cr-{__version__}-py3-none-any.whl"
     _run(sys.executable, "-m", "twine", "check", "--strict", wheel, sdist)
     names = zipfile.ZipFile(wheel).namelist()
-    assert {n.split("/")[0] for n in names} == {"criu_rpc", "runtime", f"criu_cr-{__version__}.dist-info"}
-    assert "criu_rpc/_pb/rpc_pb2.py" in names and "runtime/cli/manpage.py" in names  # generated code shipped
+    assert {n.split("/")[0] for n in names} == {"criu_rpc", "criu_image", "runtime", f"criu_cr-{__version__}.dist-info"}
+    assert {"criu_rpc/_pb/rpc_pb2.py", "criu_image/_pb/core_pb2.py", "runtime/cli/manpage.py"} <= set(names)  # generated code
     with tarfile.open(sdist) as tar:
         members = {m.split("/", 1)[1] for m in tar.getnames() if "/" in m}
-    assert {"proto/rpc.proto", "CHANGELOG.md", "docs/tutorial.md", "docs/criu-cr-receive.service"} <= members
+    assert {"proto/rpc.proto", "proto/images/core.proto", "CHANGELOG.md", "docs/tutorial.md", "docs/criu-cr-receive.service"} <= members
 
 
 def test_wheel_in_a_clean_venv_outside_the_repository(dist, tmp_path) -> None:

@@ -125,9 +125,12 @@ def _run(argv, monkeypatch, capsys):
 
 
 def test_usage_errors_exit_2_in_text_and_json(monkeypatch, capsys):
-    status, out = _run(["checkpoint"], monkeypatch, capsys)
+    status, out = _run(["checkpoint", "--compress", "lz4", "web"], monkeypatch, capsys)
     assert status == 2 and "usage: criu-cr checkpoint" in out.err
-    assert "criu-cr: error: checkpoint: the following arguments are required: id" in out.err
+    assert "criu-cr: error: checkpoint: argument -c/--compress: invalid choice: 'lz4'" in out.err
+    monkeypatch.setattr("runtime.cli.has_sys_admin", lambda: True)
+    status, out = _run(["checkpoint"], monkeypatch, capsys)
+    assert status == 2 and "criu-cr: error: checkpoint: give the container's ID (or --all)" in out.err
     status, out = _run(["checkpoint", "--json"], monkeypatch, capsys)
     obj = json.loads(out.err)
     assert status == 2 and obj["error"]["code"] == "usage" and obj["error"]["exit"] == 2 and out.out == ""

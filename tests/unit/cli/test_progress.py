@@ -117,7 +117,7 @@ def test_cli_export_on_a_pipe_or_quiet_writes_nothing_to_stderr(monkeypatch, tmp
         err = FakeTTY(tty=tty)
         monkeypatch.setattr("sys.stderr", err)
         args = build_parser().parse_args(["checkpoint", "--export", "x", *(["-q"] if quiet else []), "web"])
-        with cr_cmds._progress(args, "export", args.export) as progress:
+        with cr_cmds.progress(args, "export", args.export) as progress:
             assert progress is None
             archive.write_archive(str(tmp_path / f"a{tty}.tar"), str(image_dir), extra=extra, progress=progress)
         assert err.getvalue() == ""
@@ -131,7 +131,7 @@ def test_cli_progress_on_a_terminal_ends_its_line_even_on_failure(monkeypatch):
     monkeypatch.setattr("time.monotonic", clock)
     args = build_parser().parse_args(["restore", "--import", "x"])
     with pytest.raises(OSError):
-        with cr_cmds._progress(args, "import", True) as progress:
+        with cr_cmds.progress(args, "import", True) as progress:
             progress(0, 10 * MiB)
             clock.now += 1
             progress(MiB, 10 * MiB)

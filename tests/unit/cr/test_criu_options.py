@@ -188,3 +188,18 @@ def test_pages_to_a_page_server_and_on_a_parent():
     assert not {"ps", "parent_img", "track_mem"} & set(plain)
     restore = criu_options.build(_ctx(page_server=ps, parent_img="../pre/3"), RESTORE).fields
     assert not {"ps", "parent_img", "track_mem"} & set(restore)
+
+
+def test_a_private_netns_left_empty_both_ways_as_runc_does():
+    from criu_rpc.option_types import CLONE_NEWNET
+
+    ctx = CrContext(rootfs="/r", pid=7, netns_empty=True)
+    for direction in (DUMP, RESTORE):
+        assert criu_options.build(ctx, direction).fields["empty_ns"] == CLONE_NEWNET
+    assert "empty_ns" not in criu_options.build(CrContext(rootfs="/r", pid=7), DUMP).fields
+    # a joined netns is external, never "empty"; CRIU refuses empty_ns beside join_ns
+    joined = CrContext(rootfs="/r", pid=7, netns_empty=True, namespaces={"network": "/run/netns/x"},
+                       ns_inodes={"network": 5})
+    assert "empty_ns" not in criu_options.build(joined, DUMP).fields
+    with pytest.raises(LookupError):
+        criu_options.build(CrContext(rootfs="/r", netns_empty=True, namespaces={"uts": "/proc/1/ns/uts"}), RESTORE)
