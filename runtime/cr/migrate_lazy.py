@@ -2,8 +2,9 @@
 
 The source checkpoints with ``lazy_port`` (CRIU's lazy dump): every image
 but the lazy memory is written, and at CRIU's post-dump -- the tree frozen,
-the images complete -- our hook sends them as the export archive over the
-authenticated channel and waits for the destination to have them. Then
+the images complete -- checkpoint's ``before_kill`` sends them as stop-and-copy
+does (the archive through ``migrate._Move._hand_over``) over the authenticated
+channel and waits for the destination to have them staged. Then
 CRIU serves the frozen tree's memory from its page server; the destination
 restores with CRIU's lazy-pages daemon fetching from that page server
 (:mod:`runtime.cr.lazy`) and the container runs there at once. CRIU's DUMP
@@ -22,10 +23,11 @@ The conversation, after the handshake of :mod:`runtime.cr.migrate_proto`::
 Rollback, and the window where there is none:
 
 * Until the destination says "running" the source can take the container
-  back: a failure while sending, or a destination that refuses the images,
-  raises in the post-dump hook (CRIU aborts the dump, the tree runs on);
-  a destination whose restore fails makes the source kill its CRIU (the
-  tree, only ptrace-stopped, runs on; its network lock is lifted).
+  back: a failure while sending, a destination that refuses the images or
+  whose restore fails, one that vanishes before any page was fetched -- the
+  source kills its CRIU (CRIU 4.2.1 serves the pages even after a refused
+  post-dump), which lets go of the ptrace-stopped tree: it runs on, and the
+  network lock is lifted.
 * From the moment the destination's tree runs, memory is split between the
   hosts: neither side can run the container alone until every page has
   gone. A connection lost then cannot be rolled back: the source lets CRIU
