@@ -34,6 +34,9 @@ def migration_modes(facts: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"mode": mode, "available": True, "why": "needs only a dump and a restore"})
         elif features is None or features.get(feature) is None:
             out.append({"mode": mode, "available": None, "why": f"CRIU's FEATURE_CHECK did not answer {feature}"})
+        elif features[feature] and mode == "lazy" and facts.get("lazy_page_server"):
+            out.append({"mode": mode, "available": False, "why": f"FEATURE_CHECK {feature}: yes, but "
+                        + str(facts["lazy_page_server"])})
         elif features[feature]:
             out.append({"mode": mode, "available": True, "why": f"FEATURE_CHECK {feature}: yes"})
         else:

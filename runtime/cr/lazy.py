@@ -55,8 +55,8 @@ def page_server_problem() -> str | None:
         limit = int(f.read().strip())
     if limit >= PAGE_SERVER_PIPE:
         return None
-    return (f"CRIU's lazy page server needs pipes of {PAGE_SERVER_PIPE} bytes and runs without CAP_SYS_RESOURCE "
-            f"here, but fs.pipe-max-size is {limit}: raise it (sysctl -w fs.pipe-max-size={PAGE_SERVER_PIPE})")
+    return (f"CRIU's lazy page server needs pipes of {PAGE_SERVER_PIPE} bytes; without CAP_SYS_RESOURCE (as here) "
+            f"fs.pipe-max-size ({limit}) must allow them: sysctl -w fs.pipe-max-size={PAGE_SERVER_PIPE}")
 
 
 class LazyPagesError(RestoreError):
