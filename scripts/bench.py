@@ -250,7 +250,13 @@ def main() -> int:
                     help="instead: inspect / inspect memory --search of a 1 GiB checkpoint against crit (issue 11)")
     ap.add_argument("--scale", action="store_true",
                     help="instead: a 1 GiB container vs runc, many containers (--all), our RSS (scripts/bench_scale.py)")
+    ap.add_argument("--migrate", nargs="?", const="16M,256M,1G", metavar="SIZES",
+                    help="instead: migration downtime in the two-host lab (issue 10; scripts/bench_migrate.py)")
     args = ap.parse_args()
+    if args.migrate:
+        import bench_migrate
+
+        return bench_migrate.main(args.migrate, args.json)
     if args.podman and not podman_available():
         ap.error("podman is not installed: run scripts/install-peers")
     if args.archive:
