@@ -268,7 +268,13 @@ def main() -> int:
     ap.add_argument("--report", action="store_true",
                     help="instead: issue 12's figures (CLI, kdat cache, 1 GiB, --all, RSS) in one table "
                          "with targets (scripts/bench_report.py)")
+    ap.add_argument("--migrate", nargs="?", const="16M,256M,1G", metavar="SIZES",
+                    help="instead: migration downtime in the two-host lab (issue 10; scripts/bench_migrate.py)")
     args = ap.parse_args()
+    if args.migrate:
+        import bench_migrate
+
+        return bench_migrate.main(args.migrate, args.json)
     if args.podman and not podman_available():
         ap.error("podman is not installed: run scripts/install-peers")
     if args.archive:

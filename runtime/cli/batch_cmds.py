@@ -80,6 +80,9 @@ def restore(args: argparse.Namespace) -> Any:
     if args.image_path or args.import_ or args.bundle or args.netns or args.name or args.rootfs:
         raise UsageError("restore: --image-path, --import, --bundle, --netns, --name and --rootfs "
                          "name one container: not with --all or several ids")
+    if getattr(args, "lazy", False):
+        raise UsageError("restore: --lazy runs one lazy-pages daemon for one container: not with --all or several "
+                         "ids (restore them one by one with --lazy)")
     opts = RestoreOptions(tcp_established=args.tcp_established, tcp_close=args.tcp_close,
                           file_locks=args.file_locks, keep=args.keep, network_lock=args.network_lock,
                           verify=args.verify)

@@ -71,6 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tcp-close", action="store_true", help="restore established TCP connections closed")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="do not check the images against the checkpoint's manifest before CRIU reads them")
+    p.add_argument("--lazy", action="store_true",
+                   help="run the container before its memory is back: CRIU's lazy-pages daemon fills it in "
+                        "from the checkpoint while it runs (the command returns once all of it is in)")
     _common(p, "restore")
     p.set_defaults(func=Handler("restore_cmd:run", when={**batch_cmds.WHEN["restore"], "import_": "import_cmd:run"}))
 

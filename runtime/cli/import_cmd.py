@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from runtime.cli.cr_cmds import print_result, progress
+from runtime.cli.cr_cmds import progress
 from runtime.cli.errormap import UsageError
 from runtime.cli.output import Result
-from runtime.cli.restore_cmd import restore_fields
+from runtime.cli.restore_cmd import lazy_source, print_restored, restore_fields
 from runtime.container.state import StateStore
 from runtime.cr.archive import DEFAULT_IMPORT_LIMIT
 from runtime.cr.options import RestoreOptions
@@ -27,8 +27,8 @@ def run(args: argparse.Namespace) -> Result:
     if args.name and args.id and args.name != args.id:
         raise UsageError(f"restore: --name {args.name} and ID {args.id} disagree: give one")
     with progress(args, "import", True) as line:
-        opts = RestoreOptions(netns=args.netns, progress=line, **restore_fields(args))
+        opts = RestoreOptions(netns=args.netns, progress=line, lazy=lazy_source(args), **restore_fields(args))
         res = restore_import(StateStore(args.root), args.import_, opts, name=args.name or args.id,
                              rootfs=args.rootfs, limit=args.import_limit or DEFAULT_IMPORT_LIMIT,
                              criu_path=args.criu)
-    return print_result(args, "restore", res, res.pid)
+    return print_restored(args, res)

@@ -34,6 +34,9 @@ def migration_modes(facts: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"mode": mode, "available": True, "why": "needs only a dump and a restore"})
         elif features is None or features.get(feature) is None:
             out.append({"mode": mode, "available": None, "why": f"CRIU's FEATURE_CHECK did not answer {feature}"})
+        elif features[feature] and mode == "lazy" and facts.get("lazy_page_server"):
+            out.append({"mode": mode, "available": False, "why": f"FEATURE_CHECK {feature}: yes, but "
+                        + str(facts["lazy_page_server"])})
         elif features[feature]:
             out.append({"mode": mode, "available": True, "why": f"FEATURE_CHECK {feature}: yes"})
         else:
@@ -63,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-c", "--compress", choices=("zstd", "gzip", "none"), default="none",
                    help="compression of the stream (default none: fastest on a fast link)")
     p.add_argument("--tcp-established", action="store_true", help="checkpoint established TCP connections")
+    p.add_argument("--lazy", action="store_true",
+                   help="post-copy: the container runs on the destination while its memory still moves "
+                        "(no way back once it runs there: docs/migration.md)")
     p.add_argument("--pre-copy", type=int, default=0, metavar="N",
                    help="up to N pre-dump iterations first (needs CRIU's memory tracking; refused before "
                         "anything is frozen where it is missing)")
@@ -93,6 +99,17 @@ def _migrate(args: argparse.Namespace) -> int:
     from runtime.cr.migrate import migrate, parse_address
     from runtime.cr.migrate_proto import read_token
 
+    if args.lazy:
+        if args.pre_copy:
+            raise SystemExit("criu-cr migrate: --lazy and --pre-copy exclude each other")
+        res = migrate(args.id, parse_address(args.address), read_token(args.token_file), root=args.root,
+                      criu_path=args.criu, compress=args.compress, tcp_established=args.tcp_established,
+                      lazy=True)
+        print(f"criu-cr: migrated {res.bytes} bytes of images; downtime {res.downtime_s:.3f}s (images "
+              f"{res.images_s:.3f}s, destination restore {res.restore_s}s); last page arrived after "
+              f"{res.pages_s:.3f}s", file=sys.stderr)
+        print(res.pid)
+        return 0
     report, line = _progress(args.quiet)
     try:
         res = migrate(args.id, parse_address(args.address), read_token(args.token_file), root=args.root,

@@ -149,7 +149,10 @@ def _gather(criu_arg: str | None) -> dict[str, Any]:
         facts["features"] = {k: v for k, v in asdict(client.feature_check()).items()}
     except CriuError as exc:
         facts["features_error"] = str(exc)
+    from runtime.cr.lazy import page_server_problem
     from runtime.cr.meta import criu_facts, pick_network_lock
+
+    facts["lazy_page_server"] = page_server_problem()
 
     # Asked afresh (no cache): `check` reports what CRIU says now.
     facts["network_lock"]["nftables"] = bool(criu_facts(path).get("network_lock_nftables"))

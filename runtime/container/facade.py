@@ -310,11 +310,14 @@ class Container:
 
     def migrate(self, address: tuple[str, int] | str, token: bytes, *, criu_path: str | None = None,
                 compress: str = "none", tcp_established: bool = False, progress: Any = None,
-                notify: NotifyHandler | None = None, timeout: float | None = None, pre_copy: int = 0) -> Any:
+                notify: NotifyHandler | None = None, timeout: float | None = None, pre_copy: int = 0,
+                lazy: bool = False) -> Any:
         """Move this running container to a ``criu-cr receive`` / ``Receiver`` at ``address``
-        (``(host, port)`` or ``"HOST:PORT"``), stop-and-copy; see :func:`runtime.cr.migrate.migrate`.
+        (``(host, port)`` or ``"HOST:PORT"``), stop-and-copy (``lazy``: post-copy); see
+        :func:`runtime.cr.migrate.migrate`.
 
-        Returns a ``Migrated`` (pid there, downtime). On success this container is gone here.
+        Returns a ``Migrated`` (pid there, downtime; ``lazy``: a ``LazyMigrated``, the last page's
+        time too). On success this container is gone here.
         Raises ContainerStateError (not running), MigrationError (``.restored_locally``: it runs
         here again or never stopped; else ``.hint`` says how to get it back), CheckpointError.
         """
@@ -324,7 +327,7 @@ class Container:
             address = _migrate.parse_address(address)
         extra = {"timeout": timeout} if timeout is not None else {}
         return _migrate.migrate(self.id, address, token, root=self._store.root, criu_path=criu_path,
-                                compress=compress, tcp_established=tcp_established, progress=progress,
+                                compress=compress, tcp_established=tcp_established, progress=progress, lazy=lazy,
                                 notify=notify, pre_copy=pre_copy, **extra)
 
     @classmethod

@@ -135,7 +135,7 @@ def _dump(st: ContainerState, opts: CheckpointOptions, facts: dict[str, Any], wo
                             else opts.tcp_skip_in_flight),
         file_locks=opts.file_locks,
         leave_running=opts.leave_running, page_server=opts.page_server, parent_img=opts.parent_img,
-        netns_empty=meta.netns_empty)
+        netns_empty=meta.netns_empty, lazy_port=opts.lazy_port)
     criu_opts = criu_options.build(ctx, Direction.DUMP).options(images_dir=work_dir, log_file=DUMP_LOG,
                                                                log_level=opts.log_level)
     if cg is not None:

@@ -111,6 +111,8 @@ class CrContext:
     # The container's private netns is not dumped and comes back empty (CRIU's empty_ns);
     # the restore brings its lo up at setup-namespaces.
     netns_empty: bool = False
+    lazy_port: int | None = None  # dump: serve the lazy memory from CRIU's page server on this port
+    lazy_restore: bool = False  # restore: leave the lazy memory to the lazy-pages daemon
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -319,8 +321,19 @@ def pages_part(ctx: CrContext, direction: Direction) -> Part:
     return Part(opts=opts)
 
 
+def lazy_part(ctx: CrContext, direction: Direction) -> Part:
+    """Post-copy (runtime.cr.lazy): a dump that serves its lazy memory from CRIU's page server (every
+    address: CRIU takes only the port of a lazy dump's ``ps``), a restore that leaves it to the daemon."""
+    if direction == DUMP and ctx.lazy_port:
+        return Part(opts={"lazy_pages": True, "ps": PageServer(port=ctx.lazy_port)})
+    if direction == RESTORE and ctx.lazy_restore:
+        return Part(opts={"lazy_pages": True})
+    return Part()
+
+
 CONCERNS: tuple[Callable[[CrContext, Direction], Part], ...] = (
     root_part, namespace_part, mount_part, cgroup_part, stdio_part, network_part, process_part, pages_part,
+    lazy_part,
 )
 
 

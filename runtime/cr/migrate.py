@@ -35,7 +35,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from criu_rpc import PageServer
 from runtime.container.state import Action, StateStore
@@ -46,6 +46,9 @@ from runtime.cr.migrate_proto import (NONCE_BYTES, Kind, ProtocolError, check_pr
 from runtime.cr.migrate_wire import Conn, recv_file, send_file
 from runtime.cr.options import CheckpointOptions, RestoreOptions
 from runtime.errors import ContainerError
+
+if TYPE_CHECKING:
+    from runtime.cr.migrate_lazy import LazyMigrated
 
 __all__ = ["Receiver", "Received", "migrate", "Migrated", "MigrationError", "parse_address", "MigrationProgress"]
 
@@ -101,11 +104,14 @@ class Migrated:
 def migrate(container_id: str, address: tuple[str, int], token: bytes, *, root: str | None = None,
             criu_path: str | None = None, compress: str = "none", tcp_established: bool = False,
             timeout: float = DEFAULT_TIMEOUT, progress: MigrationProgress | None = None,
-            notify: Any = None, pre_copy: int = 0) -> Migrated:
+            notify: Any = None, pre_copy: int = 0, lazy: bool = False) -> Migrated | LazyMigrated:
     """Move the running container ``container_id`` (state root ``root``) to the receiver at ``address``.
 
     ``pre_copy``: up to that many pre-dump iterations first (runtime.cr.precopy); refused before
     anything is frozen or sent when CRIU cannot track memory (FEATURE_CHECK mem_track).
+    ``lazy``: post-copy (runtime.cr.migrate_lazy; returns a LazyMigrated): the container runs on the
+    destination while its memory still moves; refused before anything is frozen where CRIU's page
+    server cannot work (runtime.cr.lazy.page_server_problem).
     ``progress``: see MigrationProgress. ``notify``: CRIU's dump callbacks (a
     criu_rpc.NotifyHandler; tests inject faults there). ``Container.migrate`` is the same.
     Raises ContainerNotFoundError, ContainerStateError (not running: nothing
@@ -117,6 +123,8 @@ def migrate(container_id: str, address: tuple[str, int], token: bytes, *, root: 
     ctr.state().check(Action.CHECKPOINT)  # before anything is sent
     if pre_copy:
         _require_pre_copy(container_id, criu_path)
+    if lazy:
+        _require_lazy(container_id, pre_copy)
     try:
         sock = socket.create_connection(address, timeout=timeout)
     except OSError as exc:
@@ -126,11 +134,16 @@ def migrate(container_id: str, address: tuple[str, int], token: bytes, *, root: 
         conn = Conn(sock)
         try:
             nonces = _authenticate(conn, token)
-            conn.send(Kind.OFFER, json_bytes({"id": ctr.id, "tcp": "established" if tcp_established else "close"}))
-            psock = _page_connection(conn, address[0], token, nonces, timeout)
+            if not lazy:
+                conn.send(Kind.OFFER, json_bytes({"id": ctr.id, "tcp": "established" if tcp_established else "close"}))
+                psock = _page_connection(conn, address[0], token, nonces, timeout)
         except (OSError, ProtocolError, _Refused) as exc:
             raise MigrationError(container_id, str(exc), where=_where(exc),
                                  hint="nothing was frozen: the container runs here") from exc
+        if lazy:
+            from runtime.cr.migrate_lazy import migrate_lazy
+
+            return migrate_lazy(ctr, conn, criu_path, compress, tcp_established)
         with psock:
             return _Move(ctr, conn, psock, criu_path, compress, progress).run(notify)
 
@@ -148,6 +161,15 @@ def _require_pre_copy(container_id: str, criu_path: str | None) -> None:
     # was built on lacks soft-dirty tracking, so that path could not be run even once.
     raise MigrationError(container_id, "pre-copy over the network is not implemented in this criu-cr (its "
                          "iteration logic is runtime.cr.precopy)", hint="nothing was frozen: use stop-and-copy or --lazy")
+
+
+def _require_lazy(container_id: str, pre_copy: int) -> None:
+    """Post-copy needs CRIU's page server to work here: asked before anything is frozen or sent."""
+    from runtime.cr.lazy import page_server_problem
+
+    problem = "--lazy and --pre-copy exclude each other" if pre_copy else page_server_problem()
+    if problem:
+        raise MigrationError(container_id, problem, hint="nothing was frozen: the container runs here")
 
 
 def _where(exc: BaseException) -> str:

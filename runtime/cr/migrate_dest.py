@@ -169,6 +169,10 @@ class _Session:
             raise _Failed(f"a container {self.cid!r} exists here already")
         tcp = offer.get("tcp") == "established"
         makedirs_private(rx.store.root, 0o711)
+        if offer.get("mode") == "lazy":  # post-copy
+            from runtime.cr.migrate_lazy import receive_lazy
+
+            return receive_lazy(self, offer, tcp)
         self.staging = os.path.join(rx.store.root, f".migrate-in-{os.getpid()}-{time.monotonic_ns()}")
         pages_dir = os.path.join(self.staging, "pages")
         makedirs_private(pages_dir)

@@ -8,13 +8,28 @@ from typing import Any
 
 from runtime.cr.layout import DEFAULT_IMAGE_DIR, DUMP_LOG, RESTORE_LOG
 
-__all__ = ["CheckpointOptions", "RestoreOptions", "CheckpointResult", "RestoreResult", "criu_us",
+__all__ = ["LazyPages", "CheckpointOptions", "RestoreOptions", "CheckpointResult", "RestoreResult", "criu_us",
            "RESTORE_TIMEOUT", "REPORT_MARGIN", "DEFAULT_IMAGE_DIR", "LOG_LEVEL", "DUMP_LOG", "RESTORE_LOG", "CTR_LOG"]
 
 RESTORE_TIMEOUT = 300.0  # kept for callers; a restore's deadline now scales with its images
 REPORT_MARGIN = 30.0  # seconds beyond CRIU's deadline for the restoring monitor to report
 LOG_LEVEL = 4  # CRIU's most detailed: the logs are what an operator debugs with
 CTR_LOG = "ctr.log"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LazyPages:
+    """Where a lazy restore's memory comes from (runtime.cr.lazy): the page server at ``address``:``port``
+    (a post-copy migration's source), or, with neither, the checkpoint's own pages files."""
+
+    address: str | None = None
+    port: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.address is None) != (self.port is None):
+            raise ValueError("give both address and port of the page server, or neither (the local images)")
+        if self.port is not None and not 0 < self.port < 65536:
+            raise ValueError(f"page server port {self.port} is not within 1..65535")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +64,9 @@ class CheckpointOptions:
     page_server: Any = field(default=None, compare=False)
     parent_img: str | None = None
     before_kill: Any = field(default=None, compare=False, repr=False)
+    # Post-copy: the lazy memory is not written; after the dump CRIU serves it from its page server on
+    # this port (every address) until a lazy-pages daemon has taken all of it, then kills the tree.
+    lazy_port: int | None = None
 
     def __post_init__(self) -> None:
         if self.before_kill is not None and self.leave_running:
@@ -56,6 +74,8 @@ class CheckpointOptions:
         if self.image_path is not None:
             # abspath also drops a trailing slash ("DIR/" would make "DIR/.new-PID" a child of DIR)
             object.__setattr__(self, "image_path", os.path.abspath(self.image_path))
+        if self.lazy_port is not None and (not 0 < self.lazy_port < 65536 or self.leave_running):
+            raise ValueError(f"lazy_port {self.lazy_port}: a port within 1..65535, and not with leave_running")
         if self.compress not in ("zstd", "gzip", "none"):
             raise ValueError(f"compress must be zstd, gzip or none, not {self.compress!r}")
         if self.export is not None:
@@ -72,7 +92,7 @@ class CheckpointOptions:
     @property
     def portable(self) -> bool:
         """The checkpoint leaves the machine (an archive, an image, a migration): it carries the rootfs diff."""
-        return bool(self.export or self.create_image or self.page_server is not None)
+        return bool(self.export or self.create_image or self.page_server is not None or self.lazy_port)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,6 +115,8 @@ class RestoreOptions:
     netns: str | None = None
     # Told (bytes done, total) while an archive is unpacked (restore_import; runtime.cr.meter.Progress).
     progress: Any = field(default=None, compare=False, repr=False)
+    # Restore without the memory CRIU marked lazy; it arrives from there while the container runs.
+    lazy: LazyPages | None = None
 
     def __post_init__(self) -> None:
         if self.tcp_established and self.tcp_close:
@@ -130,6 +152,9 @@ class RestoreResult:
     stats: dict[str, int]
     duration_us: int
     criu_duration_us: int | None
+    # A lazy restore's runtime.cr.lazy.LazyPagesDaemon, still delivering memory: the caller waits for it
+    # (``wait()``: every page arrived) and closes it.
+    lazy: Any = field(default=None, compare=False, repr=False)
 
 
 def criu_us(stats: dict[str, int], kind: str) -> int | None:

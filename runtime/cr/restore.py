@@ -28,6 +28,7 @@ from runtime.container.state import LIVE_STATUSES, Action, ContainerState, State
 from runtime.cr import criu_options, pending
 from runtime.cr.criu_options import Direction
 from runtime.cr.imagecheck import require_checkpoint
+from runtime.cr.lazy import LazyPagesDaemon
 from runtime.cr.manifest import HashCheck, Unhashed, unhashed_pages
 from runtime.cr.meta import (NETWORK_FILE, CheckpointMeta, choose_network_lock, read_meta, remove_logs,
                              require_usable_criu, stats_dict)
@@ -101,12 +102,19 @@ def restore_locked(store: StateStore, container_id: str, opts: RestoreOptions, *
             lock = opts.network_lock or meta.network_lock or choose_network_lock(facts=facts)
             st = pending.begin(store, st, "restore", image_dir=image_dir, joined=sorted(meta.namespaces))
             with deferred("the restore"):
+                daemon = None
                 try:
+                    if opts.lazy is not None:  # it must listen before CRIU's restore looks for it
+                        daemon = LazyPagesDaemon(cid, image_dir, opts.lazy, criu_path=criu_path,
+                                                 log_level=opts.log_level)
                     result = _restore_in_monitor(store, st, meta, image_dir, opts, criu_path, criu_root,
                                                  lock, notify, unhashed)
                 except BaseException:
+                    if daemon is not None:
+                        daemon.close()
                     _undo(store, st, image_dir)
                     raise
+                result = dataclasses.replace(result, lazy=daemon)
         finally:
             if temporary:
                 # The restored tree has its own copy of the mount; ours was only for CRIU.
@@ -292,7 +300,7 @@ def _criu_options(st: ContainerState, meta: CheckpointMeta, image_dir: str, opts
         cgroup_paths=dict(cg.paths) if cg else {}, cg_roots=tuple(cg.cg_roots()) if cg else (),
         bind_sources=spec_binds, stdio_fds=stdio_fds,
         network_lock=network_lock, netns_empty=meta.netns_empty,
-        **_tcp_mode(opts, meta), file_locks=opts.file_locks)
+        **_tcp_mode(opts, meta), file_locks=opts.file_locks, lazy_restore=opts.lazy is not None)
     try:
         plan = criu_options.build(ctx, Direction.RESTORE)
     except LookupError as exc:

@@ -43,14 +43,26 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
-def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
-    raise Interrupted(signum)
+def _forked_child(signum: int, owner: int) -> bool:
+    """In a fork of the process that installed a handler (a library's helper child, e.g. pyroute2's netns
+    creation, which its parent ends with SIGTERM): take the default action, never the parent's code."""
+    if os.getpid() == owner:
+        return False
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    return True
 
 
 def install_cli_handlers() -> None:
-    """SIGTERM/SIGHUP raise :class:`Interrupted` (main thread only)."""
+    """SIGTERM/SIGHUP raise :class:`Interrupted` (main thread only; a forked child just dies)."""
+    owner = os.getpid()
+
+    def interrupted(signum: int, _frame: FrameType | None) -> None:
+        if not _forked_child(signum, owner):
+            raise Interrupted(signum)
+
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_interrupted)
+        signal.signal(sig, interrupted)
 
 
 @contextlib.contextmanager
@@ -67,7 +79,11 @@ def deferred(what: str) -> Iterator[list[int]]:
         yield received
         return
 
+    owner = os.getpid()
+
     def hold(signum: int, _frame: FrameType | None) -> None:
+        if _forked_child(signum, owner):
+            return
         if not received:  # logging's locks are re-entrant: safe from a handler in the main thread
             _log.warning("%s received: finishing %s first (stopping now would lose the container)",
                          signal.Signals(signum).name, what)

@@ -22,9 +22,9 @@ else, so two labs may use the same /28)::
                      .13 veth -> container .14/28 (on whichever host runs it)
 
 The client reaches the container's IP through a /32 route via the host that
-holds it. The lab follows the container's host-side veth: when it appears
-on a host (a destination recreating the netns, which happens only once the
-source is frozen or gone), the route moves there; when it vanishes from the
+holds it. The lab follows the processes in the container's netns: when they
+appear on a host (a destination restoring, which happens only once the
+source is frozen or gone), the route moves there; when they leave the
 holder (a failed restore cleaned up), it moves back. The container's
 address is a /28 so that its peers are on-link (hosts answer ARP for them
 with proxy_arp): network.status recreates addresses, not routes.
@@ -39,13 +39,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import ipaddress
-import json
 import os
-import pickle
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -53,18 +49,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.linux import syscalls as sc
-from runtime.linux.procfs import read_mountinfo
 from runtime.net import netns as netns_mod
-from runtime.net import rtnl
 from runtime.net.in_netns import in_netns
-from runtime.testing.lab_enter import LEAF
+from runtime.testing.lab_host import (ENTER, LabHost, Task, delete_all_containers, kill_all, lab_cgroups,
+                                      make_container_net, netns_in_use, remove_cgroups)
 from runtime.testing.net import http_get
 
-__all__ = ["Lab", "LabHost", "LabNet", "Task", "Poller", "LAB_PORT"]
+__all__ = ["Lab", "LabHost", "LabNet", "Task", "Poller", "LAB_PORT", "delete_all_containers"]
 
 LAB_PORT = 7070  # free on every lab host: their network namespaces are the lab's own
-_ENTER = [sys.executable, "-m", "runtime.testing.lab_enter"]
-_CALL_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,163 +72,6 @@ class LabNet:
     ip: str
 
 
-class Task:
-    """A function running on a host in the background: ``result(timeout)``; killed (by PID) on exit."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], payload: bytes) -> None:
-        self.proc = proc
-        self._out: list[bytes] = []
-        self._reader = threading.Thread(target=self._feed, args=(payload,), daemon=True)
-        self._reader.start()
-
-    def _feed(self, payload: bytes) -> None:
-        self._out.append(self.proc.communicate(payload)[0])
-
-    def result(self, timeout: float = _CALL_TIMEOUT) -> Any:
-        self._reader.join(timeout)
-        if self._reader.is_alive():
-            self.kill()
-            raise TimeoutError(f"the lab task {self.proc.args[3:4]} did not finish within {timeout} s")
-        return _unpickle(self._out[0], self.proc.returncode)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self._reader.join(5)
-
-    def __enter__(self) -> Task:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.kill()
-
-
-def _unpickle(data: bytes, returncode: int | None) -> Any:
-    if not data:
-        raise RuntimeError(f"the lab host's python ended ({returncode}) without a result (see its stderr)")
-    ok, value = pickle.loads(data)
-    if not ok:
-        raise value
-    return value
-
-
-@dataclass(frozen=True, kw_only=True)
-class LabHost:
-    """One host: ``call``/``spawn`` a module-level function on it, ``cli``/``popen`` a command."""
-
-    name: str  # "a" or "b"
-    netns: str  # its network namespace, by path on the machine
-    state: str  # its state root's directory (at /run/criu-cr on the host)
-    cgroups: tuple[str, ...]  # its lab cgroup in every hierarchy (machine paths)
-    uplink_ip: str  # its address towards the client
-    peer_ip: str  # its address towards the other host: where the other host migrates to
-    client_ip: str  # the client's address on the link to this host
-    anchor: int = 0
-
-    def spec(self) -> str:
-        return json.dumps({"netns": self.netns, "cgroups": list(self.cgroups), "state": self.state,
-                           "anchor": self.anchor})
-
-    def spawn(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task:
-        """``fn(*args, **kwargs)`` in a new python on this host, in the background (a Task)."""
-        payload = pickle.dumps((fn, args, kwargs))
-        return Task(subprocess.Popen([*_ENTER, "call", self.spec()], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE), payload)
-
-    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """``fn(*args, **kwargs)`` on this host; its result, or its exception raised here."""
-        with self.spawn(fn, *args, **kwargs) as task:
-            return task.result()
-
-    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        return subprocess.Popen([*_ENTER, "exec", self.spec(), "--", *argv], **kwargs)
-
-    def cli(self, *args: str, timeout: float = _CALL_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        """``criu-cr ARGS`` on this host (its own state root), output captured."""
-        proc = self.popen([sys.executable, "-m", "runtime.cli", *args], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-    def path(self, path: str) -> str:
-        """``path`` as this host sees it (through its anchor's root), e.g. a file in a container."""
-        return f"/proc/{self.anchor}/root{path}"
-
-    def pids(self) -> list[int]:
-        """Every process of this host, its anchor included."""
-        return sorted({pid for d in self.cgroups[:1] for pid in _procs_below(d)})
-
-    def mounts(self) -> list[str]:
-        """The host's mount points (its mount namespace's view)."""
-        return [m.mountpoint for m in read_mountinfo(self.anchor)]
-
-    def listening(self, port: int) -> bool:
-        """Whether something on this host listens on TCP ``port``."""
-        with open(f"/proc/{self.anchor}/net/tcp") as f:
-            rows = [line.split() for line in f.readlines()[1:]]
-        return any(r[3] == "0A" and int(r[1].split(":")[1], 16) == port for r in rows)
-
-
-def _procs_below(directory: str) -> set[int]:
-    pids: set[int] = set()
-    for d, _dirs, files in os.walk(directory):
-        if "cgroup.procs" in files:
-            with contextlib.suppress(FileNotFoundError), open(os.path.join(d, "cgroup.procs")) as f:
-                pids.update(int(p) for p in f.read().split())
-    return pids
-
-
-def _lab_cgroups(leaf: str) -> list[str]:
-    """One new cgroup per hierarchy, below this process's own (its limits and accounting stay)."""
-    own: list[tuple[frozenset[str], str]] = []
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _id, ctrls, path = line.rstrip("\n").split(":", 2)
-            own.append((frozenset(ctrls.split(",")) if ctrls else frozenset(), path))
-    made: list[str] = []
-    for m in read_mountinfo():
-        if m.fstype not in ("cgroup", "cgroup2") or not m.mountpoint.startswith("/sys/fs/cgroup"):
-            continue
-        opts = m.super_option_set
-        mine = next((p for c, p in own if (not c and m.fstype == "cgroup2") or (c and c <= opts)), None)
-        if mine is None:
-            continue
-        d = os.path.join(m.mountpoint, mine.lstrip("/"), leaf)
-        for sub in (d, os.path.join(d, LEAF)):
-            os.mkdir(sub)
-            made.append(sub)
-            for name in ("cpuset.cpus", "cpuset.mems"):  # a v1 cpuset child starts empty: no task may join
-                src = os.path.join(os.path.dirname(sub), name)
-                if os.path.exists(src) and m.fstype == "cgroup":
-                    with open(src) as f, open(os.path.join(sub, name), "w") as g:
-                        g.write(f.read().strip() or "\n")
-    return [d for d in made if os.path.basename(d) != LEAF]
-
-
-def _remove_cgroups(dirs: list[str]) -> None:
-    for top in dirs:
-        for d, _dirs, _files in sorted(os.walk(top), key=lambda t: -t[0].count("/")):
-            with contextlib.suppress(FileNotFoundError):
-                os.rmdir(d)
-
-
-def _kill_all(dirs: list[str], budget: float = 10.0) -> None:
-    deadline = time.monotonic() + budget
-    while time.monotonic() < deadline:
-        pids = set().union(*(_procs_below(d) for d in dirs)) if dirs else set()
-        if not pids:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
-
-
 def _sysctl(key: str, value: str) -> None:
     with open(f"/proc/sys/{key}", "w") as f:
         f.write(value)
@@ -243,25 +79,6 @@ def _sysctl(key: str, value: str) -> None:
 
 def _in(netns: str, fn: Callable[[], Any]) -> Any:
     return in_netns(netns, fn)
-
-
-def make_container_net(name: str, host_ifname: str, host_cidr: str, ns_cidr: str) -> str:
-    """On a host: the container's netns with a veth to the host (``lab.container_net`` runs this)."""
-    path = netns_mod.create_netns(name)
-    netns_mod.setup_veth(netns=name, host_ifname=host_ifname, ns_ifname="eth0", host_addr=host_cidr, ns_addr=ns_cidr)
-    return path
-
-
-def delete_all_containers() -> list[str]:
-    """On a host: force-delete every container of its state root; their ids."""
-    from runtime.container import Container
-
-    gone = []
-    for ctr in Container.list():
-        with contextlib.suppress(Exception):
-            ctr.delete(force=True)
-            gone.append(ctr.id)
-    return gone
 
 
 class Poller:
@@ -310,7 +127,7 @@ class Lab:
     _anchors: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _netns: list[str] = field(default_factory=list)
     _cgroups: list[str] = field(default_factory=list)
-    _follow: list[tuple[LabNet, threading.Event, threading.Thread]] = field(default_factory=list)
+    _followers: list[tuple[LabNet, threading.Event, threading.Thread]] = field(default_factory=list)
 
     @classmethod
     @contextlib.contextmanager
@@ -355,10 +172,10 @@ class Lab:
         for h in ("a", "b"):
             host = getattr(self, h)
             os.makedirs(host.state, mode=0o711)
-            cgs = _lab_cgroups(f"criu-cr-test-lab-{self.tag}{h}")
+            cgs = lab_cgroups(f"criu-cr-test-lab-{self.tag}{h}")
             self._cgroups += cgs
             host = dataclasses.replace(host, cgroups=tuple(cgs))
-            proc = subprocess.Popen([*_ENTER, "anchor", host.spec()], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            proc = subprocess.Popen([*ENTER, "anchor", host.spec()], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             self._anchors.append(proc)
             if proc.stdout.readline() != b"ready\n":  # type: ignore[union-attr]
                 proc.wait(10)
@@ -369,44 +186,38 @@ class Lab:
 
     def container_net(self, host: LabHost) -> LabNet:
         """The container's netns on ``host`` (the same name is free on the other); the client's route
-        follows it from host to host from now on."""
+        follows the processes in it from host to host from now on."""
         base = self.subnet.network_address
         net = LabNet(name=f"ccrt-{self.tag}n", path=f"/run/netns/ccrt-{self.tag}n", host_ifname=f"ccrh{self.tag}n",
                      ns_ifname="eth0", host_ip=str(base + 13), ip=str(base + 14))
         host.call(make_container_net, net.name, net.host_ifname, f"{net.host_ip}/30", f"{net.ip}/28")
         self.route(net.ip, host)
         stop = threading.Event()
-        thread = threading.Thread(target=self._follow_veth, args=(net, host, stop), daemon=True)
+        thread = threading.Thread(target=self._follow, args=(net, host, stop), daemon=True)
         thread.start()
-        self._follow.append((net, stop, thread))
+        self._followers.append((net, stop, thread))
         return net
 
     def route(self, ip: str, host: LabHost) -> None:
         """The client reaches ``ip`` through ``host`` from now on."""
         _in(self.client, lambda: _route(f"{ip}/32", host.uplink_ip))
 
-    def _follow_veth(self, net: LabNet, holder: LabHost, stop: threading.Event) -> None:
-        socks = {h.name: rtnl.open_socket(h.netns) for h in self.hosts()}
+    def _follow(self, net: LabNet, holder: LabHost, stop: threading.Event) -> None:
+        """Route the client to the host whose processes entered the container's netns last (a restore
+        on the destination; the source is frozen or gone by then), back when they leave it there."""
         had = {h.name: h is holder for h in self.hosts()}
-        try:
-            while not stop.wait(0.005):
-                has = {n: any(link.ifname == net.host_ifname for link in rtnl.dump_links(s))
-                       for n, s in socks.items()}
-                gained = [h for h in self.hosts() if has[h.name] and not had[h.name]]
-                if gained:
-                    holder = gained[0]
+        while not stop.wait(0.005):
+            has = {h.name: netns_in_use(h, net.path) for h in self.hosts()}
+            gained = [h for h in self.hosts() if has[h.name] and not had[h.name]]
+            if gained and gained[0] is not holder:
+                holder = gained[0]
+                self.route(net.ip, holder)
+            elif not has[holder.name] and had[holder.name]:
+                others = [h for h in self.hosts() if has[h.name]]
+                if others:
+                    holder = others[0]
                     self.route(net.ip, holder)
-                elif not has[holder.name] and had[holder.name]:
-                    others = [h for h in self.hosts() if has[h.name]]
-                    if others:
-                        holder = others[0]
-                        self.route(net.ip, holder)
-                had = has
-        except OSError:
-            pass  # the lab is being torn down
-        finally:
-            for s in socks.values():
-                s.close()
+            had = has
 
     # -- the client -----------------------------------------------------------------------
 
@@ -441,20 +252,39 @@ class Lab:
     # -- teardown -------------------------------------------------------------------------
 
     def close(self) -> None:
-        for _net, stop, thread in self._follow:
+        """Remove everything; every step runs even when one before failed (the first error is raised)."""
+        errors: list[Exception] = []
+        for step in (self._stop_followers, self._delete_containers, lambda: kill_all(self._cgroups),
+                     self._reap_anchors, lambda: remove_cgroups(self._cgroups), self._delete_namespaces,
+                     self._remove_state):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - the next steps still clean up
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def _stop_followers(self) -> None:
+        for _net, stop, thread in self._followers:
             stop.set()
             thread.join(5)
+
+    def _delete_containers(self) -> None:
         for h in self.hosts():
             if h.anchor:
                 with contextlib.suppress(Exception):
                     h.call(delete_all_containers)
-        _kill_all(self._cgroups)
+
+    def _reap_anchors(self) -> None:
         for proc in self._anchors:
+            proc.kill()  # our child, by its pid (already dead with its cgroup, normally)
             proc.wait(10)
-        _remove_cgroups(self._cgroups)
+
+    def _delete_namespaces(self) -> None:
         for name in reversed(self._netns):
-            with contextlib.suppress(Exception):
-                netns_mod.delete_netns(name)
+            netns_mod.delete_netns(name)
+
+    def _remove_state(self) -> None:
         for h in self.hosts():
             shutil.rmtree(h.state, ignore_errors=True)  # its mounts died with the host's mount namespace
 

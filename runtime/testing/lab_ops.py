@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["run_container", "receive_once", "migrate_to", "status", "read_file", "HostLeftovers", "leftovers",
+__all__ = ["run_container", "receive_once", "migrate_to", "status", "read_file", "HostLeftovers", "leftovers", "occupy_port",
            "criu_path"]
 
 
@@ -88,3 +88,21 @@ def leftovers(netns_path: str | None = None) -> HostLeftovers:
                          state_entries=sorted(set(os.listdir(DEFAULT_ROOT)) - HOST_FILES),
                          mounts=[m.mountpoint for m in read_mountinfo() if m.mountpoint.startswith(DEFAULT_ROOT + "/")],
                          netns_lock=lock)
+
+
+def occupy_port(netns_path: str, port: int, seconds: float = 300.0) -> None:
+    """Listen on ``port`` inside the netns ``netns_path`` of this host until killed (a port taken)."""
+    import socket
+    import time
+
+    from runtime.net.in_netns import in_netns
+
+    def listen() -> socket.socket:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+        s.listen()
+        return s
+
+    with in_netns(netns_path, listen):
+        time.sleep(seconds)

@@ -15,7 +15,7 @@ from runtime.testing import lab_ops
 from runtime.testing.lab import LAB_PORT
 from tests.integration.container_helpers import echo, until
 from tests.integration.migrate_helpers import cutting_proxy
-from tests.integration.test_migrate_lab import CID, PAGE, TOKEN, count_on, lab_service
+from tests.integration.lab_helpers import CID, PAGE, TOKEN, count_on, lab_service
 
 pytestmark = pytest.mark.usefixtures("container_prereqs")
 

@@ -47,10 +47,11 @@ def test_a_bad_parallel_is_refused(capsys) -> None:
     ("checkpoint", "a", "b", "--export", "/tmp/x.tar"),
     ("restore", "--all", "--netns", "/run/netns/x"),
     ("restore", "a", "b", "--image-path", "/tmp/x"),
+    ("restore", "--all", "--lazy"),
 ])
 def test_options_naming_one_container_are_refused(argv) -> None:
     args = _parse(*argv)
-    with pytest.raises(UsageError, match="not with --all|--all or container ids"):
+    with pytest.raises(UsageError, match="not with --all|--all or container ids"):  # nothing was begun
         args.func(args)
 
 

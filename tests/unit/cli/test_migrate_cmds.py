@@ -22,6 +22,12 @@ def test_modes_from_criu_feature_answer():
     assert pre["available"] is False and "FEATURE_CHECK mem_track: no" in pre["why"] and "--lazy" in pre["why"]
 
 
+def test_lazy_needs_a_working_page_server_too():
+    facts = {**_facts(mem_track=False, lazy_pages=True), "lazy_page_server": "fs.pipe-max-size is 1048576: raise it"}
+    lazy = next(m for m in migration_modes(facts) if m["mode"] == "lazy")
+    assert lazy["available"] is False and "pipe-max-size" in lazy["why"]
+
+
 def test_modes_unknown_or_impossible():
     unknown = {m["mode"]: m["available"] for m in migration_modes(_facts())}
     assert unknown == {"stop-and-copy": True, "lazy": None, "pre-copy": None}
