@@ -149,10 +149,13 @@ def _gather(criu_arg: str | None) -> dict[str, Any]:
         facts["features"] = {k: v for k, v in asdict(client.feature_check()).items()}
     except CriuError as exc:
         facts["features_error"] = str(exc)
+    from runtime.cr import kdat
     from runtime.cr.lazy import page_server_problem
     from runtime.cr.meta import criu_facts, pick_network_lock
 
     facts["lazy_page_server"] = page_server_problem()
+    # Before CRIU is asked once more below: that run then finds the cache (made now if missing).
+    facts["kdat_cache"] = kdat.ensure(path)
 
     # Asked afresh (no cache): `check` reports what CRIU says now.
     facts["network_lock"]["nftables"] = bool(criu_facts(path).get("network_lock_nftables"))
@@ -195,6 +198,8 @@ def _check_text(report: dict[str, Any]) -> str:
         lines.append(f"criu check:  {'ok' if report['criu_check']['ok'] else 'FAILED'}")
     if report["features"] is not None:
         lines.append("features:    " + ", ".join(f"{k}={_yes(v)}" for k, v in report["features"].items()))
+    if "kdat_cache" in report:
+        lines.append(f"kdat cache:  {report['kdat_cache']} ({_KDAT_MEANING.get(report['kdat_cache'], 'CRIU probes the kernel on every run')})")
     lock = report["network_lock"]
     usable = [m for m in ("iptables", "nftables") if lock[m]]
     chosen = lock.get("chosen")
@@ -213,6 +218,14 @@ def _check_text(report: dict[str, Any]) -> str:
     lines += [f"{f['severity']}: {f['finding']} -> {f['meaning']}" for f in report["findings"]]
     lines.append("checkpoint/restore: " + ("works" if report["ok"] else "CANNOT work here"))
     return "\n".join(lines)
+
+
+_KDAT_MEANING = {
+    "present": "CRIU skips its ~25 ms kernel probing; remade after a reboot or a new CRIU; CRIU_CR_KDAT=0 opts out",
+    "made": "made now; CRIU skips its ~25 ms kernel probing from here on; CRIU_CR_KDAT=0 opts out",
+    "tmpfs": "/run is a tmpfs: CRIU keeps its own cache",
+    "disabled": "CRIU_CR_KDAT=0: CRIU probes the kernel on every run",
+}
 
 
 def _yes(value: bool | None) -> str:
