@@ -94,10 +94,7 @@ class CriuRpcError(CriuError):
             parts.append(f": {cr_errmsg}")
         if cr_errno:
             parts.append(f" (errno {cr_errno}: {os.strerror(cr_errno)})")
-        if self.log_errors:
-            parts.append(f"; first error in log: {self.log_errors[0]}")
-        if log_path:
-            parts.append(f"; full log: {log_path}")
+        parts.append(_log_suffix(self.log_errors, log_path))
         if hint:
             parts.append(f". {hint}")
         super().__init__("".join(parts))
@@ -132,11 +129,7 @@ class CriuDiedError(CriuError):
         msg = f"CRIU died during {request}: it {how} before answering"
         if self.killed:
             msg += f"; the {len(self.killed)} task(s) it had restored were killed ({_pids(self.killed)})"
-        if self.log_errors:
-            msg += f"; first error in log: {self.log_errors[0]}"
-        if log_path:
-            msg += f"; full log: {log_path}"
-        super().__init__(msg)
+        super().__init__(msg + _log_suffix(self.log_errors, log_path))
 
 
 class CriuTimeoutError(CriuError):
@@ -171,11 +164,13 @@ class CriuTimeoutError(CriuError):
                     "was not killed and may still be running")
             if self.killed:
                 msg += f"; the {len(self.killed)} task(s) it had restored were killed ({_pids(self.killed)})"
-        if self.log_errors:
-            msg += f"; first error in log: {self.log_errors[0]}"
-        if log_path:
-            msg += f"; full log: {log_path}"
-        super().__init__(msg)
+        super().__init__(msg + _log_suffix(self.log_errors, log_path))
+
+
+def _log_suffix(log_errors: list[str], log_path: str | None) -> str:
+    """What every CRIU error adds about its log: the first real error, and where the log is."""
+    return ((f"; first error in log: {log_errors[0]}" if log_errors else "")
+            + (f"; full log: {log_path}" if log_path else ""))
 
 
 def _pids(pids: tuple[int, ...], shown: int = 8) -> str:

@@ -10,7 +10,7 @@ examples here). Nested commands are keyed ``"group sub"``.
 
 from __future__ import annotations
 
-__all__ = ["EXAMPLES", "NOTES", "PENDING"]
+__all__ = ["EXAMPLES", "NOTES"]
 
 Example = tuple[str, str]
 
@@ -92,9 +92,6 @@ EXAMPLES: dict[str, list[Example]] = {
     ],
     "diff": [("What changed between two checkpoints of one container.", "criu-cr diff /tmp/ck1 /tmp/ck2")],
 }
-
-# Commands whose examples are here before the command itself exists (tests skip their parse check).
-PENDING: frozenset[str] = frozenset()
 
 # A paragraph added to one command's EXIT STATUS section.
 NOTES: dict[str, str] = {

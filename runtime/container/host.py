@@ -22,7 +22,8 @@ from runtime.linux.fsmode import makedirs_private
 from runtime.linux.procfs import process_alive
 from runtime.oci.spec import Spec
 
-__all__ = ["STOP_TIMEOUT", "cgroup_parent", "overlay_dirs", "process_record", "prepare_host", "destroy", "discard_container", "kill_cgroup", "release_network_lock"]
+__all__ = ["STOP_TIMEOUT", "cgroup_parent", "overlay_dirs", "process_record", "prepare_host", "destroy",
+           "discard_container", "kill_cgroup", "release_network_lock"]
 
 _log = logging.getLogger("criu_cr.container")
 
@@ -87,12 +88,13 @@ def destroy(store: StateStore, st: ContainerState, *, adopted: bool, force: bool
     with ``force`` or while its init lives.
     """
     cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
-    if cg is not None and st.status == Status.CHECKPOINTED and not adopted and cg.exists() and cg.pids():
+    others = cg.pids() if cg is not None and st.status == Status.CHECKPOINTED and not adopted and cg.exists() else []
+    if others:
         # CRIU ended this container's tree when it dumped it: whatever runs in the cgroup now is
         # another container's (a restore of this checkpoint in another state root, a shared
         # cgroupsPath). Never kill it; leave the cgroup to it.
         _log.warning("container %r: its cgroup %s holds processes %s that are not its own; left alone",
-                     st.id, cg.path, cg.pids()[:8])
+                     st.id, cg.path, others[:8])
         cg = None
     alive = process_alive(st.init_pid, st.init_start_time)
     if alive:

@@ -233,18 +233,13 @@ class _Local:
         return restore(self.store, self.id, RestoreOptions(tcp_established=tcp_established), criu_path=criu_path)
 
     def release(self) -> None:
-        """Delete this side's copy once the destination runs it. On one host (loopback) the
-        destination's container has the same cgroup path, now holding its processes: it is left to it."""
+        """Delete this side's copy once the destination runs it. (Processes found in its cgroup are
+        not its own -- CRIU ended its tree -- and destroy() leaves them alone.)"""
         from runtime.container.host import destroy, release_network_lock
-        from runtime.linux.cgroups import Cgroups
 
         with self.store.lock(self.id, blocking=True):
             st = self.state()
             st.check(Action.FORCE_DELETE)
-            cg = Cgroups.from_dict(st.cgroups) if st.cgroups else None
-            if cg is not None and cg.exists() and cg.pids():
-                st = st.replace(cgroups={})
-                self.store.write(st)
             destroy(self.store, st, adopted=st.adopted_from is not None, force=True)
             try:
                 release_network_lock(st)

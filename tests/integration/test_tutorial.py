@@ -7,8 +7,7 @@ What the test changes, and only that (the tutorial says so in its section 2):
 - the container ids ``web`` and ``web2`` (whole words) become unique ids;
 - ``CRIU_CR_ROOT`` is a private state root and ``criu-cr`` on PATH runs this
   checkout's code.
-Blocks marked ``<!-- tutorial-test: skip ... -->`` are not run;
-``<!-- tutorial-test: needs criu-cr CMD -->`` runs once the parser has CMD.
+Blocks marked ``<!-- tutorial-test: skip ... -->`` are not run.
 Everything the walk makes is removed afterwards, also when it fails.
 """
 
@@ -23,8 +22,6 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass
-
-import pytest
 
 from runtime.container import Container
 from runtime.testing.plugin import reserve_test_net
@@ -53,13 +50,8 @@ def shell_blocks(text: str) -> list[Block]:
     return out
 
 
-def runnable(block: Block, commands: set[str]) -> bool:
-    mark = block.mark or ""
-    if mark.startswith("skip"):
-        return False
-    if mark.startswith("needs criu-cr "):
-        return mark.removeprefix("needs criu-cr ").strip() in commands
-    return True
+def runnable(block: Block) -> bool:
+    return not (block.mark or "").startswith("skip")
 
 
 def with_settings(body: str, values: dict[str, str]) -> str:
@@ -81,13 +73,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _commands() -> set[str]:
-    from runtime.cli import build_parser
-    from runtime.cli.manpage import commands
-
-    return {c.key for c in commands(build_parser())}
-
-
 def test_tutorial_blocks_are_found_and_marked() -> None:
     blocks = shell_blocks(TUTORIAL.read_text())
     marks = [b.mark for b in blocks if b.mark]
@@ -103,10 +88,9 @@ def test_tutorial_runs_as_written(container_prereqs, criu_cr_net_pool, state_roo
     ids = {"web": f"tut{tag}", "web2": f"tut{tag}b"}
     settings = {"NS": ns, "HOST_IF": host_if, "HOST_IP": host_ip, "CTR_IP": ctr_ip, "PORT": str(_free_port()),
                 "WORK": str(work), "OTHER": str(other)}
-    commands = _commands()
     parts, skipped = ["set -euo pipefail", "PS4='+ '", "set -x"], []
     for block in shell_blocks(TUTORIAL.read_text()):
-        if not runnable(block, commands):
+        if not runnable(block):
             skipped.append(f"line {block.line}: {block.mark}")
             continue
         body = with_settings(block.body, settings) if block.mark == "settings" else block.body

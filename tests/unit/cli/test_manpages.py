@@ -10,7 +10,7 @@ import pytest
 
 from runtime._version import __version__
 from runtime.cli import build_parser
-from runtime.cli.examples import EXAMPLES, NOTES, PENDING
+from runtime.cli.examples import EXAMPLES, NOTES
 from runtime.cli.exitcodes import Exit
 from runtime.cli.manpage import commands, render_pages, roff_escape
 from tests.conftest import require
@@ -30,15 +30,13 @@ def test_every_command_has_examples() -> None:
     """A command added without examples fails here: add them to runtime/cli/examples.py."""
     missing = sorted(k for k in COMMANDS if not EXAMPLES.get(k))
     assert not missing, f"commands without examples in runtime/cli/examples.py: {missing}"
-    unknown = sorted(set(EXAMPLES) - set(COMMANDS) - {""} - PENDING)
+    unknown = sorted(set(EXAMPLES) - set(COMMANDS) - {""})
     assert not unknown, f"examples for commands that do not exist: {unknown}"
     assert not set(NOTES) - set(COMMANDS)
 
 
 @pytest.mark.parametrize("key", sorted(EXAMPLES))
 def test_examples_parse_with_the_real_parser(key: str) -> None:
-    if key in PENDING and key not in COMMANDS:
-        pytest.skip(f"criu-cr {key} does not exist yet")
     for _, line in EXAMPLES[key]:
         argv = shlex.split(line)
         assert argv[0] == "criu-cr"
