@@ -10,56 +10,36 @@ all succeeded, 7 (PARTIAL) when some failed, a failure's own status when all
 failed alike, 128 + N when signal N stopped the batch (those not begun are
 reported as such).
 
-This module is imported by cr_cmds' parsers: it stays light (runtime.cr.batch
-is loaded by the handlers only).
+cr_cmds' parsers name these handlers (``Handler(..., when=...)``): this module
+is imported only when a batch is asked for.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
 from typing import Any
 
-__all__ = ["WHEN", "add_flags", "checkpoint", "restore"]
+from runtime.cli.cr_cmds import result_json
+from runtime.cli.errormap import UsageError
+from runtime.cli.output import Result, chosen_format, outcomes_result
+from runtime.container.state import StateStore
+from runtime.cr.batch import BatchResult, checkpoint_all, restore_all
+from runtime.cr.options import CheckpointOptions, RestoreOptions
 
-#: The batch handlers, for cr_cmds' ``Handler(..., when=...)``: taken when --all or further ids are given.
-WHEN = {verb: {"all": f"batch_cmds:{verb}", "more_ids": f"batch_cmds:{verb}"} for verb in ("checkpoint", "restore")}
-
-
-def add_flags(p: argparse.ArgumentParser) -> None:
-    """--all, --parallel and further ids for a checkpoint/restore parser."""
-    p.add_argument("more_ids", nargs="*", metavar="ID...", help="further containers (done in parallel)")
-    p.add_argument("-a", "--all", action="store_true",
-                   help="every running container (checkpoint) / every checkpointed one (restore)")
-    p.add_argument("--parallel", type=_positive, metavar="N",
-                   help="with --all or several ids: at most N at a time (default: twice the number of cores)")
-
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
-    return n
+__all__ = ["checkpoint", "restore", "report"]
 
 
 def _ids(args: argparse.Namespace, verb: str) -> list[str] | None:
-    from runtime.cli.errormap import UsageError
-
     named = [i for i in (args.id, *args.more_ids) if i]
     if args.all and named:
         raise UsageError(f"{verb}: give --all or container ids, not both")
     return None if args.all else named
 
 
-def checkpoint(args: argparse.Namespace) -> Any:
-    from runtime.cli.errormap import UsageError
-    from runtime.container.state import StateStore
-    from runtime.cr.batch import checkpoint_all
-    from runtime.cr.options import CheckpointOptions
-
+def checkpoint(args: argparse.Namespace) -> Result:
     if args.image_path or args.export or args.create_image:
         raise UsageError("checkpoint: --image-path, --export and --create-image name one place: "
                          "not with --all or several ids")
@@ -71,12 +51,7 @@ def checkpoint(args: argparse.Namespace) -> Any:
     return report(args, "checkpoint", res, lambda r: r.image_dir)
 
 
-def restore(args: argparse.Namespace) -> Any:
-    from runtime.cli.errormap import UsageError
-    from runtime.container.state import StateStore
-    from runtime.cr.batch import restore_all
-    from runtime.cr.options import RestoreOptions
-
+def restore(args: argparse.Namespace) -> Result:
     if args.image_path or args.import_ or args.bundle or args.netns or args.name or args.rootfs:
         raise UsageError("restore: --image-path, --import, --bundle, --netns, --name and --rootfs "
                          "name one container: not with --all or several ids")
@@ -91,21 +66,14 @@ def restore(args: argparse.Namespace) -> Any:
     return report(args, "restore", res, lambda r: r.pid)
 
 
-def report(args: argparse.Namespace, kind: str, res: Any, plain: Any) -> Any:
+def report(args: argparse.Namespace, kind: str, res: BatchResult, plain: Any) -> Result:
     """The batch's :class:`~runtime.cli.output.Result` (text, JSON or --print-stats) and exit status."""
-    import sys
-
-    from runtime.cli.cr_cmds import result_json
-    from runtime.cli.output import Result, chosen_format, outcomes_result
-
     rows = [(o.container_id, result_json(kind, o.result) if o.ok else None, None if o.ok else o.error)
             for o in res.outcomes]
     out = outcomes_result(rows)
     notes = [f"{kind}: {res.summary()}" if res.outcomes else f"{kind}: no container to {kind}"]
     exit_status = int(out.exit)
     if res.signal:
-        import signal
-
         skipped = sum(o.skipped for o in res.outcomes)
         notes.append(f"{kind}: interrupted by {signal.Signals(res.signal).name}; {skipped} not begun")
         exit_status = 128 + res.signal
@@ -123,7 +91,7 @@ def report(args: argparse.Namespace, kind: str, res: Any, plain: Any) -> Any:
     return Result(data=out.data, text=text, exit=exit_status)
 
 
-def _stats(kind: str, res: Any) -> dict[str, Any]:
+def _stats(kind: str, res: BatchResult) -> dict[str, Any]:
     """podman's shape (``criu_cr_<kind>_duration`` in µs, one entry per container)."""
     entries = []
     for o in res.outcomes:

@@ -24,7 +24,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from runtime.cli import batch_cmds
 from runtime.cli.handlers import Handler
 from runtime.cli.output import Result
 from runtime.cli.progress import progress_for
@@ -36,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("checkpoint", help="checkpoint a running container",
                               description="Checkpoint a running container with CRIU (over RPC).")
     p.add_argument("id", nargs="?", help="container id")
-    batch_cmds.add_flags(p)
+    _batch_flags(p)
     p.add_argument("--image-path", help="where to write the checkpoint (default: <state>/<id>/checkpoint)")
     p.add_argument("-e", "--export", metavar="FILE",
                    help="also write the checkpoint as one archive (podman's layout, readable by checkpointctl)")
@@ -50,12 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="drop connections the container has not accepted yet instead of failing "
                         "(the default with --leave-running, where the container keeps them)")
     _common(p, "checkpoint")
-    p.set_defaults(func=Handler("checkpoint_cmd:run", when=batch_cmds.WHEN["checkpoint"]))
+    p.set_defaults(func=Handler("checkpoint_cmd:run", when=_batch("checkpoint")))
 
     p = subparsers.add_parser("restore", help="restore a checkpointed container",
                               description="Restore a checkpointed container with CRIU (over RPC).")
     p.add_argument("id", nargs="?", help="container id (with --import: the new container's, as --name)")
-    batch_cmds.add_flags(p)
+    _batch_flags(p)
     p.add_argument("--image-path", help="the checkpoint to restore (default: the container's last one)")
     p.add_argument("-i", "--import", dest="import_", metavar="FILE",
                    help="restore a new container from a checkpoint archive (checkpoint --export) "
@@ -75,7 +74,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run the container before its memory is back: CRIU's lazy-pages daemon fills it in "
                         "from the checkpoint while it runs (the command returns once all of it is in)")
     _common(p, "restore")
-    p.set_defaults(func=Handler("restore_cmd:run", when={**batch_cmds.WHEN["restore"], "import_": "import_cmd:run"}))
+    p.set_defaults(func=Handler("restore_cmd:run", when={**_batch("restore"), "import_": "import_cmd:run"}))
+
+
+def _batch(verb: str) -> dict[str, str]:
+    """--all or further ids take the batch handler (batch_cmds)."""
+    return {"all": f"batch_cmds:{verb}", "more_ids": f"batch_cmds:{verb}"}
+
+
+def _batch_flags(p: argparse.ArgumentParser) -> None:
+    """--all, --parallel and further ids for a checkpoint/restore parser."""
+    p.add_argument("more_ids", nargs="*", metavar="ID...", help="further containers (done in parallel)")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="every running container (checkpoint) / every checkpointed one (restore)")
+    p.add_argument("--parallel", type=_positive, metavar="N",
+                   help="with --all or several ids: at most N at a time (default: twice the number of cores)")
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return n
 
 
 def _size(text: str) -> int:
